@@ -1,0 +1,123 @@
+#pragma once
+
+// Checkpoints: one file per checkpoint, the whole state of a partition as of an LSN.
+//
+//   DIR/p-NNNN/ckpt/<lsn, 20 digits>.ckpt
+//
+//   +------------------------------ header, 40 bytes ------------------------------+
+//   | magic "SFCKPT01" | version u32 | partition u32 | LSN u64 | epoch u64 | body length u64 |
+//   +-------------------------------------------------------------------------------+
+//   | body: sources   u32 count, then (name bytes, offset u64) each                 |
+//   |       dedup     u64 evictions, u32 count, then 16-byte digests, oldest first   |
+//   |       entities  u64 count, then (key bytes, state u32 len + bytes)               |
+//   +-------------------------------------------------------------------------------+
+//   | masked CRC32C of everything above, u32                                         |
+//
+// "LSN" is the last log record the state includes (0: none); recovery replays from LSN + 1.
+//
+// Lifecycle: a checkpoint is written to <name>.tmp, fdatasynced, renamed to its final name,
+// and the directory is fsynced; only then does it exist, and only then may log segments it
+// replaces be released. Leftover .tmp files of an interrupted write are removed at open. At
+// least the two newest checkpoints are kept so that a damaged newest one can fall back.
+// Loading verifies the CRC and bounds-checks every count and length against the file before
+// using it: a forged count fails the load, it never allocates or reads past the end.
+//
+// Single-threaded per partition.
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+#include "statefold/coding.hpp"
+#include "statefold/dedup_window.hpp"
+#include "statefold/file_system.hpp"
+#include "statefold/status.hpp"
+
+namespace statefold {
+
+namespace checkpoint_format {
+inline constexpr std::string_view magic = "SFCKPT01";
+inline constexpr uint32_t version = 1;
+inline constexpr std::size_t header_size = 40;
+std::string file_name(uint64_t lsn);
+bool parse_file_name(std::string_view name, uint64_t& lsn);
+}  // namespace checkpoint_format
+
+/// Builds a checkpoint image in memory: sources, then dedup, then entities, then finish().
+class checkpoint_builder {
+ public:
+  checkpoint_builder(uint32_t partition, uint64_t lsn, uint64_t epoch);
+  void add_sources(const std::vector<std::pair<std::string, uint64_t>>& sources);
+  void add_dedup(const dedup_window& window);
+  /// Then, `count` times, add_entity.
+  void begin_entities(uint64_t count);
+  /// `encode_state` appends the state's bytes to the string it is given.
+  template <class Encoder>
+  void add_entity(std::string_view key, Encoder&& encode_state);
+  /// The finished file content.
+  std::string finish() &&;
+  uint64_t lsn() const noexcept { return lsn_; }
+
+ private:
+  std::string buf_;
+  uint64_t lsn_;
+};
+
+/// A verified checkpoint, parsed; entity bytes are views into `bytes`.
+struct loaded_checkpoint {
+  std::string path;
+  uint64_t lsn = 0;
+  uint64_t epoch = 0;
+  std::vector<std::pair<std::string, uint64_t>> sources;
+  uint64_t dedup_evictions = 0;
+  std::vector<event_digest> dedup;  // oldest first
+  std::vector<std::pair<std::string_view, std::string_view>> entities;
+  std::string bytes;
+};
+
+/// Parses and verifies a checkpoint image (file content). `path` is used in messages.
+result<loaded_checkpoint> decode_checkpoint(std::string bytes, const std::string& path,
+                                            uint32_t partition);
+
+class checkpoint_store {
+ public:
+  /// Creates the directory if needed and removes leftover .tmp files (then syncs it).
+  static result<checkpoint_store> open(file_system& fs, std::string dir, uint32_t partition);
+
+  /// LSNs of the checkpoint files present, newest first (not yet verified).
+  result<std::vector<uint64_t>> list() const;
+  result<loaded_checkpoint> load(uint64_t lsn) const;
+  /// Durably writes a checkpoint built by checkpoint_builder (see Lifecycle above).
+  status write(uint64_t lsn, std::string_view image);
+  /// Removes all but the `keep` newest checkpoints (never fewer than one).
+  status prune(std::size_t keep);
+  /// Removes checkpoints with LSN >= lsn (after a point-in-time cut of the log).
+  status remove_from(uint64_t lsn);
+  const std::string& dir() const noexcept { return dir_; }
+  std::string path_of(uint64_t lsn) const;
+  /// Stray files removed by open().
+  const std::vector<std::string>& removed_at_open() const noexcept { return removed_; }
+
+ private:
+  checkpoint_store(file_system& fs, std::string dir, uint32_t partition)
+      : fs_(&fs), dir_(std::move(dir)), partition_(partition) {}
+  file_system* fs_;
+  std::string dir_;
+  uint32_t partition_;
+  std::vector<std::string> removed_;
+};
+
+template <class Encoder>
+void checkpoint_builder::add_entity(std::string_view key, Encoder&& encode_state) {
+  put_bytes(buf_, key);
+  // The state's length is not known before encoding: reserve a fixed 4-byte length.
+  const std::size_t at = buf_.size();
+  buf_.append(4, '\0');
+  encode_state(buf_);
+  store_u32(buf_.data() + at, static_cast<uint32_t>(buf_.size() - at - 4));
+}
+
+}  // namespace statefold

@@ -1,0 +1,63 @@
+#pragma once
+
+// dedup_window: the exact set of the most recent N event IDs of one partition, FIFO-evicted.
+//
+// An event ID is kept as its 128-bit XXH3 digest (fixed size, no allocation per entry). Two
+// distinct IDs collide with probability ~ window^2 / 2^129 — for a window of 10^6 about
+// 10^-27 — which we treat as exact. Size and evictions are observable; the window is saved
+// in checkpoints (oldest first) and rebuilt by replay, so it survives restarts.
+// Beyond the window an old ID is no longer recognised: a redelivery older than the last N
+// accepted events is applied again. Size the window to cover the longest redelivery.
+//
+// Single-threaded.
+
+#include <cstdint>
+#include <string_view>
+#include <vector>
+
+#include <absl/container/flat_hash_set.h>
+
+namespace statefold {
+
+struct event_digest {
+  uint64_t hi = 0;
+  uint64_t lo = 0;
+  friend bool operator==(const event_digest&, const event_digest&) = default;
+  template <class H>
+  friend H AbslHashValue(H h, const event_digest& d) {
+    return H::combine(std::move(h), d.lo);  // already uniformly distributed
+  }
+};
+
+/// The pinned digest of an event ID (XXH3-128, seed 0).
+event_digest digest_of(std::string_view event_id) noexcept;
+
+class dedup_window {
+ public:
+  /// capacity 0 disables deduplication (every lookup misses, nothing is stored).
+  explicit dedup_window(std::size_t capacity);
+
+  bool contains(const event_digest& d) const { return set_.contains(d); }
+  /// Remembers `d`, evicting the oldest entry when full. `d` must not be present.
+  void insert(const event_digest& d);
+  void clear();
+
+  std::size_t size() const noexcept { return set_.size(); }
+  std::size_t capacity() const noexcept { return capacity_; }
+  uint64_t evictions() const noexcept { return evictions_; }
+
+  /// Visits entries oldest first.
+  template <class F>
+  void for_each(F&& f) const {
+    for (std::size_t i = 0; i < set_.size(); ++i) f(ring_[(head_ + i) % capacity_]);
+  }
+
+ private:
+  std::size_t capacity_;
+  std::vector<event_digest> ring_;  // grows to capacity, then wraps
+  std::size_t head_ = 0;            // oldest entry once full
+  absl::flat_hash_set<event_digest> set_;
+  uint64_t evictions_ = 0;
+};
+
+}  // namespace statefold

@@ -1,0 +1,357 @@
+#pragma once
+
+// partition_state<Model>: the single-threaded heart of one partition.
+//
+// It owns the partition's entity states (a flat hash map key -> Model::state), its dedup
+// window, its per-source offset high-water marks, its log writer and its checkpoint store.
+//
+//   open()        recover: newest usable checkpoint + replay of the log tail (recovery.hpp)
+//   apply(e)      validate -> dedup -> Model::apply -> encode into the log buffer; returns the
+//                 outcome and the LSN. NOT durable yet.
+//   sync()        makes every applied event durable; returns the durable LSN. Acknowledge an
+//                 event only when the durable LSN has reached its LSN.
+//   checkpoint()  sync, write an atomic checkpoint, keep the newest `keep_checkpoints`, release
+//                 log segments no kept checkpoint needs.
+//   find(key)     the current state, which may include applied-but-not-yet-durable events.
+//
+// Outcomes: applied (logged, state changed); duplicate (event ID in the dedup window, or a
+// source offset at or below that source's high-water mark: nothing changes, nothing logged);
+// rejected (malformed, oversized, or Model::apply threw: nothing logged, state unchanged — a
+// throwing handler makes the partition rebuild its state from disk before the next event);
+// failed (the log failed earlier: the partition accepts nothing until reopened from disk).
+//
+// Threading: none. One owner thread (or actor) calls everything.
+
+#include <chrono>
+#include <cstdint>
+#include <exception>
+#include <map>
+#include <memory>
+#include <string>
+#include <string_view>
+
+#include <absl/container/flat_hash_map.h>
+#include <absl/hash/hash.h>
+#include <absl/strings/string_view.h>
+
+#include "statefold/checkpoint.hpp"
+#include "statefold/dedup_window.hpp"
+#include "statefold/envelope.hpp"
+#include "statefold/file_system.hpp"
+#include "statefold/log_reader.hpp"
+#include "statefold/log_writer.hpp"
+#include "statefold/model.hpp"
+#include "statefold/recovery.hpp"
+#include "statefold/status.hpp"
+
+namespace statefold {
+
+enum class outcome : uint8_t { applied, duplicate, rejected, failed };
+inline const char* to_string(outcome o) noexcept {
+  switch (o) {
+    case outcome::applied: return "applied";
+    case outcome::duplicate: return "duplicate";
+    case outcome::rejected: return "rejected";
+    case outcome::failed: return "failed";
+  }
+  return "unknown";
+}
+
+struct apply_result {
+  outcome kind = outcome::applied;
+  uint64_t lsn = 0;        ///< for applied: the event's LSN (durable once durable_lsn >= lsn)
+  std::string reason;      ///< for rejected / failed / duplicate
+};
+
+struct partition_options {
+  std::string dir;                     ///< the partition's directory; log/ and ckpt/ go in it
+  uint32_t partition = 0;
+  uint64_t epoch = 1;                  ///< owner epoch, written into new segment headers
+  std::size_t dedup_window = 1u << 18; ///< event IDs remembered (0 disables dedup)
+  recovery_mode mode = recovery_mode::tolerate_torn_tail;
+  log_options log;
+  std::size_t keep_checkpoints = 2;
+  std::function<void(uint64_t records, uint64_t bytes)> progress;  ///< during replay
+};
+
+struct partition_stats {
+  uint64_t applied = 0;
+  uint64_t duplicates = 0;
+  uint64_t rejected = 0;
+  uint64_t rebuilds = 0;           ///< state reloads after a throwing handler
+  uint64_t next_lsn = 1;
+  uint64_t durable_lsn = 0;
+  uint64_t entities = 0;
+  uint64_t dedup_size = 0;
+  uint64_t dedup_capacity = 0;
+  uint64_t dedup_evictions = 0;
+  uint64_t last_checkpoint_lsn = 0;
+  uint64_t checkpoints_written = 0;
+  uint64_t segments = 0;
+};
+
+/// Transparent string hashing for the entity map, so lookups by string_view do not allocate.
+/// (Not the partition hash: within one partition its key-group bits are range-restricted.)
+struct entity_key_hash {
+  using is_transparent = void;
+  std::size_t operator()(std::string_view s) const noexcept {
+    return absl::Hash<absl::string_view>{}(absl::string_view(s.data(), s.size()));
+  }
+};
+struct entity_key_eq {
+  using is_transparent = void;
+  bool operator()(std::string_view a, std::string_view b) const noexcept { return a == b; }
+};
+
+template <model Model>
+class partition_state {
+ public:
+  using state_type = typename Model::state;
+  using event_type = typename Model::event;
+
+  /// Recovers the partition from `o.dir` (creating it if new) and opens its log for appending.
+  static result<std::unique_ptr<partition_state>> open(file_system& fs, partition_options o);
+
+  apply_result apply(const event_type& e, const event_meta& meta = {});
+  /// Durable LSN after writing and syncing everything applied so far.
+  result<uint64_t> sync();
+  /// See the class comment. An error writing the checkpoint (e.g. ENOSPC) leaves the previous
+  /// checkpoints and all segments in place; the partition keeps working.
+  status checkpoint();
+
+  const state_type* find(std::string_view key) const {
+    auto it = entities_.find(key);
+    return it == entities_.end() ? nullptr : &it->second;
+  }
+  /// Visits every (key, state); order unspecified.
+  template <class F>
+  void for_each(F&& f) const {
+    for (const auto& [k, s] : entities_) f(std::string_view(k), s);
+  }
+  uint64_t next_lsn() const noexcept { return writer_->next_lsn(); }
+  uint64_t durable_lsn() const noexcept { return writer_->durable_lsn(); }
+  /// ok while healthy; else why the partition refuses work.
+  const status& failure() const noexcept { return writer_->failure(); }
+  partition_stats stats() const;
+  const recovery_report& recovery() const noexcept { return report_; }
+  uint32_t partition() const noexcept { return o_.partition; }
+  const std::map<std::string, uint64_t>& source_offsets() const noexcept { return sources_; }
+
+ private:
+  partition_state(file_system& fs, partition_options o, checkpoint_store store)
+      : fs_(fs), o_(std::move(o)), store_(std::move(store)), window_(o_.dedup_window) {}
+
+  std::string log_dir() const { return path_join(o_.dir, "log"); }
+  result<recovery_result> load_from_disk(bool repair);
+  status rebuild();
+  void reset() {
+    entities_.clear();
+    window_.clear();
+    sources_.clear();
+  }
+  void remember(const event_digest& d, const std::string_view source, uint64_t offset,
+                bool has_source) {
+    if (!window_.contains(d)) window_.insert(d);
+    if (has_source) {
+      auto& hwm = sources_[std::string(source)];
+      if (offset > hwm) hwm = offset;
+    }
+  }
+
+  file_system& fs_;
+  partition_options o_;
+  checkpoint_store store_;
+  std::unique_ptr<log_writer> writer_;
+  absl::flat_hash_map<std::string, state_type, entity_key_hash, entity_key_eq> entities_;
+  dedup_window window_;
+  std::map<std::string, uint64_t> sources_;
+  std::string scratch_;
+  recovery_report report_;
+  partition_stats counters_;
+  bool have_checkpoint_ = false;  // counters_.last_checkpoint_lsn names a checkpoint on disk
+};
+
+// ---------------------------------------------------------------------------------------------
+
+template <model Model>
+result<recovery_result> partition_state<Model>::load_from_disk(bool repair) {
+  recovery_hooks hooks;
+  hooks.reset = [this] { reset(); };
+  hooks.load_checkpoint = [this](const loaded_checkpoint& c) -> status {
+    reset();
+    for (const auto& [name, off] : c.sources) sources_[name] = off;
+    for (const auto& d : c.dedup) window_.insert(d);
+    entities_.reserve(c.entities.size());
+    for (const auto& [key, bytes] : c.entities) {
+      state_type s{};
+      if (!Model::decode_state(bytes, s))
+        return {errc::corruption, c.path + ": the model cannot decode the state of key '" +
+                                      std::string(key) + "'"};
+      entities_.insert_or_assign(std::string(key), std::move(s));
+    }
+    return status::ok();
+  };
+  hooks.replay = [this](const log_record& r) -> status {
+    auto where = [&] {
+      return std::string(r.file) + " at offset " + std::to_string(r.offset) + " (LSN " +
+             std::to_string(r.lsn) + ")";
+    };
+    auto env = decode_envelope(r.payload);
+    if (!env) return {errc::corruption, where() + ": " + env.error().message()};
+    event_type e{};
+    if (!Model::decode_event(env->body, e))
+      return {errc::corruption, where() + ": the model cannot decode the logged event '" +
+                                    std::string(env->event_id) + "'"};
+    auto it = entities_.find(env->key);
+    if (it == entities_.end()) it = entities_.emplace(std::string(env->key), state_type{}).first;
+    try {
+      Model::apply(it->second, e);
+    } catch (const std::exception& ex) {
+      // A logged event was accepted once; a handler that now throws is not deterministic.
+      return {errc::failed, where() + ": handler threw on replay of event '" +
+                                std::string(env->event_id) + "' (non-deterministic apply?): " +
+                                ex.what()};
+    }
+    remember(digest_of(env->event_id), env->source, env->source_offset, env->has_source);
+    return status::ok();
+  };
+  recovery_options ro;
+  ro.partition = o_.partition;
+  ro.max_epoch = o_.epoch;
+  ro.mode = o_.mode;
+  ro.repair = repair;
+  ro.progress = o_.progress;
+  SF_ASSIGN_OR_RETURN(auto r, recover_partition(fs_, log_dir(), store_, ro, hooks));
+  r.report.entities = entities_.size();
+  return r;
+}
+
+template <model Model>
+result<std::unique_ptr<partition_state<Model>>> partition_state<Model>::open(file_system& fs,
+                                                                              partition_options o) {
+  SF_RETURN_IF_ERROR(fs.create_dirs(o.dir));
+  SF_ASSIGN_OR_RETURN(auto store, checkpoint_store::open(fs, path_join(o.dir, "ckpt"), o.partition));
+  std::unique_ptr<partition_state> p(new partition_state(fs, std::move(o), std::move(store)));
+  SF_ASSIGN_OR_RETURN(auto rec, p->load_from_disk(/*repair=*/true));
+  p->report_ = rec.report;
+  p->counters_.last_checkpoint_lsn = rec.report.checkpoint_lsn;
+  SF_ASSIGN_OR_RETURN(p->writer_, log_writer::open(fs, p->log_dir(), p->o_.partition, p->o_.epoch,
+                                                   rec.scan, p->o_.log));
+  // A new log's first segment is created now, so that a crash before the first sync still
+  // leaves a log that starts where the state does.
+  SF_RETURN_IF_ERROR(p->writer_->sync().to_status());
+  p->have_checkpoint_ = rec.report.used_checkpoint;
+  return p;
+}
+
+template <model Model>
+apply_result partition_state<Model>::apply(const event_type& e, const event_meta& meta) {
+  if (!writer_->failure().is_ok())
+    return {outcome::failed, 0, "partition " + std::to_string(o_.partition) +
+                                    " has failed: " + writer_->failure().to_string()};
+  if constexpr (model_with_validate<Model>) {
+    std::string why = Model::validate(e);
+    if (!why.empty()) {
+      ++counters_.rejected;
+      return {outcome::rejected, 0, "malformed event: " + why};
+    }
+  }
+  const std::string_view id = Model::event_id(e);
+  const std::string_view key = Model::key(e);
+  if (id.empty()) {
+    ++counters_.rejected;
+    return {outcome::rejected, 0, "malformed event: empty event ID"};
+  }
+  const event_digest d = digest_of(id);
+  if (window_.contains(d)) {
+    ++counters_.duplicates;
+    return {outcome::duplicate, 0, "event ID already applied (within the dedup window)"};
+  }
+  if (meta.source) {
+    auto it = sources_.find(meta.source->source);
+    if (it != sources_.end() && meta.source->offset <= it->second) {
+      ++counters_.duplicates;
+      return {outcome::duplicate, 0, "source offset at or below the high-water mark"};
+    }
+  }
+  scratch_.clear();
+  encode_envelope(scratch_, id, key, meta, [&](std::string& out) { Model::encode_event(e, out); });
+  if (scratch_.size() > o_.log.max_record_bytes) {
+    ++counters_.rejected;
+    return {outcome::rejected, 0, "event of " + std::to_string(scratch_.size()) +
+                                      " bytes exceeds max_record_bytes " +
+                                      std::to_string(o_.log.max_record_bytes)};
+  }
+  auto it = entities_.find(key);
+  if (it == entities_.end()) it = entities_.emplace(std::string(key), state_type{}).first;
+  try {
+    Model::apply(it->second, e);
+  } catch (const std::exception& ex) {
+    ++counters_.rejected;
+    std::string why = std::string("handler threw: ") + ex.what();
+    if (status st = rebuild(); !st.is_ok()) return {outcome::failed, 0, why + "; " + st.to_string()};
+    return {outcome::rejected, 0, why};
+  } catch (...) {
+    ++counters_.rejected;
+    if (status st = rebuild(); !st.is_ok())
+      return {outcome::failed, 0, "handler threw; " + st.to_string()};
+    return {outcome::rejected, 0, "handler threw a non-standard exception"};
+  }
+  auto lsn = writer_->append(log_format::record_type::event, scratch_);
+  if (!lsn) return {outcome::failed, 0, lsn.error().to_string()};  // writer failed: reopen
+  remember(d, meta.source ? std::string_view(meta.source->source) : std::string_view{},
+           meta.source ? meta.source->offset : 0, meta.source.has_value());
+  ++counters_.applied;
+  return {outcome::applied, *lsn, {}};
+}
+
+template <model Model>
+status partition_state<Model>::rebuild() {
+  // The handler may have half-changed a state: reload from disk. Everything applied before it
+  // must be on disk for that, so sync first.
+  SF_RETURN_IF_ERROR(writer_->sync().to_status());
+  ++counters_.rebuilds;
+  return load_from_disk(/*repair=*/false).to_status();
+}
+
+template <model Model>
+result<uint64_t> partition_state<Model>::sync() {
+  return writer_->sync();
+}
+
+template <model Model>
+status partition_state<Model>::checkpoint() {
+  SF_ASSIGN_OR_RETURN(uint64_t lsn, writer_->sync());
+  if (have_checkpoint_ && lsn == counters_.last_checkpoint_lsn) return status::ok();  // nothing new
+  checkpoint_builder b(o_.partition, lsn, o_.epoch);
+  b.add_sources({sources_.begin(), sources_.end()});
+  b.add_dedup(window_);
+  b.begin_entities(entities_.size());
+  for (const auto& [key, s] : entities_)
+    b.add_entity(key, [&](std::string& out) { Model::encode_state(s, out); });
+  const std::string image = std::move(b).finish();
+  SF_RETURN_IF_ERROR(store_.write(lsn, image));
+  counters_.last_checkpoint_lsn = lsn;
+  have_checkpoint_ = true;
+  ++counters_.checkpoints_written;
+  // Only now that the new checkpoint is durable may older checkpoints and segments go.
+  SF_RETURN_IF_ERROR(store_.prune(o_.keep_checkpoints));
+  SF_ASSIGN_OR_RETURN(auto kept, store_.list());
+  if (kept.size() >= 2) SF_RETURN_IF_ERROR(writer_->release_before(kept.back() + 1));
+  return status::ok();
+}
+
+template <model Model>
+partition_stats partition_state<Model>::stats() const {
+  partition_stats s = counters_;
+  s.next_lsn = writer_->next_lsn();
+  s.durable_lsn = writer_->durable_lsn();
+  s.entities = entities_.size();
+  s.dedup_size = window_.size();
+  s.dedup_capacity = window_.capacity();
+  s.dedup_evictions = window_.evictions();
+  s.segments = writer_->segment_count();
+  return s;
+}
+
+}  // namespace statefold

@@ -1,0 +1,72 @@
+#pragma once
+
+// Recovery of one partition, independent of the Model: choose the newest checkpoint that
+// verifies and that the log still covers, replay the log tail after it, repair a torn tail.
+//
+//  1. Checkpoints are tried newest first. One is skipped (and the skip reported) when it fails
+//     to load (CRC, bounds, version), when the Model cannot decode it, when the log no longer
+//     starts early enough to continue from it, or when it claims an LSN beyond the log's end.
+//  2. With no usable checkpoint, the state is rebuilt by full replay — only when the log still
+//     starts at LSN 1; otherwise recovery refuses with errc::corruption and says why.
+//  3. Log damage is handled by scan_log/repair_log under the partition's recovery_mode.
+//     After a point-in-time cut, checkpoints beyond the new end of the log are deleted.
+//
+// Recovery is idempotent: crashing in the middle of it and recovering again gives the same
+// state (repairs are truncations and deletions that a second run finds already done or redoes).
+
+#include <cstdint>
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "statefold/checkpoint.hpp"
+#include "statefold/file_system.hpp"
+#include "statefold/log_reader.hpp"
+#include "statefold/status.hpp"
+
+namespace statefold {
+
+/// What recovery did, for logs and stats. One line: summary().
+struct recovery_report {
+  uint32_t partition = 0;
+  bool used_checkpoint = false;
+  uint64_t checkpoint_lsn = 0;
+  uint64_t events_replayed = 0;
+  uint64_t bytes_read = 0;
+  uint64_t next_lsn = 1;
+  uint64_t bytes_cut = 0;
+  std::string damage;                ///< what was cut (torn tail or point-in-time), if anything
+  std::vector<std::string> notes;    ///< fallbacks, removed leftovers, discarded segments
+  uint64_t entities = 0;
+  double seconds = 0;
+  std::string summary() const;
+};
+
+struct recovery_hooks {
+  /// Replace the in-memory state with a checkpoint's content. An error skips the checkpoint.
+  std::function<status(const loaded_checkpoint&)> load_checkpoint;
+  /// Reset to the empty state (before a full replay).
+  std::function<void()> reset;
+  /// Apply one replayed record. An error aborts recovery.
+  log_visitor replay;
+};
+
+struct recovery_options {
+  uint32_t partition = 0;
+  uint64_t max_epoch = UINT64_MAX;
+  recovery_mode mode = recovery_mode::tolerate_torn_tail;
+  bool repair = true;   ///< false: read-only (inspect verify, rebuild after a throwing handler)
+  std::function<void(uint64_t records, uint64_t bytes)> progress;  ///< called every ~1M records
+};
+
+struct recovery_result {
+  log_scan scan;
+  recovery_report report;
+};
+
+result<recovery_result> recover_partition(file_system& fs, const std::string& log_dir,
+                                          checkpoint_store& checkpoints,
+                                          const recovery_options& options,
+                                          const recovery_hooks& hooks);
+
+}  // namespace statefold

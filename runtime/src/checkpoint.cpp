@@ -1,0 +1,214 @@
+#include "statefold/checkpoint.hpp"
+
+#include <algorithm>
+#include <cinttypes>
+#include <cstdio>
+
+#include "statefold/crc32c.hpp"
+
+namespace statefold {
+
+namespace checkpoint_format {
+std::string file_name(uint64_t lsn) {
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%020" PRIu64 ".ckpt", lsn);
+  return buf;
+}
+bool parse_file_name(std::string_view name, uint64_t& lsn) {
+  if (name.size() != 25 || name.substr(20) != ".ckpt") return false;
+  uint64_t v = 0;
+  for (char c : name.substr(0, 20)) {
+    if (c < '0' || c > '9') return false;
+    v = v * 10 + static_cast<uint64_t>(c - '0');
+  }
+  lsn = v;
+  return true;
+}
+}  // namespace checkpoint_format
+
+using namespace checkpoint_format;
+
+checkpoint_builder::checkpoint_builder(uint32_t partition, uint64_t lsn, uint64_t epoch)
+    : lsn_(lsn) {
+  buf_.append(magic);
+  put_u32(buf_, version);
+  put_u32(buf_, partition);
+  put_u64(buf_, lsn);
+  put_u64(buf_, epoch);
+  put_u64(buf_, 0);  // body length, patched by finish()
+}
+
+void checkpoint_builder::add_sources(const std::vector<std::pair<std::string, uint64_t>>& s) {
+  put_u32(buf_, static_cast<uint32_t>(s.size()));
+  for (const auto& [name, offset] : s) {
+    put_bytes(buf_, name);
+    put_u64(buf_, offset);
+  }
+}
+
+void checkpoint_builder::add_dedup(const dedup_window& w) {
+  put_u64(buf_, w.evictions());
+  put_u32(buf_, static_cast<uint32_t>(w.size()));
+  w.for_each([&](const event_digest& d) {
+    put_u64(buf_, d.hi);
+    put_u64(buf_, d.lo);
+  });
+}
+
+void checkpoint_builder::begin_entities(uint64_t count) { put_u64(buf_, count); }
+
+std::string checkpoint_builder::finish() && {
+  store_u64(buf_.data() + 32, buf_.size() - header_size);
+  put_u32(buf_, crc32c::mask(crc32c::value(buf_.data(), buf_.size())));
+  return std::move(buf_);
+}
+
+result<loaded_checkpoint> decode_checkpoint(std::string bytes, const std::string& path,
+                                            uint32_t partition) {
+  auto bad = [&](const std::string& what, std::size_t offset) {
+    return status{errc::corruption, path + " at offset " + std::to_string(offset) + ": " + what};
+  };
+  if (bytes.size() < header_size + 4)
+    return bad("checkpoint is " + std::to_string(bytes.size()) + " bytes, shorter than its header",
+               0);
+  if (std::string_view(bytes.data(), 8) != magic) return bad("bad checkpoint magic", 0);
+  uint32_t ver = load_u32(bytes.data() + 8);
+  if (ver != version)
+    return status{errc::unsupported, path + ": checkpoint format version " + std::to_string(ver) +
+                                         ", this build reads version " + std::to_string(version)};
+  uint64_t body_len = load_u64(bytes.data() + 32);
+  if (body_len != bytes.size() - header_size - 4)
+    return bad("body length " + std::to_string(body_len) + " disagrees with the file size " +
+                   std::to_string(bytes.size()) + " (truncated or extended file)",
+               32);
+  uint32_t stored = crc32c::unmask(load_u32(bytes.data() + bytes.size() - 4));
+  uint32_t actual = crc32c::value(bytes.data(), bytes.size() - 4);
+  if (stored != actual) {
+    char msg[96];
+    std::snprintf(msg, sizeof msg, "checkpoint CRC mismatch: stored 0x%08x, computed 0x%08x",
+                  stored, actual);
+    return bad(msg, bytes.size() - 4);
+  }
+  loaded_checkpoint c;
+  c.path = path;
+  uint32_t part = load_u32(bytes.data() + 12);
+  if (part != partition)
+    return bad("checkpoint of partition " + std::to_string(part) + " in the directory of partition " +
+                   std::to_string(partition),
+               12);
+  c.lsn = load_u64(bytes.data() + 16);
+  c.epoch = load_u64(bytes.data() + 24);
+  c.bytes = std::move(bytes);
+
+  const std::string_view all(c.bytes);
+  byte_reader r(all.substr(header_size, body_len));
+  auto at = [&] { return header_size + body_len - r.remaining(); };
+
+  uint32_t nsources;
+  if (!r.u32(nsources) || nsources > r.remaining() / 9) return bad("bad source count", at());
+  for (uint32_t i = 0; i < nsources; ++i) {
+    std::string_view name;
+    uint64_t off;
+    if (!r.bytes(name) || !r.u64(off)) return bad("source entry truncated", at());
+    c.sources.emplace_back(std::string(name), off);
+  }
+  uint32_t ndedup;
+  if (!r.u64(c.dedup_evictions) || !r.u32(ndedup) || ndedup > r.remaining() / 16)
+    return bad("bad dedup window count", at());
+  c.dedup.reserve(ndedup);
+  for (uint32_t i = 0; i < ndedup; ++i) {
+    event_digest d;
+    if (!r.u64(d.hi) || !r.u64(d.lo)) return bad("dedup entry truncated", at());
+    c.dedup.push_back(d);
+  }
+  uint64_t nentities;
+  // Each entity takes at least 5 bytes (empty key: 1-byte length; 4-byte state length).
+  if (!r.u64(nentities) || nentities > r.remaining() / 5) return bad("bad entity count", at());
+  c.entities.reserve(static_cast<std::size_t>(nentities));
+  for (uint64_t i = 0; i < nentities; ++i) {
+    std::string_view key, state;
+    uint32_t len;
+    if (!r.bytes(key) || !r.u32(len) || !r.raw(len, state))
+      return bad("entity " + std::to_string(i) + " of " + std::to_string(nentities) + " truncated",
+                 at());
+    c.entities.emplace_back(key, state);
+  }
+  if (!r.empty())
+    return bad(std::to_string(r.remaining()) + " unexpected bytes after the last entity", at());
+  return c;
+}
+
+result<checkpoint_store> checkpoint_store::open(file_system& fs, std::string dir,
+                                                uint32_t partition) {
+  SF_RETURN_IF_ERROR(fs.create_dirs(dir));
+  checkpoint_store s(fs, std::move(dir), partition);
+  SF_ASSIGN_OR_RETURN(auto names, fs.list(s.dir_));
+  for (const auto& n : names) {
+    if (n.size() > 4 && n.substr(n.size() - 4) == ".tmp") {
+      std::string p = path_join(s.dir_, n);
+      SF_RETURN_IF_ERROR(fs.remove(p));
+      s.removed_.push_back(p);
+    }
+  }
+  if (!s.removed_.empty()) SF_RETURN_IF_ERROR(fs.sync_dir(s.dir_));
+  return s;
+}
+
+std::string checkpoint_store::path_of(uint64_t lsn) const { return path_join(dir_, file_name(lsn)); }
+
+result<std::vector<uint64_t>> checkpoint_store::list() const {
+  SF_ASSIGN_OR_RETURN(auto names, fs_->list(dir_));
+  std::vector<uint64_t> lsns;
+  for (const auto& n : names) {
+    uint64_t lsn;
+    if (parse_file_name(n, lsn)) lsns.push_back(lsn);
+  }
+  std::sort(lsns.rbegin(), lsns.rend());
+  return lsns;
+}
+
+result<loaded_checkpoint> checkpoint_store::load(uint64_t lsn) const {
+  const std::string path = path_of(lsn);
+  SF_ASSIGN_OR_RETURN(std::string bytes, fs_->read_file(path));
+  SF_ASSIGN_OR_RETURN(auto c, decode_checkpoint(std::move(bytes), path, partition_));
+  if (c.lsn != lsn)
+    return status{errc::corruption, path + ": header says LSN " + std::to_string(c.lsn) +
+                                        " but the file name says " + std::to_string(lsn)};
+  return c;
+}
+
+status checkpoint_store::write(uint64_t lsn, std::string_view image) {
+  const std::string path = path_of(lsn);
+  const std::string tmp = path + ".tmp";
+  {
+    SF_ASSIGN_OR_RETURN(auto f, fs_->open(tmp, open_mode::create));
+    SF_RETURN_IF_ERROR(f->truncate(0));
+    constexpr std::size_t chunk = 4u << 20;
+    for (std::size_t off = 0; off < image.size(); off += chunk)
+      SF_RETURN_IF_ERROR(f->write_at(off, image.substr(off, chunk)));
+    SF_RETURN_IF_ERROR(f->sync());
+  }
+  SF_RETURN_IF_ERROR(fs_->rename(tmp, path));
+  return fs_->sync_dir(dir_);
+}
+
+status checkpoint_store::prune(std::size_t keep) {
+  keep = std::max<std::size_t>(keep, 1);
+  SF_ASSIGN_OR_RETURN(auto lsns, list());
+  if (lsns.size() <= keep) return status::ok();
+  for (std::size_t i = keep; i < lsns.size(); ++i) SF_RETURN_IF_ERROR(fs_->remove(path_of(lsns[i])));
+  return fs_->sync_dir(dir_);
+}
+
+status checkpoint_store::remove_from(uint64_t lsn) {
+  SF_ASSIGN_OR_RETURN(auto lsns, list());
+  bool removed = false;
+  for (uint64_t l : lsns) {
+    if (l < lsn) continue;
+    SF_RETURN_IF_ERROR(fs_->remove(path_of(l)));
+    removed = true;
+  }
+  return removed ? fs_->sync_dir(dir_) : status::ok();
+}
+
+}  // namespace statefold

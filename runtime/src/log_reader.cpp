@@ -1,0 +1,324 @@
+#include "statefold/log_reader.hpp"
+
+#include <algorithm>
+#include <cinttypes>
+#include <cstdio>
+#include <cstring>
+
+#include "statefold/coding.hpp"
+#include "statefold/crc32c.hpp"
+
+namespace statefold {
+namespace log_format {
+
+std::string segment_name(uint64_t base_lsn) {
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%020" PRIu64 ".seg", base_lsn);
+  return buf;
+}
+
+bool parse_segment_name(std::string_view name, uint64_t& base_lsn) {
+  if (name.size() != 24 || name.substr(20) != ".seg") return false;
+  uint64_t v = 0;
+  for (char c : name.substr(0, 20)) {
+    if (c < '0' || c > '9') return false;
+    v = v * 10 + static_cast<uint64_t>(c - '0');
+  }
+  base_lsn = v;
+  return true;
+}
+
+}  // namespace log_format
+
+const char* to_string(recovery_mode m) noexcept {
+  switch (m) {
+    case recovery_mode::tolerate_torn_tail: return "tolerate_torn_tail";
+    case recovery_mode::absolute: return "absolute";
+    case recovery_mode::point_in_time: return "point_in_time";
+  }
+  return "unknown";
+}
+
+namespace {
+
+using namespace log_format;
+
+std::string hex32(uint32_t v) {
+  char buf[16];
+  std::snprintf(buf, sizeof buf, "0x%08x", v);
+  return buf;
+}
+
+struct record_header {
+  uint32_t masked_crc;
+  uint32_t length;
+  uint64_t lsn;
+  uint8_t type;
+  bool reserved_zero;
+};
+
+record_header parse_header(const char* p) {
+  record_header h;
+  h.masked_crc = load_u32(p);
+  h.length = load_u32(p + 4);
+  h.lsn = load_u64(p + 8);
+  h.type = static_cast<uint8_t>(p[16]);
+  h.reserved_zero = p[17] == 0 && p[18] == 0 && p[19] == 0;
+  return h;
+}
+
+// Why the bytes at `pos` are not the record with LSN `expected`; empty when they are.
+std::string record_problem(std::string_view data, std::size_t pos, uint64_t expected) {
+  std::size_t left = data.size() - pos;
+  if (left < record_header_size)
+    return "incomplete record header (" + std::to_string(left) + " bytes)";
+  record_header h = parse_header(data.data() + pos);
+  if (h.length > max_record_payload || h.length > left - record_header_size)
+    return "length field " + std::to_string(h.length) + " exceeds the " +
+           std::to_string(left - record_header_size) + " bytes left in the file";
+  uint32_t actual = crc32c::value(data.data() + pos + 4, record_header_size - 4 + h.length);
+  if (crc32c::unmask(h.masked_crc) != actual)
+    return "CRC mismatch: stored " + hex32(crc32c::unmask(h.masked_crc)) + ", computed " +
+           hex32(actual);
+  if (h.lsn != expected) return "record has LSN " + std::to_string(h.lsn);
+  if (!known_record_type(h.type) || !h.reserved_zero)
+    return "unknown record type " + std::to_string(h.type);
+  return {};
+}
+
+// A complete record with a valid CRC at `pos` (any LSN)?
+bool crc_valid_record_at(std::string_view data, std::size_t pos, record_header& h) {
+  if (data.size() - pos < record_header_size) return false;
+  h = parse_header(data.data() + pos);
+  if (h.length > max_record_payload || h.length > data.size() - pos - record_header_size)
+    return false;
+  return crc32c::unmask(h.masked_crc) ==
+         crc32c::value(data.data() + pos + 4, record_header_size - 4 + h.length);
+}
+
+bool all_zero(std::string_view s) {
+  return std::all_of(s.begin(), s.end(), [](char c) { return c == 0; });
+}
+
+// First offset >= from holding a CRC-valid record whose LSN is >= min_lsn: proof that data
+// which must be kept lies after a damaged spot. npos when there is none.
+std::size_t find_later_record(std::string_view data, std::size_t from, uint64_t min_lsn) {
+  if (data.size() < record_header_size) return std::string_view::npos;
+  for (std::size_t p = from; p + record_header_size <= data.size(); ++p) {
+    uint64_t lsn = load_u64(data.data() + p + 8);
+    if (lsn < min_lsn || lsn - min_lsn > data.size()) continue;  // cheap filter first
+    record_header h;
+    if (crc_valid_record_at(data, p, h) && known_record_type(h.type)) return p;
+  }
+  return std::string_view::npos;
+}
+
+// End of the damaged region that starts at `from`: the next run of zeros as long as a record
+// header, or the next CRC-valid (stale) record, or end of data.
+std::size_t damaged_region_end(std::string_view data, std::size_t from) {
+  for (std::size_t p = from; p < data.size(); ++p) {
+    // Zeros shorter than a record header at the very end can be part of the torn record.
+    if (data.size() - p >= record_header_size && all_zero(data.substr(p, record_header_size)))
+      return p;
+    record_header h;
+    if (p > from && crc_valid_record_at(data, p, h)) return p;
+  }
+  return data.size();
+}
+
+status check_segment_header(std::string_view data, const std::string& path, uint64_t name_base,
+                            const log_scan_options& o, uint64_t& epoch) {
+  if (data.size() < segment_header_size)
+    return {errc::corruption, path + ": segment header is " + std::to_string(data.size()) +
+                                  " bytes, expected " + std::to_string(segment_header_size)};
+  const char* p = data.data();
+  if (std::string_view(p, 8) != segment_magic)
+    return {errc::corruption, path + " at offset 0: bad segment magic (not a statefold log segment)"};
+  uint32_t stored = crc32c::unmask(load_u32(p + segment_header_crc_offset));
+  uint32_t actual = crc32c::value(p, segment_header_crc_offset);
+  if (stored != actual)
+    return {errc::corruption, path + " at offset 0: segment header CRC mismatch: stored " +
+                                  hex32(stored) + ", computed " + hex32(actual)};
+  uint32_t ver = load_u32(p + 8);
+  if (ver != version)
+    return {errc::unsupported, path + ": segment format version " + std::to_string(ver) +
+                                   ", this build reads version " + std::to_string(version)};
+  uint32_t part = load_u32(p + 12);
+  if (part != o.partition)
+    return {errc::corruption, path + ": segment belongs to partition " + std::to_string(part) +
+                                  ", found in the log of partition " +
+                                  std::to_string(o.partition)};
+  epoch = load_u64(p + 16);
+  if (epoch > o.max_epoch)
+    return {errc::fenced, path + ": segment written by owner epoch " + std::to_string(epoch) +
+                              ", newer than ours (" + std::to_string(o.max_epoch) +
+                              "): another process has taken over this directory"};
+  uint64_t base = load_u64(p + 24);
+  if (base != name_base)
+    return {errc::corruption, path + ": header says base LSN " + std::to_string(base) +
+                                  " but the file name says " + std::to_string(name_base)};
+  return status::ok();
+}
+
+}  // namespace
+
+result<log_scan> scan_log(file_system& fs, const std::string& log_dir,
+                          const log_scan_options& o, const log_visitor& visit) {
+  log_scan scan;
+  SF_ASSIGN_OR_RETURN(bool dir_exists, fs.exists(log_dir));
+  if (!dir_exists) return scan;
+  SF_ASSIGN_OR_RETURN(auto names, fs.list(log_dir));
+
+  std::vector<std::pair<uint64_t, std::string>> segs;
+  for (const auto& n : names) {
+    uint64_t base;
+    if (parse_segment_name(n, base)) {
+      segs.emplace_back(base, path_join(log_dir, n));
+    } else if (n.size() > 4 && n.substr(n.size() - 4) == ".tmp") {
+      scan.stray_files.push_back(path_join(log_dir, n));
+    } else if (n.rfind("free-", 0) == 0) {
+      scan.free_segments.push_back(path_join(log_dir, n));
+    }
+    // Anything else is not ours: left alone (documented in docs/log_format.md).
+  }
+  std::sort(segs.begin(), segs.end());
+  if (segs.empty()) return scan;
+
+  scan.first_lsn = segs.front().first;
+  uint64_t expected = scan.first_lsn;
+  uint64_t prev_epoch = 0;
+  const bool pitr = o.mode == recovery_mode::point_in_time;
+
+  // Cuts the log at `offset` of segment i (point-in-time or torn tail), discarding what follows.
+  auto cut_at = [&](std::size_t i, uint64_t offset, uint64_t bytes, std::string what) {
+    scan.cut_file = segs[i].second;
+    scan.cut_offset = offset;
+    scan.cut_bytes = bytes;
+    scan.damage = std::move(what);
+    scan.lsn_may_regress = pitr;
+    for (std::size_t j = i + 1; j < segs.size(); ++j) scan.discard_segments.push_back(segs[j].second);
+  };
+
+  for (std::size_t i = 0; i < segs.size(); ++i) {
+    const auto& [name_base, path] = segs[i];
+    const bool last = i + 1 == segs.size();
+    if (name_base != expected) {
+      std::string what = path + ": segment starts at LSN " + std::to_string(name_base) +
+                         " but the previous segment ends before LSN " + std::to_string(expected) +
+                         " (records " + std::to_string(expected) + ".." +
+                         std::to_string(name_base - 1) + " are missing)";
+      if (!pitr) return status{errc::corruption, what};
+      // Cut at the end of the previous segment: discard this one and every later one.
+      scan.damage = what;
+      scan.lsn_may_regress = true;
+      for (std::size_t j = i; j < segs.size(); ++j) scan.discard_segments.push_back(segs[j].second);
+      break;
+    }
+    SF_ASSIGN_OR_RETURN(std::string data, fs.read_file(path));
+    scan.bytes_read += data.size();
+    segment_info info;
+    info.path = path;
+    info.base_lsn = name_base;
+    info.file_bytes = data.size();
+    SF_RETURN_IF_ERROR(check_segment_header(data, path, name_base, o, info.epoch));
+    if (info.epoch < prev_epoch)
+      return status{errc::corruption, path + ": epoch " + std::to_string(info.epoch) +
+                                          " is older than the previous segment's (" +
+                                          std::to_string(prev_epoch) + ")"};
+    prev_epoch = info.epoch;
+
+    std::size_t pos = segment_header_size;
+    std::string_view d = data;
+    while (pos < d.size() && record_problem(d, pos, expected).empty()) {
+      record_header h = parse_header(d.data() + pos);
+      if (expected >= o.from_lsn && visit) {
+        log_record r{expected, static_cast<record_type>(h.type),
+                     d.substr(pos + record_header_size, h.length), path, pos};
+        SF_RETURN_IF_ERROR(visit(r));
+        ++scan.records_visited;
+      }
+      pos += record_header_size + h.length;
+      ++expected;
+    }
+    info.end_lsn = expected;
+    info.valid_bytes = pos;
+    scan.segments.push_back(info);
+
+    // Classify what follows the last valid record of this segment.
+    if (pos == d.size()) continue;
+    std::string_view rest = d.substr(pos);
+    const bool zero_end = all_zero(rest.substr(0, std::min(record_header_size, rest.size())));
+    if (zero_end && all_zero(rest)) continue;  // preallocated free space
+
+    std::size_t later = find_later_record(d, pos + 1, expected);
+    std::string problem = zero_end ? "zeroed record header" : record_problem(d, pos, expected);
+    std::string where = path + " at offset " + std::to_string(pos) + " (LSN " +
+                        std::to_string(expected) + "): " + problem;
+    if (later != std::string_view::npos) {
+      std::string what = where + "; a valid record with LSN " +
+                         std::to_string(load_u64(d.data() + later + 8)) + " follows at offset " +
+                         std::to_string(later) + ", so this is corruption, not a torn tail";
+      if (!pitr) return status{errc::corruption, what};
+      cut_at(i, pos, d.size() - pos, what);
+      break;
+    }
+    if (zero_end) continue;  // end marker; stale records of a recycled segment may follow
+    if (!last) {
+      std::string what = where + " in a segment that is not the last one";
+      if (!pitr) return status{errc::corruption, what};
+      cut_at(i, pos, d.size() - pos, what);
+      break;
+    }
+    std::size_t end = damaged_region_end(d, pos);
+    if (o.mode == recovery_mode::absolute)
+      return status{errc::corruption, where + " (torn tail of " + std::to_string(end - pos) +
+                                          " bytes; recovery mode is absolute)"};
+    cut_at(i, pos, end - pos, "torn tail: " + where);
+  }
+
+  // Point-in-time cuts drop whole segments after the cut; keep `segments` consistent.
+  scan.segments.erase(
+      std::remove_if(scan.segments.begin(), scan.segments.end(),
+                     [&](const segment_info& s) {
+                       return std::find(scan.discard_segments.begin(), scan.discard_segments.end(),
+                                        s.path) != scan.discard_segments.end();
+                     }),
+      scan.segments.end());
+  scan.next_lsn = scan.segments.empty() ? scan.first_lsn : scan.segments.back().end_lsn;
+  return scan;
+}
+
+status repair_log(file_system& fs, const std::string& log_dir, const log_scan& scan) {
+  if (!scan.cut_file.empty() && scan.cut_bytes > 0) {
+    SF_ASSIGN_OR_RETURN(auto f, fs.open(scan.cut_file, open_mode::read_write));
+    SF_ASSIGN_OR_RETURN(uint64_t size, f->size());
+    if (size > scan.cut_offset) {
+      SF_RETURN_IF_ERROR(f->truncate(scan.cut_offset));
+      SF_RETURN_IF_ERROR(f->sync());
+    }
+  }
+  bool removed = false;
+  for (const auto& p : scan.discard_segments) {
+    status st = fs.remove(p);
+    if (!st.is_ok() && st.code() != errc::not_found) return st;
+    removed = true;
+  }
+  // A point-in-time cut may move LSNs backwards; recycled segments could then hold stale
+  // records with LSNs we will reuse. Drop them.
+  if (scan.lsn_may_regress) {
+    for (const auto& p : scan.free_segments) {
+      status st = fs.remove(p);
+      if (!st.is_ok() && st.code() != errc::not_found) return st;
+      removed = true;
+    }
+  }
+  for (const auto& p : scan.stray_files) {
+    status st = fs.remove(p);
+    if (!st.is_ok() && st.code() != errc::not_found) return st;
+    removed = true;
+  }
+  if (removed) SF_RETURN_IF_ERROR(fs.sync_dir(log_dir));
+  return status::ok();
+}
+
+}  // namespace statefold

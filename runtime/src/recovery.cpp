@@ -1,0 +1,131 @@
+#include "statefold/recovery.hpp"
+
+#include <chrono>
+#include <cstdio>
+
+namespace statefold {
+
+std::string recovery_report::summary() const {
+  char buf[256];
+  std::snprintf(buf, sizeof buf,
+                "partition %u recovered in %.3f s: %s, %llu events replayed (%.1f MB read), "
+                "next LSN %llu, %llu entities",
+                partition, seconds,
+                used_checkpoint ? ("checkpoint at LSN " + std::to_string(checkpoint_lsn)).c_str()
+                                : "no checkpoint (full replay)",
+                static_cast<unsigned long long>(events_replayed), bytes_read / 1e6,
+                static_cast<unsigned long long>(next_lsn),
+                static_cast<unsigned long long>(entities));
+  std::string s = buf;
+  if (bytes_cut > 0) s += "; cut " + std::to_string(bytes_cut) + " bytes: " + damage;
+  else if (!damage.empty()) s += "; " + damage;
+  for (const auto& n : notes) s += "; " + n;
+  return s;
+}
+
+namespace {
+
+// LSN of the first segment present, or 0 when the log has none.
+result<uint64_t> first_segment_lsn(file_system& fs, const std::string& log_dir) {
+  SF_ASSIGN_OR_RETURN(bool present, fs.exists(log_dir));
+  if (!present) return uint64_t{0};
+  SF_ASSIGN_OR_RETURN(auto names, fs.list(log_dir));
+  uint64_t first = 0;
+  for (const auto& n : names) {
+    uint64_t base;
+    if (log_format::parse_segment_name(n, base) && (first == 0 || base < first)) first = base;
+  }
+  return first;
+}
+
+}  // namespace
+
+result<recovery_result> recover_partition(file_system& fs, const std::string& log_dir,
+                                          checkpoint_store& checkpoints,
+                                          const recovery_options& o, const recovery_hooks& hooks) {
+  const auto t0 = std::chrono::steady_clock::now();
+  recovery_result out;
+  recovery_report& rep = out.report;
+  rep.partition = o.partition;
+  for (const auto& p : checkpoints.removed_at_open())
+    rep.notes.push_back("removed leftover " + p);
+
+  SF_ASSIGN_OR_RETURN(uint64_t first_lsn, first_segment_lsn(fs, log_dir));
+  SF_ASSIGN_OR_RETURN(auto lsns, checkpoints.list());
+
+  log_scan_options so;
+  so.partition = o.partition;
+  so.max_epoch = o.max_epoch;
+  so.mode = o.mode;
+  uint64_t replayed = 0;
+  log_visitor visit = [&](const log_record& r) -> status {
+    SF_RETURN_IF_ERROR(hooks.replay(r));
+    if (o.progress && (++replayed & ((1u << 20) - 1)) == 0) o.progress(replayed, 0);
+    return status::ok();
+  };
+
+  bool done = false;
+  for (uint64_t lsn : lsns) {
+    if (first_lsn == 0 && lsn > 0) {
+      rep.notes.push_back("checkpoint " + std::to_string(lsn) + " skipped: the log has no segments");
+      continue;
+    }
+    if (first_lsn > lsn + 1) {
+      rep.notes.push_back("checkpoint " + std::to_string(lsn) +
+                          " skipped: the log now starts at LSN " + std::to_string(first_lsn));
+      continue;
+    }
+    auto c = checkpoints.load(lsn);
+    if (!c) {
+      rep.notes.push_back("checkpoint " + std::to_string(lsn) + " skipped: " + c.error().to_string());
+      continue;
+    }
+    if (status st = hooks.load_checkpoint(*c); !st.is_ok()) {
+      rep.notes.push_back("checkpoint " + std::to_string(lsn) + " skipped: " + st.to_string());
+      continue;
+    }
+    so.from_lsn = lsn + 1;
+    replayed = 0;
+    SF_ASSIGN_OR_RETURN(out.scan, scan_log(fs, log_dir, so, visit));
+    if (!out.scan.segments.empty() && out.scan.next_lsn < lsn + 1) {
+      rep.notes.push_back("checkpoint " + std::to_string(lsn) + " skipped: it covers LSN " +
+                          std::to_string(lsn) + " but the log ends at LSN " +
+                          std::to_string(out.scan.next_lsn - 1));
+      continue;
+    }
+    if (out.scan.segments.empty()) out.scan.first_lsn = out.scan.next_lsn = lsn + 1;
+    rep.used_checkpoint = true;
+    rep.checkpoint_lsn = lsn;
+    done = true;
+    break;
+  }
+  if (!done) {
+    if (first_lsn > 1) {
+      std::string why = log_dir + ": no usable checkpoint, and the log starts at LSN " +
+                        std::to_string(first_lsn) + ", so the state before it cannot be rebuilt";
+      for (const auto& n : rep.notes) why += "; " + n;
+      return status{errc::corruption, why};
+    }
+    hooks.reset();
+    so.from_lsn = 1;
+    replayed = 0;
+    SF_ASSIGN_OR_RETURN(out.scan, scan_log(fs, log_dir, so, visit));
+  }
+
+  rep.events_replayed = out.scan.records_visited;
+  rep.bytes_read = out.scan.bytes_read;
+  rep.next_lsn = out.scan.next_lsn;
+  rep.bytes_cut = out.scan.cut_bytes;
+  rep.damage = out.scan.damage;
+  for (const auto& p : out.scan.stray_files) rep.notes.push_back("removed leftover " + p);
+  for (const auto& p : out.scan.discard_segments)
+    rep.notes.push_back("discarded segment " + p + " (point-in-time recovery)");
+  if (o.repair) {
+    SF_RETURN_IF_ERROR(repair_log(fs, log_dir, out.scan));
+    if (out.scan.lsn_may_regress) SF_RETURN_IF_ERROR(checkpoints.remove_from(out.scan.next_lsn));
+  }
+  rep.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  return out;
+}
+
+}  // namespace statefold

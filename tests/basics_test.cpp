@@ -1,0 +1,118 @@
+// Small pinned pieces: CRC32C vectors, the key hash and partition mapping (format-stable),
+// the dedup window, status/result, the envelope codec.
+
+#include <gtest/gtest.h>
+
+#include "statefold/crc32c.hpp"
+#include "statefold/dedup_window.hpp"
+#include "statefold/envelope.hpp"
+#include "statefold/partitioner.hpp"
+
+namespace statefold {
+namespace {
+
+TEST(crc32c_test, MatchesPublishedVectors) {
+  EXPECT_EQ(crc32c::value("123456789"), 0xe3069283u);
+  EXPECT_EQ(crc32c::value(std::string(32, '\0')), 0x8a9136aau);
+  EXPECT_EQ(crc32c::value(std::string(32, '\xff')), 0x62a8ab43u);
+  std::string part = "12345";
+  EXPECT_EQ(crc32c::extend(crc32c::value(part), "6789", 4), 0xe3069283u);
+}
+
+TEST(crc32c_test, MaskRoundTripsAndDiffers) {
+  for (uint32_t v : {0u, 1u, 0xe3069283u, 0xffffffffu}) {
+    EXPECT_EQ(crc32c::unmask(crc32c::mask(v)), v);
+    EXPECT_NE(crc32c::mask(v), v);
+  }
+}
+
+// These values are part of the on-disk format (hash version 1). If this test fails, the key
+// hash or the key-group mapping changed: that needs a new hash_version, never an edit here.
+TEST(partitioner_test, KeyToPartitionTableNeverChanges) {
+  EXPECT_EQ(hash_version, 1u);
+  EXPECT_EQ(key_hash(""), 0x2d06800538d394c2ull);
+  EXPECT_EQ(key_hash("booking-1"), 0x371dce7169705f0eull);
+  partitioner p(4, 4096);
+  struct row { const char* key; uint32_t group; uint32_t partition; };
+  const row table[] = {
+      {"booking-1", 3854, 3}, {"booking-2", 394, 0},      {"booking-42", 420, 0},
+      {"B-000001", 1636, 1},  {"customer/alice", 2150, 2}, {"", 1218, 1},
+      {"x", 3345, 3},         {"statefold", 3151, 3},
+  };
+  for (const auto& r : table) {
+    EXPECT_EQ(p.key_group_of(r.key), r.group) << r.key;
+    EXPECT_EQ(p.partition_of(r.key), r.partition) << r.key;
+  }
+}
+
+TEST(partitioner_test, PartitionsAreContiguousKeyGroupRanges) {
+  partitioner p(3, 10);
+  std::vector<uint32_t> owner;
+  for (uint32_t g = 0; g < 10; ++g) owner.push_back(p.partition_of_group(g));
+  EXPECT_EQ(owner, (std::vector<uint32_t>{0, 0, 0, 0, 1, 1, 1, 2, 2, 2}));
+  EXPECT_FALSE(partitioner::check(0, 10).is_ok());
+  EXPECT_FALSE(partitioner::check(11, 10).is_ok());
+  EXPECT_TRUE(partitioner::check(10, 10).is_ok());
+}
+
+TEST(partitioner_test, SpreadsKeysEvenly) {
+  partitioner p(8, 4096);
+  std::vector<int> count(8);
+  for (int i = 0; i < 80000; ++i) ++count[p.partition_of("booking-" + std::to_string(i))];
+  for (int c : count) EXPECT_NEAR(c, 10000, 600);
+}
+
+TEST(dedup_window_test, RemembersTheLastNAndEvictsOldestFirst) {
+  dedup_window w(3);
+  for (const char* id : {"a", "b", "c"}) w.insert(digest_of(id));
+  EXPECT_TRUE(w.contains(digest_of("a")));
+  w.insert(digest_of("d"));
+  EXPECT_FALSE(w.contains(digest_of("a")));
+  EXPECT_TRUE(w.contains(digest_of("b")));
+  EXPECT_EQ(w.size(), 3u);
+  EXPECT_EQ(w.evictions(), 1u);
+  std::vector<event_digest> order;
+  w.for_each([&](const event_digest& d) { order.push_back(d); });
+  EXPECT_EQ(order, (std::vector<event_digest>{digest_of("b"), digest_of("c"), digest_of("d")}));
+}
+
+TEST(dedup_window_test, ZeroCapacityDisablesDedup) {
+  dedup_window w(0);
+  w.insert(digest_of("a"));
+  EXPECT_FALSE(w.contains(digest_of("a")));
+  EXPECT_EQ(w.size(), 0u);
+}
+
+TEST(envelope_test, RoundTripWithAndWithoutOptionalFields) {
+  event_meta meta;
+  meta.session = "sess-1";
+  meta.causation = "cause";
+  meta.source = source_position{"bookings/2", 77};
+  std::string out;
+  encode_envelope(out, "e-1", "booking-9", meta, [](std::string& o) { o.append("BODY"); });
+  auto v = decode_envelope(out);
+  ASSERT_TRUE(v);
+  EXPECT_EQ(v->event_id, "e-1");
+  EXPECT_EQ(v->key, "booking-9");
+  EXPECT_EQ(v->session, "sess-1");
+  EXPECT_EQ(v->correlation, "");
+  EXPECT_EQ(v->causation, "cause");
+  EXPECT_TRUE(v->has_source);
+  EXPECT_EQ(v->source_offset, 77u);
+  EXPECT_EQ(v->body, "BODY");
+  for (std::size_t cut = 0; cut + 4 < out.size(); ++cut)  // cuts inside the header fields
+    EXPECT_FALSE(decode_envelope(std::string_view(out).substr(0, cut))) << cut;
+}
+
+TEST(status_test, ResultCarriesValueOrError) {
+  result<int> ok = 5;
+  EXPECT_TRUE(ok);
+  EXPECT_EQ(*ok, 5);
+  result<int> bad = status{errc::io_error, "disk on fire"};
+  EXPECT_FALSE(bad);
+  EXPECT_EQ(bad.error().to_string(), "io_error: disk on fire");
+  EXPECT_EQ(bad.error().with_context("p-0001").message(), "p-0001: disk on fire");
+}
+
+}  // namespace
+}  // namespace statefold

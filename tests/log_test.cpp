@@ -1,0 +1,389 @@
+// The log's contract: round trips, torn tails cut at every byte, corruption failing closed with
+// file / offset / LSN / CRC named, segment rolls and recycling, and a writer that fails for good.
+
+#include <gtest/gtest.h>
+
+#include "statefold/fault_fs.hpp"
+#include "statefold/log_reader.hpp"
+#include "statefold/log_writer.hpp"
+#include "testkit/temp_dir.hpp"
+
+namespace statefold {
+namespace {
+
+using testkit::temp_dir;
+using log_format::record_type;
+
+std::string payload_for(uint64_t i) { return "record-" + std::to_string(i) + std::string(i % 37, 'x'); }
+
+class log_test : public ::testing::Test {
+ protected:
+  std::string log_dir() const { return dir_ / "log"; }
+
+  log_options small_segments() const {
+    log_options o;
+    o.segment_bytes = 4096;
+    o.max_record_bytes = 1024;
+    return o;
+  }
+
+  result<log_scan> scan(recovery_mode mode = recovery_mode::tolerate_torn_tail,
+                        std::vector<std::string>* seen = nullptr, uint32_t partition = 7,
+                        uint64_t max_epoch = UINT64_MAX) {
+    log_scan_options o;
+    o.partition = partition;
+    o.mode = mode;
+    o.max_epoch = max_epoch;
+    return scan_log(fs_, log_dir(), o, [&](const log_record& r) {
+      if (seen) seen->emplace_back(r.payload);
+      return status::ok();
+    });
+  }
+
+  // Appends n records (syncing every `batch`) into a fresh or recovered log.
+  void write(uint64_t n, log_options o, uint64_t batch = 10, uint64_t epoch = 1) {
+    auto s = scan();
+    ASSERT_TRUE(s) << s.error().to_string();
+    ASSERT_TRUE(repair_log(fs_, log_dir(), *s).is_ok());
+    auto w = log_writer::open(fs_, log_dir(), 7, epoch, *s, o);
+    ASSERT_TRUE(w) << w.error().to_string();
+    for (uint64_t i = 0; i < n; ++i) {
+      uint64_t lsn = s->next_lsn + i;
+      auto r = (*w)->append(record_type::event, payload_for(lsn));
+      ASSERT_TRUE(r);
+      ASSERT_EQ(*r, lsn);
+      if ((i + 1) % batch == 0) {
+        ASSERT_TRUE((*w)->sync());
+      }
+    }
+    ASSERT_TRUE((*w)->sync());
+  }
+
+  std::string only_segment() {
+    auto names = testkit::files_in(log_dir());
+    EXPECT_EQ(names.size(), 1u);
+    return log_dir() + "/" + names.at(0);
+  }
+
+  temp_dir dir_;
+  file_system& fs_ = posix_file_system();
+};
+
+TEST_F(log_test, EmptyOrMissingLogStartsAtOne) {
+  auto s = scan();
+  ASSERT_TRUE(s);
+  EXPECT_TRUE(s->segments.empty());
+  EXPECT_EQ(s->next_lsn, 1u);
+}
+
+TEST_F(log_test, RoundTripKeepsEveryRecordInOrder) {
+  write(100, log_options{});
+  std::vector<std::string> seen;
+  auto s = scan(recovery_mode::absolute, &seen);
+  ASSERT_TRUE(s) << s.error().to_string();
+  ASSERT_EQ(seen.size(), 100u);
+  for (uint64_t i = 0; i < 100; ++i) EXPECT_EQ(seen[i], payload_for(i + 1));
+  EXPECT_EQ(s->next_lsn, 101u);
+  EXPECT_FALSE(s->needs_repair());
+}
+
+TEST_F(log_test, ReopenedWriterContinuesAfterLastRecord) {
+  write(25, log_options{});
+  write(25, log_options{});
+  std::vector<std::string> seen;
+  auto s = scan(recovery_mode::absolute, &seen);
+  ASSERT_TRUE(s) << s.error().to_string();
+  ASSERT_EQ(seen.size(), 50u);
+  EXPECT_EQ(seen[49], payload_for(50));
+}
+
+TEST_F(log_test, SegmentsRollAtTheSizeLimitAndReadBackAcrossThem) {
+  write(300, small_segments());
+  EXPECT_GT(testkit::files_in(log_dir()).size(), 3u);
+  std::vector<std::string> seen;
+  auto s = scan(recovery_mode::absolute, &seen);
+  ASSERT_TRUE(s) << s.error().to_string();
+  EXPECT_EQ(seen.size(), 300u);
+  for (const auto& seg : s->segments) EXPECT_EQ(seg.file_bytes, 4096u) << seg.path;  // preallocated
+}
+
+TEST_F(log_test, CutLastRecordAtEveryByteIsATornTailThatIsTruncated) {
+  log_options o;
+  o.preallocate = false;  // the file ends where the data ends, so every cut is a real cut
+  write(5, o);
+  const std::string seg = only_segment();
+  const std::string full = testkit::read_bytes(seg);
+  // Records 1..4 end where record 5 starts; the writer adds a 20-byte end marker after it.
+  const uint64_t end = full.size() - log_format::record_header_size;
+  const uint64_t last_start = end - log_format::record_header_size - payload_for(5).size();
+  for (uint64_t cut = last_start + 1; cut < end; ++cut) {
+    testkit::write_bytes(seg, full.substr(0, cut));
+    std::vector<std::string> seen;
+    auto s = scan(recovery_mode::tolerate_torn_tail, &seen);
+    ASSERT_TRUE(s) << "cut at " << cut << ": " << s.error().to_string();
+    EXPECT_EQ(seen.size(), 4u) << "cut at " << cut;
+    EXPECT_EQ(s->next_lsn, 5u);
+    EXPECT_EQ(s->cut_offset, last_start);
+    EXPECT_EQ(s->cut_bytes, cut - last_start);
+    ASSERT_TRUE(repair_log(fs_, log_dir(), *s).is_ok());
+    EXPECT_EQ(testkit::read_bytes(seg).size(), last_start);
+    auto again = scan(recovery_mode::absolute);
+    ASSERT_TRUE(again) << again.error().to_string();
+    EXPECT_EQ(again->next_lsn, 5u);
+  }
+}
+
+TEST_F(log_test, ZerosAfterTheTailAreFreeSpace) {
+  log_options o;
+  o.preallocate = false;
+  write(5, o);
+  testkit::append_bytes(only_segment(), std::string(5000, '\0'));
+  auto s = scan(recovery_mode::absolute);
+  ASSERT_TRUE(s) << s.error().to_string();
+  EXPECT_EQ(s->next_lsn, 6u);
+  EXPECT_FALSE(s->needs_repair());
+}
+
+TEST_F(log_test, GarbageAfterTheTailIsCutAndReported) {
+  log_options o;
+  o.preallocate = false;
+  write(5, o);
+  const std::string seg = only_segment();
+  const uint64_t end = testkit::read_bytes(seg).size() - log_format::record_header_size;
+  testkit::truncate_file(seg, end);
+  testkit::append_bytes(seg, "this is not a record, just noise after the tail");
+  auto s = scan();
+  ASSERT_TRUE(s) << s.error().to_string();
+  EXPECT_EQ(s->next_lsn, 6u);
+  EXPECT_EQ(s->cut_offset, end);
+  EXPECT_GT(s->cut_bytes, 0u);
+  EXPECT_NE(s->damage.find(seg), std::string::npos) << s->damage;
+
+  auto strict = scan(recovery_mode::absolute);
+  ASSERT_FALSE(strict);
+  EXPECT_EQ(strict.error().code(), errc::corruption);
+}
+
+TEST_F(log_test, BitFlipWithValidRecordsAfterItFailsClosedNamingFileOffsetLsnAndCrc) {
+  write(20, log_options{});
+  const std::string seg = only_segment();
+  // Record 3 starts after the segment header and two records.
+  uint64_t off = log_format::segment_header_size;
+  for (uint64_t lsn = 1; lsn <= 2; ++lsn) off += log_format::record_header_size + payload_for(lsn).size();
+  testkit::flip_bit(seg, off + log_format::record_header_size + 2);  // inside record 3's payload
+  auto s = scan();
+  ASSERT_FALSE(s);
+  EXPECT_EQ(s.error().code(), errc::corruption);
+  const std::string& m = s.error().message();
+  EXPECT_NE(m.find(seg), std::string::npos) << m;
+  EXPECT_NE(m.find("offset " + std::to_string(off)), std::string::npos) << m;
+  EXPECT_NE(m.find("LSN 3"), std::string::npos) << m;
+  EXPECT_NE(m.find("CRC mismatch: stored 0x"), std::string::npos) << m;
+  EXPECT_NE(m.find("computed 0x"), std::string::npos) << m;
+}
+
+TEST_F(log_test, ForgedLengthFailsClosed) {
+  write(20, log_options{});
+  const std::string seg = only_segment();
+  std::string b = testkit::read_bytes(seg);
+  const uint64_t off = log_format::segment_header_size + log_format::record_header_size +
+                       payload_for(1).size();  // record 2
+  store_u32(b.data() + off + 4, 0x7fffffff);
+  testkit::write_bytes(seg, b);
+  auto s = scan();
+  ASSERT_FALSE(s);
+  EXPECT_EQ(s.error().code(), errc::corruption);
+  EXPECT_NE(s.error().message().find("length field"), std::string::npos) << s.error().message();
+  EXPECT_NE(s.error().message().find("LSN 2"), std::string::npos) << s.error().message();
+}
+
+TEST_F(log_test, PointInTimeRecoveryCutsAtTheFirstDamageAndReportsIt) {
+  write(300, small_segments());
+  auto names = testkit::files_in(log_dir());
+  ASSERT_GT(names.size(), 3u);
+  const std::string second = log_dir() + "/" + names[1];
+  testkit::flip_bit(second, log_format::segment_header_size + 30);
+  ASSERT_FALSE(scan());  // the default mode fails closed
+  std::vector<std::string> seen;
+  auto s = scan(recovery_mode::point_in_time, &seen);
+  ASSERT_TRUE(s) << s.error().to_string();
+  EXPECT_EQ(s->cut_file, second);
+  EXPECT_EQ(s->cut_offset, log_format::segment_header_size);
+  EXPECT_EQ(s->discard_segments.size(), names.size() - 2);
+  EXPECT_EQ(s->next_lsn, s->segments.back().end_lsn);
+  EXPECT_EQ(seen.size(), s->next_lsn - 1);
+  ASSERT_TRUE(repair_log(fs_, log_dir(), *s).is_ok());
+  EXPECT_EQ(testkit::files_in(log_dir()).size(), 2u);
+  auto after = scan(recovery_mode::absolute);
+  ASSERT_TRUE(after) << after.error().to_string();
+  EXPECT_EQ(after->next_lsn, s->next_lsn);
+}
+
+TEST_F(log_test, MissingSegmentFailsClosed) {
+  write(300, small_segments());
+  auto names = testkit::files_in(log_dir());
+  ASSERT_GT(names.size(), 3u);
+  std::filesystem::remove(log_dir() + "/" + names[1]);
+  auto s = scan();
+  ASSERT_FALSE(s);
+  EXPECT_EQ(s.error().code(), errc::corruption);
+  EXPECT_NE(s.error().message().find("are missing"), std::string::npos) << s.error().message();
+  EXPECT_NE(s.error().message().find(names[2]), std::string::npos) << s.error().message();
+}
+
+TEST_F(log_test, SegmentOfAnotherPartitionIsRejected) {
+  write(5, log_options{});
+  auto s = scan(recovery_mode::tolerate_torn_tail, nullptr, /*partition=*/8);
+  ASSERT_FALSE(s);
+  EXPECT_EQ(s.error().code(), errc::corruption);
+  EXPECT_NE(s.error().message().find("belongs to partition 7"), std::string::npos);
+}
+
+TEST_F(log_test, SegmentOfANewerEpochFencesThisOwner) {
+  write(5, log_options{}, 10, /*epoch=*/9);
+  auto s = scan(recovery_mode::tolerate_torn_tail, nullptr, 7, /*max_epoch=*/8);
+  ASSERT_FALSE(s);
+  EXPECT_EQ(s.error().code(), errc::fenced);
+}
+
+TEST_F(log_test, DamagedSegmentHeaderIsCorruptionNotEmptiness) {
+  write(5, log_options{});
+  testkit::flip_bit(only_segment(), 20);
+  auto s = scan();
+  ASSERT_FALSE(s);
+  EXPECT_EQ(s.error().code(), errc::corruption);
+  EXPECT_NE(s.error().message().find("segment header CRC mismatch"), std::string::npos);
+}
+
+TEST_F(log_test, StrayTempFilesAreRemovedAndUnknownFilesLeftAlone) {
+  write(5, log_options{});
+  testkit::write_bytes(log_dir() + "/00000000000000000006.seg.tmp", "half-made segment");
+  testkit::write_bytes(log_dir() + "/README.operator", "notes");
+  auto s = scan(recovery_mode::absolute);
+  ASSERT_TRUE(s) << s.error().to_string();
+  EXPECT_EQ(s->stray_files.size(), 1u);
+  ASSERT_TRUE(repair_log(fs_, log_dir(), *s).is_ok());
+  auto names = testkit::files_in(log_dir());
+  EXPECT_EQ(std::count(names.begin(), names.end(), "00000000000000000006.seg.tmp"), 0);
+  EXPECT_EQ(std::count(names.begin(), names.end(), "README.operator"), 1);
+}
+
+TEST_F(log_test, ReleasedSegmentsAreRecycledAndStaleRecordsAreNotReplayed) {
+  log_options o = small_segments();
+  auto s0 = scan();
+  ASSERT_TRUE(s0);
+  auto w = log_writer::open(fs_, log_dir(), 7, 1, *s0, o);
+  ASSERT_TRUE(w);
+  for (uint64_t i = 1; i <= 300; ++i) ASSERT_TRUE((*w)->append(record_type::event, payload_for(i)));
+  ASSERT_TRUE((*w)->sync());
+  const std::size_t before = (*w)->segment_count();
+  ASSERT_TRUE((*w)->release_before(250).is_ok());
+  EXPECT_LT((*w)->segment_count(), before);
+  auto names = testkit::files_in(log_dir());
+  EXPECT_EQ(std::count_if(names.begin(), names.end(),
+                          [](const std::string& n) { return n.rfind("free-", 0) == 0; }),
+            2);
+  // Write on: the next rolls reuse the free segments, whose old records must not come back.
+  for (uint64_t i = 301; i <= 400; ++i) ASSERT_TRUE((*w)->append(record_type::event, payload_for(i)));
+  ASSERT_TRUE((*w)->sync());
+  w->reset();
+  std::vector<std::string> seen;
+  auto s = scan(recovery_mode::absolute, &seen);
+  ASSERT_TRUE(s) << s.error().to_string();
+  EXPECT_EQ(s->next_lsn, 401u);
+  EXPECT_EQ(seen.back(), payload_for(400));
+  EXPECT_EQ(seen.size(), 400 - s->first_lsn + 1);
+}
+
+TEST_F(log_test, OversizedRecordIsRefusedWithoutFailingTheWriter) {
+  auto s = scan();
+  ASSERT_TRUE(s);
+  auto w = log_writer::open(fs_, log_dir(), 7, 1, *s, small_segments());
+  ASSERT_TRUE(w);
+  auto r = (*w)->append(record_type::event, std::string(2000, 'x'));
+  ASSERT_FALSE(r);
+  EXPECT_EQ(r.error().code(), errc::invalid_argument);
+  EXPECT_TRUE((*w)->append(record_type::event, "fine"));
+  EXPECT_TRUE((*w)->failure().is_ok());
+}
+
+// -- I/O errors, through the fault-injecting file system ---------------------------------------
+
+class log_fault_test : public log_test {
+ protected:
+  fault_file_system ffs_{posix_file_system()};
+
+  std::unique_ptr<log_writer> open_writer(log_options o = {}) {
+    log_scan_options so;
+    so.partition = 7;
+    auto s = scan_log(ffs_, log_dir(), so, nullptr);
+    EXPECT_TRUE(s);
+    EXPECT_TRUE(repair_log(ffs_, log_dir(), *s).is_ok());
+    auto w = log_writer::open(ffs_, log_dir(), 7, 1, *s, std::move(o));
+    EXPECT_TRUE(w);
+    return std::move(w).value();
+  }
+};
+
+TEST_F(log_fault_test, EioOnFdatasyncFailsTheWriterForGood) {
+  auto w = open_writer();
+  ASSERT_TRUE(w->append(record_type::event, "a"));
+  ASSERT_TRUE(w->sync());
+  EXPECT_EQ(w->durable_lsn(), 1u);
+  ASSERT_TRUE(w->append(record_type::event, "b"));
+  ffs_.fail(fs_op::sync, 1, errc::io_error);
+  auto r = w->sync();
+  ASSERT_FALSE(r);
+  EXPECT_EQ(r.error().code(), errc::io_error);
+  // No retry-and-trust: the next sync would succeed at the OS level, but the writer refuses.
+  auto again = w->sync();
+  ASSERT_FALSE(again);
+  EXPECT_EQ(again.error().code(), errc::io_error);
+  EXPECT_FALSE(w->append(record_type::event, "c"));
+  EXPECT_EQ(w->durable_lsn(), 1u);
+}
+
+TEST_F(log_fault_test, EnospcOnAppendIsNotDurableAndRestartLosesNothingAcknowledged) {
+  auto w = open_writer();
+  for (int i = 0; i < 10; ++i) ASSERT_TRUE(w->append(record_type::event, payload_for(i + 1)));
+  ASSERT_TRUE(w->sync());
+  for (int i = 10; i < 20; ++i) ASSERT_TRUE(w->append(record_type::event, payload_for(i + 1)));
+  ffs_.short_write(1);
+  auto r = w->sync();
+  ASSERT_FALSE(r);
+  EXPECT_EQ(r.error().code(), errc::no_space);
+  EXPECT_EQ(w->durable_lsn(), 10u);
+  w.reset();
+  ASSERT_TRUE(ffs_.power_loss().is_ok());
+  std::vector<std::string> seen;
+  auto s = scan(recovery_mode::tolerate_torn_tail, &seen);
+  ASSERT_TRUE(s) << s.error().to_string();
+  EXPECT_EQ(seen.size(), 10u);
+}
+
+TEST_F(log_fault_test, PowerLossKeepsEverySyncedRecordAndTornTailsAreCut) {
+  for (uint64_t seed = 1; seed <= 30; ++seed) {
+    std::filesystem::remove_all(log_dir());
+    auto w = open_writer(small_segments());
+    uint64_t lsn = 0;
+    for (int round = 0; round < 5; ++round) {
+      for (int i = 0; i < 17; ++i) ASSERT_TRUE(w->append(record_type::event, payload_for(++lsn)));
+      ASSERT_TRUE(w->sync());
+    }
+    const uint64_t durable = w->durable_lsn();
+    for (int i = 0; i < 23; ++i) ASSERT_TRUE(w->append(record_type::event, payload_for(++lsn)));
+    // The batch reaches the file but not the disk: writes happen, the sync crashes.
+    ffs_.fail(fs_op::sync, 1, errc::crashed);
+    ASSERT_FALSE(w->sync());
+    w.reset();
+    ASSERT_TRUE(ffs_.power_loss({/*torn=*/true, seed}).is_ok());
+    std::vector<std::string> seen;
+    auto s = scan(recovery_mode::tolerate_torn_tail, &seen);
+    ASSERT_TRUE(s) << "seed " << seed << ": " << s.error().to_string();
+    ASSERT_GE(seen.size(), durable) << "seed " << seed;
+    for (std::size_t i = 0; i < seen.size(); ++i) ASSERT_EQ(seen[i], payload_for(i + 1));
+  }
+}
+
+}  // namespace
+}  // namespace statefold

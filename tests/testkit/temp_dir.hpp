@@ -1,0 +1,107 @@
+#pragma once
+
+// Test helpers: a temporary directory removed at scope exit, byte surgery on real files,
+// and `ledger_model`, a small Model whose state makes holes and duplicates visible.
+
+#include <cstdint>
+#include <filesystem>
+#include <stdexcept>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "statefold/coding.hpp"
+#include "statefold/file_system.hpp"
+
+namespace statefold::testkit {
+
+class temp_dir {
+ public:
+  temp_dir();
+  ~temp_dir();
+  temp_dir(const temp_dir&) = delete;
+  temp_dir& operator=(const temp_dir&) = delete;
+  const std::string& path() const { return path_; }
+  std::string operator/(std::string_view name) const { return path_join(path_, name); }
+
+ private:
+  std::string path_;
+};
+
+std::string read_bytes(const std::string& path);
+void write_bytes(const std::string& path, std::string_view bytes);
+void flip_bit(const std::string& path, uint64_t offset, int bit = 0);
+void truncate_file(const std::string& path, uint64_t size);
+void append_bytes(const std::string& path, std::string_view bytes);
+std::vector<std::string> files_in(const std::string& dir);  // sorted names
+
+/// Event: ID, key, per-key sequence number and an amount. State: count, sum, and the
+/// highest sequence number, plus counters of gaps and repeats, which the oracle wants at 0.
+struct ledger_event {
+  std::string id;
+  std::string key;
+  uint64_t seq = 0;
+  int64_t amount = 0;
+};
+struct ledger_state {
+  uint64_t count = 0;
+  int64_t sum = 0;
+  uint64_t last_seq = 0;
+  uint64_t gaps = 0;
+  uint64_t repeats = 0;
+  friend bool operator==(const ledger_state&, const ledger_state&) = default;
+};
+
+struct ledger_model {
+  using state = ledger_state;
+  using event = ledger_event;
+  static std::string_view key(const event& e) { return e.key; }
+  static std::string_view event_id(const event& e) { return e.id; }
+  static void apply(state& s, const event& e) {
+    if (e.amount == -999) {
+      s.sum += 1'000'000;  // half-changed state before the throw: rebuild must undo it
+      throw std::runtime_error("amount -999 is refused by the handler");
+    }
+    if (e.seq <= s.last_seq) ++s.repeats;
+    else if (e.seq != s.last_seq + 1) ++s.gaps;
+    s.last_seq = std::max(s.last_seq, e.seq);
+    ++s.count;
+    s.sum += e.amount;
+  }
+  static std::string validate(const event& e) {
+    return e.key.empty() ? "empty key" : std::string();
+  }
+  static void encode_event(const event& e, std::string& out) {
+    put_varint(out, e.seq);
+    put_u64(out, static_cast<uint64_t>(e.amount));
+  }
+  static bool decode_event(std::string_view in, event& e) {
+    byte_reader r(in);
+    uint64_t a;
+    if (!r.varint(e.seq) || !r.u64(a) || !r.empty()) return false;
+    e.amount = static_cast<int64_t>(a);
+    return true;
+  }
+  static void encode_state(const state& s, std::string& out) {
+    put_varint(out, s.count);
+    put_u64(out, static_cast<uint64_t>(s.sum));
+    put_varint(out, s.last_seq);
+    put_varint(out, s.gaps);
+    put_varint(out, s.repeats);
+  }
+  static bool decode_state(std::string_view in, state& s) {
+    byte_reader r(in);
+    uint64_t sum;
+    if (!r.varint(s.count) || !r.u64(sum) || !r.varint(s.last_seq) || !r.varint(s.gaps) ||
+        !r.varint(s.repeats) || !r.empty())
+      return false;
+    s.sum = static_cast<int64_t>(sum);
+    return true;
+  }
+};
+
+inline ledger_event ledger(std::string id, std::string key, uint64_t seq, int64_t amount) {
+  return {std::move(id), std::move(key), seq, amount};
+}
+
+}  // namespace statefold::testkit
