@@ -160,6 +160,35 @@ status check_segment_header(std::string_view data, const std::string& path, uint
   return status::ok();
 }
 
+// Sequential reads of one file through a reused buffer; window(off, n) returns bytes
+// [off, off + n) — fewer only at end of file. An I/O error is an error, never end of file.
+class chunk_reader {
+ public:
+  static constexpr std::size_t chunk = 4u << 20;
+  chunk_reader(file& f, uint64_t size, std::string& buf) : f_(f), size_(size), buf_(buf) {}
+
+  result<std::string_view> window(uint64_t off, std::size_t n) {
+    if (off >= buf_off_ && off + n <= buf_off_ + len_)
+      return std::string_view(buf_.data() + (off - buf_off_), n);
+    const std::size_t want = static_cast<std::size_t>(std::min<uint64_t>(std::max(n, chunk), size_ - std::min(off, size_)));
+    if (buf_.size() < want) buf_.resize(want);
+    SF_ASSIGN_OR_RETURN(std::size_t got, f_.read_at(off, buf_.data(), want));
+    if (got < want)
+      return status{errc::io_error, f_.path() + ": short read at offset " + std::to_string(off + got) +
+                                        " of a file of " + std::to_string(size_) + " bytes"};
+    buf_off_ = off;
+    len_ = got;
+    return std::string_view(buf_.data(), std::min(n, len_));
+  }
+
+ private:
+  file& f_;
+  uint64_t size_;
+  std::string& buf_;
+  uint64_t buf_off_ = 0;
+  std::size_t len_ = 0;
+};
+
 }  // namespace
 
 result<log_scan> scan_log(file_system& fs, const std::string& log_dir,
@@ -187,6 +216,7 @@ result<log_scan> scan_log(file_system& fs, const std::string& log_dir,
   scan.first_lsn = segs.front().first;
   uint64_t expected = scan.first_lsn;
   uint64_t prev_epoch = 0;
+  std::string reader_buf;  // reused by every segment
   const bool pitr = o.mode == recovery_mode::point_in_time;
 
   // Cuts the log at `offset` of segment i (point-in-time or torn tail), discarding what follows.
@@ -214,66 +244,82 @@ result<log_scan> scan_log(file_system& fs, const std::string& log_dir,
       for (std::size_t j = i; j < segs.size(); ++j) scan.discard_segments.push_back(segs[j].second);
       break;
     }
-    SF_ASSIGN_OR_RETURN(std::string data, fs.read_file(path));
-    scan.bytes_read += data.size();
+    SF_ASSIGN_OR_RETURN(auto f, fs.open(path, open_mode::read));
+    SF_ASSIGN_OR_RETURN(const uint64_t size, f->size());
+    chunk_reader in(*f, size, reader_buf);
     segment_info info;
     info.path = path;
     info.base_lsn = name_base;
-    info.file_bytes = data.size();
-    SF_RETURN_IF_ERROR(check_segment_header(data, path, name_base, o, info.epoch));
+    info.file_bytes = size;
+    SF_ASSIGN_OR_RETURN(std::string_view header, in.window(0, segment_header_size));
+    SF_RETURN_IF_ERROR(check_segment_header(header, path, name_base, o, info.epoch));
     if (info.epoch < prev_epoch)
       return status{errc::corruption, path + ": epoch " + std::to_string(info.epoch) +
                                           " is older than the previous segment's (" +
                                           std::to_string(prev_epoch) + ")"};
     prev_epoch = info.epoch;
 
-    std::size_t pos = segment_header_size;
-    std::string_view d = data;
-    while (pos < d.size() && record_problem(d, pos, expected).empty()) {
-      record_header h = parse_header(d.data() + pos);
+    // The hot loop: records are read in chunks into a reused buffer.
+    uint64_t pos = segment_header_size;
+    while (pos < size) {
+      SF_ASSIGN_OR_RETURN(std::string_view hv, in.window(pos, record_header_size));
+      if (hv.size() < record_header_size) break;
+      const record_header h = parse_header(hv.data());
+      if (h.length > max_record_payload || h.length > size - pos - record_header_size) break;
+      SF_ASSIGN_OR_RETURN(std::string_view rec, in.window(pos, record_header_size + h.length));
+      if (crc32c::unmask(h.masked_crc) != crc32c::value(rec.data() + 4, rec.size() - 4)) break;
+      if (h.lsn != expected || !known_record_type(h.type) || !h.reserved_zero) break;
       if (expected >= o.from_lsn && visit) {
-        log_record r{expected, static_cast<record_type>(h.type),
-                     d.substr(pos + record_header_size, h.length), path, pos};
+        log_record r{expected, static_cast<record_type>(h.type), rec.substr(record_header_size),
+                     path, pos};
         SF_RETURN_IF_ERROR(visit(r));
         ++scan.records_visited;
       }
-      pos += record_header_size + h.length;
+      pos += rec.size();
       ++expected;
     }
+    scan.bytes_read += pos;
     info.end_lsn = expected;
     info.valid_bytes = pos;
     scan.segments.push_back(info);
+    if (pos == size) continue;
 
-    // Classify what follows the last valid record of this segment.
-    if (pos == d.size()) continue;
-    std::string_view rest = d.substr(pos);
-    const bool zero_end = all_zero(rest.substr(0, std::min(record_header_size, rest.size())));
-    if (zero_end && all_zero(rest)) continue;  // preallocated free space
+    // Classify what follows the last valid record. This reads the rest of the segment (free
+    // space of a preallocated segment, at most one segment per scan in the normal case).
+    std::string rest_bytes(size - pos, '\0');
+    SF_ASSIGN_OR_RETURN(std::size_t got, f->read_at(pos, rest_bytes.data(), rest_bytes.size()));
+    if (got != rest_bytes.size())
+      return status{errc::io_error, path + ": short read at offset " + std::to_string(pos + got) +
+                                        " (file size " + std::to_string(size) + ")"};
+    scan.bytes_read += got;
+    const std::string_view d = rest_bytes;  // d[0] is file offset `pos`
+    const bool zero_end = all_zero(d.substr(0, std::min(record_header_size, d.size())));
+    if (zero_end && all_zero(d)) continue;  // preallocated free space
 
-    std::size_t later = find_later_record(d, pos + 1, expected);
-    std::string problem = zero_end ? "zeroed record header" : record_problem(d, pos, expected);
-    std::string where = path + " at offset " + std::to_string(pos) + " (LSN " +
-                        std::to_string(expected) + "): " + problem;
+    const std::size_t later = find_later_record(d, 1, expected);
+    const std::string problem = zero_end ? "zeroed record header" : record_problem(d, 0, expected);
+    const std::string where = path + " at offset " + std::to_string(pos) + " (LSN " +
+                              std::to_string(expected) + "): " + problem;
     if (later != std::string_view::npos) {
       std::string what = where + "; a valid record with LSN " +
                          std::to_string(load_u64(d.data() + later + 8)) + " follows at offset " +
-                         std::to_string(later) + ", so this is corruption, not a torn tail";
+                         std::to_string(pos + later) + ", so this is corruption, not a torn tail";
       if (!pitr) return status{errc::corruption, what};
-      cut_at(i, pos, d.size() - pos, what);
+      cut_at(i, pos, d.size(), what);
       break;
     }
     if (zero_end) continue;  // end marker; stale records of a recycled segment may follow
     if (!last) {
       std::string what = where + " in a segment that is not the last one";
       if (!pitr) return status{errc::corruption, what};
-      cut_at(i, pos, d.size() - pos, what);
+      cut_at(i, pos, d.size(), what);
       break;
     }
-    std::size_t end = damaged_region_end(d, pos);
+    const std::size_t end = damaged_region_end(d, 0);
     if (o.mode == recovery_mode::absolute)
-      return status{errc::corruption, where + " (torn tail of " + std::to_string(end - pos) +
+      return status{errc::corruption, where + " (torn tail of " + std::to_string(end) +
                                           " bytes; recovery mode is absolute)"};
-    cut_at(i, pos, end - pos, "torn tail: " + where);
+    cut_at(i, pos, end, "torn tail: " + where);
   }
 
   // Point-in-time cuts drop whole segments after the cut; keep `segments` consistent.

@@ -46,11 +46,11 @@ result<std::unique_ptr<log_writer>> log_writer::open(file_system& fs, std::strin
   }
 
   if (w->segments_.empty()) {
-    w->pieces_.push_back({scan.next_lsn, nullptr, segment_header_size, {}});
+    w->pieces_.push_back({scan.next_lsn, nullptr, segment_header_size, {}, 0});
   } else {
     const auto& last = scan.segments.back();
     SF_ASSIGN_OR_RETURN(auto f, fs.open(last.path, open_mode::read_write));
-    w->pieces_.push_back({last.base_lsn, std::shared_ptr<file>(std::move(f)), last.valid_bytes, {}});
+    w->pieces_.push_back({last.base_lsn, std::shared_ptr<file>(std::move(f)), last.valid_bytes, {}, 0});
   }
   return w;
 }
@@ -90,7 +90,7 @@ result<uint64_t> log_writer::append(record_type type, std::string_view payload) 
   piece* cur = &pieces_.back();
   if (cur->offset + cur->bytes.size() + need > options_.segment_bytes) {
     // Roll: this record starts the next segment (created by sync()).
-    pieces_.push_back({next_lsn_, nullptr, segment_header_size, {}});
+    pieces_.push_back({next_lsn_, nullptr, segment_header_size, {}, 0});
     cur = &pieces_.back();
   }
   std::string& b = cur->bytes;
@@ -105,6 +105,7 @@ result<uint64_t> log_writer::append(record_type type, std::string_view payload) 
   h = b.data() + at;  // append may have reallocated
   uint32_t crc = crc32c::value(h + 4, record_header_size - 4 + payload.size());
   store_u32(h, crc32c::mask(crc));
+  cur->last_lsn = next_lsn_;
   return next_lsn_++;
 }
 
@@ -163,13 +164,7 @@ result<uint64_t> log_writer::sync() {
       p.bytes.append(record_header_size, '\0');
     if (status st = p.f->write_at(p.offset, p.bytes); !st.is_ok()) return fail(st);
     if (status st = p.f->sync(); !st.is_ok()) return fail(st);
-    // Count the records this piece made durable: they are consecutive from its first LSN.
-    std::string_view b(p.bytes.data(), payload_bytes);
-    std::size_t pos = 0;
-    while (pos + record_header_size <= b.size()) {
-      lsn_after = load_u64(b.data() + pos + 8);
-      pos += record_header_size + load_u32(b.data() + pos + 4);
-    }
+    lsn_after = p.last_lsn;
     p.offset += payload_bytes;
     p.bytes.clear();
   }

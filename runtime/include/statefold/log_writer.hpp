@@ -86,6 +86,7 @@ class log_writer {
     std::shared_ptr<file> f;        // null until the segment is created (by sync)
     uint64_t offset;                // file offset of bytes[0]
     std::string bytes;
+    uint64_t last_lsn;              // LSN of the last record in bytes
   };
 
   log_writer(file_system& fs, std::string log_dir, uint32_t partition, uint64_t epoch,
