@@ -2,6 +2,9 @@
 
 #include <gtest/gtest.h>
 
+#include <cstdio>
+
+#include "statefold/crc32c.hpp"
 #include "statefold/data_dir.hpp"
 #include "testkit/temp_dir.hpp"
 
@@ -84,6 +87,26 @@ TEST(data_dir_test, MissingDirectoryWithoutCreateIsNotFound) {
   auto d = data_dir::open(posix_file_system(), t / "nope", cfg);
   ASSERT_FALSE(d);
   EXPECT_EQ(d.error().code(), errc::not_found);
+}
+
+TEST(data_dir_test, ManifestValuesAreParsedStrictly) {
+  manifest m;
+  m.partitions = 4;
+  m.epoch = 3;
+  std::string good = encode_manifest(m);
+  EXPECT_TRUE(decode_manifest(good, "M"));
+  for (const char* from : {"partitions=4", "epoch=3"}) {
+    for (const char* to : {"partitions=-1", "partitions=4x", "partitions=4294967300"}) {
+      std::string text = good.substr(0, good.rfind("crc32c="));
+      if (text.find(from) == std::string::npos) continue;
+      text.replace(text.find(from), std::string(from).size(), to);
+      char crc[32];
+      std::snprintf(crc, sizeof crc, "crc32c=%08x\n", crc32c::value(text));
+      auto d = decode_manifest(text + crc, "M");
+      EXPECT_FALSE(d) << to;
+    }
+  }
+  EXPECT_FALSE(decode_manifest(good + "junk", "M"));
 }
 
 }  // namespace

@@ -3,6 +3,9 @@
 
 #include <gtest/gtest.h>
 
+#include <random>
+
+#include "statefold/crc32c.hpp"
 #include "statefold/fault_fs.hpp"
 #include "statefold/log_reader.hpp"
 #include "statefold/log_writer.hpp"
@@ -305,6 +308,101 @@ TEST_F(log_test, OversizedRecordIsRefusedWithoutFailingTheWriter) {
   EXPECT_EQ(r.error().code(), errc::invalid_argument);
   EXPECT_TRUE((*w)->append(record_type::event, "fine"));
   EXPECT_TRUE((*w)->failure().is_ok());
+}
+
+TEST_F(log_test, BatchEndingJustShortOfARecycledSegmentEndReadsBackClean) {
+  // Generation 1 fills segments to their last byte (8 records of 504 bytes after the 64-byte
+  // header), so a recycled segment holds record bytes right up to its end. Generation 2 ends
+  // each segment 10 bytes short (2 records of 2011 bytes): too little room for a whole end
+  // marker, and the stale bytes there must still read as free space.
+  log_options o = small_segments();
+  o.max_record_bytes = 2048;
+  o.max_free_segments = 8;
+  uint64_t lsn = 0;
+  {
+    auto s = scan();
+    auto w = log_writer::open(fs_, log_dir(), 7, 1, *s, o);
+    ASSERT_TRUE(w);
+    for (int i = 0; i < 8 * 4; ++i, ++lsn)
+      ASSERT_TRUE((*w)->append(record_type::event, std::string(504 - 20, 'a')));
+    ASSERT_TRUE((*w)->append(record_type::event, "roll"));
+    ++lsn;
+    ASSERT_TRUE((*w)->sync());
+    ASSERT_TRUE((*w)->release_before(lsn).is_ok());
+  }
+  {
+    auto s = scan(recovery_mode::absolute);
+    ASSERT_TRUE(s) << s.error().to_string();
+    auto w = log_writer::open(fs_, log_dir(), 7, 1, *s, o);
+    ASSERT_TRUE(w);
+    for (int i = 0; i < 8; ++i, ++lsn) {
+      ASSERT_TRUE((*w)->append(record_type::event, std::string(2011 - 20, 'b')));
+      ASSERT_TRUE((*w)->sync());
+    }
+  }
+  auto s = scan(recovery_mode::absolute);
+  ASSERT_TRUE(s) << s.error().to_string();
+  EXPECT_EQ(s->next_lsn, lsn + 1);
+  bool short_end = false;
+  for (const auto& seg : s->segments) short_end |= seg.valid_bytes == 4096 - 10;
+  EXPECT_TRUE(short_end) << "the workload did not produce the case it is about";
+}
+
+TEST_F(log_test, GapInsideASegmentIsCorruptionNotATornTail) {
+  write(10, log_options{});
+  const std::string seg = only_segment();
+  std::string b = testkit::read_bytes(seg);
+  // Remove record 4 entirely: record 5 (valid CRC, LSN 5) now sits where LSN 4 is expected.
+  uint64_t off = log_format::segment_header_size;
+  for (uint64_t lsn = 1; lsn <= 3; ++lsn) off += log_format::record_header_size + payload_for(lsn).size();
+  b.erase(off, log_format::record_header_size + payload_for(4).size());
+  testkit::write_bytes(seg, b);
+  auto s = scan();
+  ASSERT_FALSE(s);
+  EXPECT_EQ(s.error().code(), errc::corruption);
+  EXPECT_NE(s.error().message().find("valid record with LSN 5"), std::string::npos) << s.error().message();
+}
+
+TEST_F(log_test, ValidRecordOfAnUnknownTypeIsUnsupportedNotCut) {
+  write(5, log_options{});
+  const std::string seg = only_segment();
+  std::string b = testkit::read_bytes(seg);
+  uint64_t off = log_format::segment_header_size;
+  for (uint64_t lsn = 1; lsn <= 4; ++lsn) off += log_format::record_header_size + payload_for(lsn).size();
+  b[off + 16] = 9;  // record 5: type 9, CRC recomputed so only the type is "wrong"
+  const uint32_t len = load_u32(b.data() + off + 4);
+  store_u32(b.data() + off, crc32c::mask(crc32c::value(b.data() + off + 4, 16 + len)));
+  testkit::write_bytes(seg, b);
+  auto s = scan();
+  ASSERT_FALSE(s);
+  EXPECT_EQ(s.error().code(), errc::unsupported);
+  EXPECT_NE(s.error().message().find("record type 9"), std::string::npos) << s.error().message();
+}
+
+TEST_F(log_test, ForeignTmpAndFreeLookingFilesAreLeftAlone) {
+  write(5, log_options{});
+  testkit::write_bytes(log_dir() + "/notes.tmp", "operator's file");
+  testkit::write_bytes(log_dir() + "/free-for-all.seg", "not ours either");
+  auto s = scan(recovery_mode::absolute);
+  ASSERT_TRUE(s);
+  EXPECT_TRUE(s->stray_files.empty());
+  EXPECT_TRUE(s->free_segments.empty());
+  ASSERT_TRUE(repair_log(fs_, log_dir(), *s).is_ok());
+  EXPECT_EQ(testkit::read_bytes(log_dir() + "/notes.tmp"), "operator's file");
+}
+
+TEST_F(log_test, PointInTimeCutsBeforeADamagedSegmentHeader) {
+  write(300, small_segments());
+  auto names = testkit::files_in(log_dir());
+  ASSERT_GT(names.size(), 3u);
+  testkit::flip_bit(log_dir() + "/" + names[2], 3);  // the magic of the third segment
+  ASSERT_FALSE(scan());
+  auto s = scan(recovery_mode::point_in_time);
+  ASSERT_TRUE(s) << s.error().to_string();
+  EXPECT_EQ(s->segments.size(), 2u);
+  EXPECT_EQ(s->discard_segments.size(), names.size() - 2);
+  ASSERT_TRUE(repair_log(fs_, log_dir(), *s).is_ok());
+  EXPECT_TRUE(scan(recovery_mode::absolute));
 }
 
 // -- I/O errors, through the fault-injecting file system ---------------------------------------

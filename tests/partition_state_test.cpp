@@ -303,5 +303,57 @@ TEST_F(partition_state_test, EnospcWritingACheckpointKeepsTheOldOneAndTheLog) {
   EXPECT_EQ(snapshot(*p), live);
 }
 
+TEST_F(partition_state_test, MissingLogWithACheckpointRefusesUnlessPointInTime) {
+  std::map<std::string, ledger_state> at_checkpoint;
+  {
+    auto p = open();
+    feed(*p, 0, 100);
+    ASSERT_TRUE(p->checkpoint().is_ok());
+    at_checkpoint = snapshot(*p);
+  }
+  std::filesystem::remove_all(options().dir + "/log");
+  auto refused = partition::open(posix_file_system(), options());
+  ASSERT_FALSE(refused);
+  EXPECT_EQ(refused.error().code(), errc::corruption);
+  EXPECT_NE(refused.error().message().find("no segments but checkpoint 100"), std::string::npos)
+      << refused.error().message();
+  auto o = options();
+  o.mode = recovery_mode::point_in_time;
+  auto p = open(posix_file_system(), o);
+  ASSERT_NE(p, nullptr);
+  EXPECT_EQ(p->next_lsn(), 101u);
+  EXPECT_EQ(snapshot(*p), at_checkpoint);
+}
+
+TEST_F(partition_state_test, PointInTimeCutBelowACheckpointDropsThatCheckpoint) {
+  {
+    auto p = open();
+    feed(*p, 0, 100);
+    ASSERT_TRUE(p->checkpoint().is_ok());
+    feed(*p, 100, 400);
+    ASSERT_TRUE(p->checkpoint().is_ok());
+    feed(*p, 400, 420);
+    ASSERT_TRUE(p->sync());
+  }
+  // Damage the log between the two checkpoints: a cut there must not keep checkpoint 400.
+  std::string target;  // a segment whose first record lies between the two checkpoints
+  for (const auto& n : testkit::files_in(options().dir + "/log")) {
+    uint64_t base;
+    if (log_format::parse_segment_name(n, base) && base > 100 && base < 400) target = n;
+  }
+  ASSERT_FALSE(target.empty());
+  testkit::flip_bit(options().dir + "/log/" + target, log_format::segment_header_size + 25);
+  auto o = options();
+  o.mode = recovery_mode::point_in_time;
+  auto p = open(posix_file_system(), o);
+  ASSERT_NE(p, nullptr);
+  const uint64_t recovered = p->next_lsn() - 1;
+  EXPECT_LT(recovered, 400u);
+  EXPECT_EQ(p->recovery().checkpoint_lsn, 100u);
+  EXPECT_EQ(snapshot(*p), fold_of_prefix(static_cast<int>(recovered)));
+  auto kept = testkit::files_in(options().dir + "/ckpt");
+  EXPECT_EQ(kept, std::vector<std::string>{"00000000000000000100.ckpt"});
+}
+
 }  // namespace
 }  // namespace statefold

@@ -72,10 +72,6 @@ result<loaded_checkpoint> decode_checkpoint(std::string bytes, const std::string
     return bad("checkpoint is " + std::to_string(bytes.size()) + " bytes, shorter than its header",
                0);
   if (std::string_view(bytes.data(), 8) != magic) return bad("bad checkpoint magic", 0);
-  uint32_t ver = load_u32(bytes.data() + 8);
-  if (ver != version)
-    return status{errc::unsupported, path + ": checkpoint format version " + std::to_string(ver) +
-                                         ", this build reads version " + std::to_string(version)};
   uint64_t body_len = load_u64(bytes.data() + 32);
   if (body_len != bytes.size() - header_size - 4)
     return bad("body length " + std::to_string(body_len) + " disagrees with the file size " +
@@ -89,6 +85,10 @@ result<loaded_checkpoint> decode_checkpoint(std::string bytes, const std::string
                   stored, actual);
     return bad(msg, bytes.size() - 4);
   }
+  uint32_t ver = load_u32(bytes.data() + 8);
+  if (ver != version)
+    return status{errc::unsupported, path + ": checkpoint format version " + std::to_string(ver) +
+                                         ", this build reads version " + std::to_string(version)};
   loaded_checkpoint c;
   c.path = path;
   uint32_t part = load_u32(bytes.data() + 12);
@@ -144,7 +144,9 @@ result<checkpoint_store> checkpoint_store::open(file_system& fs, std::string dir
   checkpoint_store s(fs, std::move(dir), partition);
   SF_ASSIGN_OR_RETURN(auto names, fs.list(s.dir_));
   for (const auto& n : names) {
-    if (n.size() > 4 && n.substr(n.size() - 4) == ".tmp") {
+    uint64_t lsn;
+    if (n.size() > 4 && n.substr(n.size() - 4) == ".tmp" &&
+        parse_file_name(std::string_view(n).substr(0, n.size() - 4), lsn)) {
       std::string p = path_join(s.dir_, n);
       SF_RETURN_IF_ERROR(fs.remove(p));
       s.removed_.push_back(p);

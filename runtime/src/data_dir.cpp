@@ -1,8 +1,10 @@
 #include "statefold/data_dir.hpp"
 
+#include <charconv>
 #include <cinttypes>
 #include <cstdio>
 #include <sstream>
+#include <system_error>
 
 #include "statefold/crc32c.hpp"
 
@@ -34,30 +36,42 @@ result<manifest> decode_manifest(std::string_view text, const std::string& path)
   };
   auto crc_at = text.rfind("crc32c=");
   if (crc_at == std::string_view::npos) return bad("no crc32c line (truncated MANIFEST?)");
-  std::string_view body = text.substr(0, crc_at);
-  unsigned stored = 0;
-  if (std::sscanf(std::string(text.substr(crc_at)).c_str(), "crc32c=%8x", &stored) != 1)
+  const std::string_view body = text.substr(0, crc_at);
+  const std::string_view crc_line = text.substr(crc_at + 7);
+  uint32_t stored = 0;
+  auto [end, ec] = std::from_chars(crc_line.data(), crc_line.data() + crc_line.size(), stored, 16);
+  if (ec != std::errc() || std::string_view(end, crc_line.data() + crc_line.size()) != "\n")
     return bad("unreadable crc32c line");
   if (stored != crc32c::value(body)) return bad("MANIFEST checksum mismatch");
   if (body.rfind("statefold-manifest\n", 0) != 0) return bad("not a statefold MANIFEST");
   manifest m;
   int seen = 0;
-  std::istringstream lines{std::string(body)};
-  std::string line;
-  std::getline(lines, line);
-  while (std::getline(lines, line)) {
-    auto eq = line.find('=');
-    if (eq == std::string::npos) return bad("malformed line '" + line + "'");
-    std::string key = line.substr(0, eq);
+  std::string_view rest = body.substr(std::string_view("statefold-manifest\n").size());
+  while (!rest.empty()) {
+    const auto nl = rest.find('\n');
+    const std::string_view line = rest.substr(0, nl);
+    rest = nl == std::string_view::npos ? std::string_view{} : rest.substr(nl + 1);
+    const auto eq = line.find('=');
+    if (eq == std::string_view::npos) return bad("malformed line '" + std::string(line) + "'");
+    const std::string_view key = line.substr(0, eq), val = line.substr(eq + 1);
     uint64_t v = 0;
-    if (std::sscanf(line.c_str() + eq + 1, "%" SCNu64, &v) != 1)
-      return bad("non-numeric value in '" + line + "'");
-    if (key == "format_version") m.format_version = static_cast<uint32_t>(v), seen |= 1;
-    else if (key == "partitions") m.partitions = static_cast<uint32_t>(v), seen |= 2;
-    else if (key == "key_groups") m.key_groups = static_cast<uint32_t>(v), seen |= 4;
-    else if (key == "hash_version") m.hash_version = static_cast<uint32_t>(v), seen |= 8;
+    auto [p, err] = std::from_chars(val.data(), val.data() + val.size(), v);
+    if (err != std::errc() || p != val.data() + val.size())
+      return bad("not an unsigned number in '" + std::string(line) + "'");
+    auto u32 = [&](uint32_t& field, int bit) -> bool {
+      if (v > UINT32_MAX) return false;
+      field = static_cast<uint32_t>(v);
+      seen |= bit;
+      return true;
+    };
+    bool in_range = true;
+    if (key == "format_version") in_range = u32(m.format_version, 1);
+    else if (key == "partitions") in_range = u32(m.partitions, 2);
+    else if (key == "key_groups") in_range = u32(m.key_groups, 4);
+    else if (key == "hash_version") in_range = u32(m.hash_version, 8);
     else if (key == "epoch") m.epoch = v, seen |= 16;
     // Unknown keys are tolerated: a newer minor writer may add informational fields.
+    if (!in_range) return bad("value out of range in '" + std::string(line) + "'");
   }
   if (seen != 31) return bad("missing field(s)");
   if (m.format_version != data_format_version)

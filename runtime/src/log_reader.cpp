@@ -17,6 +17,14 @@ std::string segment_name(uint64_t base_lsn) {
   return buf;
 }
 
+bool is_free_segment_name(std::string_view name) {
+  if (name.size() < 10 || name.substr(0, 5) != "free-" || name.substr(name.size() - 4) != ".seg")
+    return false;
+  for (char c : name.substr(5, name.size() - 9))
+    if (c < '0' || c > '9') return false;
+  return true;
+}
+
 bool parse_segment_name(std::string_view name, uint64_t& base_lsn) {
   if (name.size() != 24 || name.substr(20) != ".seg") return false;
   uint64_t v = 0;
@@ -81,8 +89,6 @@ std::string record_problem(std::string_view data, std::size_t pos, uint64_t expe
     return "CRC mismatch: stored " + hex32(crc32c::unmask(h.masked_crc)) + ", computed " +
            hex32(actual);
   if (h.lsn != expected) return "record has LSN " + std::to_string(h.lsn);
-  if (!known_record_type(h.type) || !h.reserved_zero)
-    return "unknown record type " + std::to_string(h.type);
   return {};
 }
 
@@ -203,9 +209,10 @@ result<log_scan> scan_log(file_system& fs, const std::string& log_dir,
     uint64_t base;
     if (parse_segment_name(n, base)) {
       segs.emplace_back(base, path_join(log_dir, n));
-    } else if (n.size() > 4 && n.substr(n.size() - 4) == ".tmp") {
+    } else if (n.size() > 4 && n.substr(n.size() - 4) == ".tmp" &&
+               parse_segment_name(std::string_view(n).substr(0, n.size() - 4), base)) {
       scan.stray_files.push_back(path_join(log_dir, n));
-    } else if (n.rfind("free-", 0) == 0) {
+    } else if (is_free_segment_name(n)) {
       scan.free_segments.push_back(path_join(log_dir, n));
     }
     // Anything else is not ours: left alone (documented in docs/log_format.md).
@@ -233,10 +240,15 @@ result<log_scan> scan_log(file_system& fs, const std::string& log_dir,
     const auto& [name_base, path] = segs[i];
     const bool last = i + 1 == segs.size();
     if (name_base != expected) {
-      std::string what = path + ": segment starts at LSN " + std::to_string(name_base) +
-                         " but the previous segment ends before LSN " + std::to_string(expected) +
-                         " (records " + std::to_string(expected) + ".." +
-                         std::to_string(name_base - 1) + " are missing)";
+      std::string what =
+          name_base > expected
+              ? path + ": segment starts at LSN " + std::to_string(name_base) +
+                    " but the previous segment ends before LSN " + std::to_string(expected) +
+                    " (records " + std::to_string(expected) + ".." +
+                    std::to_string(name_base - 1) + " are missing)"
+              : path + ": segment starts at LSN " + std::to_string(name_base) +
+                    ", inside the previous segment, which ends before LSN " +
+                    std::to_string(expected) + " (overlapping segments)";
       if (!pitr) return status{errc::corruption, what};
       // Cut at the end of the previous segment: discard this one and every later one.
       scan.damage = what;
@@ -252,7 +264,15 @@ result<log_scan> scan_log(file_system& fs, const std::string& log_dir,
     info.base_lsn = name_base;
     info.file_bytes = size;
     SF_ASSIGN_OR_RETURN(std::string_view header, in.window(0, segment_header_size));
-    SF_RETURN_IF_ERROR(check_segment_header(header, path, name_base, o, info.epoch));
+    if (status st = check_segment_header(header, path, name_base, o, info.epoch); !st.is_ok()) {
+      // Point-in-time recovery cuts before a damaged segment header (not before the first
+      // segment, and never past a fencing error: that is not damage).
+      if (!pitr || i == 0 || st.code() != errc::corruption) return st;
+      scan.damage = st.message();
+      scan.lsn_may_regress = true;
+      for (std::size_t j = i; j < segs.size(); ++j) scan.discard_segments.push_back(segs[j].second);
+      break;
+    }
     if (info.epoch < prev_epoch)
       return status{errc::corruption, path + ": epoch " + std::to_string(info.epoch) +
                                           " is older than the previous segment's (" +
@@ -268,7 +288,13 @@ result<log_scan> scan_log(file_system& fs, const std::string& log_dir,
       if (h.length > max_record_payload || h.length > size - pos - record_header_size) break;
       SF_ASSIGN_OR_RETURN(std::string_view rec, in.window(pos, record_header_size + h.length));
       if (crc32c::unmask(h.masked_crc) != crc32c::value(rec.data() + 4, rec.size() - 4)) break;
-      if (h.lsn != expected || !known_record_type(h.type) || !h.reserved_zero) break;
+      if (h.lsn != expected) break;
+      if (!known_record_type(h.type) || !h.reserved_zero)
+        return status{errc::unsupported,
+                      path + " at offset " + std::to_string(pos) + " (LSN " + std::to_string(expected) +
+                          "): record type " + std::to_string(h.type) +
+                          (h.reserved_zero ? "" : " with non-zero reserved bytes") +
+                          " is unknown to this build (written by a newer version?)"};
       if (expected >= o.from_lsn && visit) {
         log_record r{expected, static_cast<record_type>(h.type), rec.substr(record_header_size),
                      path, pos};
@@ -295,9 +321,15 @@ result<log_scan> scan_log(file_system& fs, const std::string& log_dir,
     const std::string_view d = rest_bytes;  // d[0] is file offset `pos`
     const bool zero_end = all_zero(d.substr(0, std::min(record_header_size, d.size())));
     if (zero_end && all_zero(d)) continue;  // preallocated free space
+    // A CRC-valid record older than this segment is stale data of a recycled segment.
+    record_header stale;
+    const bool free_space =
+        zero_end || (crc_valid_record_at(d, 0, stale) && stale.lsn < name_base);
 
-    const std::size_t later = find_later_record(d, 1, expected);
-    const std::string problem = zero_end ? "zeroed record header" : record_problem(d, 0, expected);
+    const std::size_t later = find_later_record(d, 0, expected);
+    const std::string problem = zero_end     ? "zeroed record header"
+                                : free_space ? "stale record"
+                                             : record_problem(d, 0, expected);
     const std::string where = path + " at offset " + std::to_string(pos) + " (LSN " +
                               std::to_string(expected) + "): " + problem;
     if (later != std::string_view::npos) {
@@ -308,7 +340,7 @@ result<log_scan> scan_log(file_system& fs, const std::string& log_dir,
       cut_at(i, pos, d.size(), what);
       break;
     }
-    if (zero_end) continue;  // end marker; stale records of a recycled segment may follow
+    if (free_space) continue;  // end marker or stale records of a recycled segment
     if (!last) {
       std::string what = where + " in a segment that is not the last one";
       if (!pitr) return status{errc::corruption, what};
@@ -335,6 +367,22 @@ result<log_scan> scan_log(file_system& fs, const std::string& log_dir,
 }
 
 status repair_log(file_system& fs, const std::string& log_dir, const log_scan& scan) {
+  // Deletions first, truncation last: a crash in between leaves the damage in place, so the
+  // next recovery finds and repairs it the same way (repairs are idempotent).
+  bool removed = false;
+  auto drop = [&](const std::string& p) -> status {
+    status st = fs.remove(p);
+    if (!st.is_ok() && st.code() != errc::not_found) return st;
+    removed = true;
+    return status::ok();
+  };
+  for (const auto& p : scan.discard_segments) SF_RETURN_IF_ERROR(drop(p));
+  // A point-in-time cut may move LSNs backwards; recycled segments could then hold stale
+  // records with LSNs we will reuse. Drop them.
+  if (scan.lsn_may_regress)
+    for (const auto& p : scan.free_segments) SF_RETURN_IF_ERROR(drop(p));
+  for (const auto& p : scan.stray_files) SF_RETURN_IF_ERROR(drop(p));
+  if (removed) SF_RETURN_IF_ERROR(fs.sync_dir(log_dir));
   if (!scan.cut_file.empty() && scan.cut_bytes > 0) {
     SF_ASSIGN_OR_RETURN(auto f, fs.open(scan.cut_file, open_mode::read_write));
     SF_ASSIGN_OR_RETURN(uint64_t size, f->size());
@@ -343,27 +391,6 @@ status repair_log(file_system& fs, const std::string& log_dir, const log_scan& s
       SF_RETURN_IF_ERROR(f->sync());
     }
   }
-  bool removed = false;
-  for (const auto& p : scan.discard_segments) {
-    status st = fs.remove(p);
-    if (!st.is_ok() && st.code() != errc::not_found) return st;
-    removed = true;
-  }
-  // A point-in-time cut may move LSNs backwards; recycled segments could then hold stale
-  // records with LSNs we will reuse. Drop them.
-  if (scan.lsn_may_regress) {
-    for (const auto& p : scan.free_segments) {
-      status st = fs.remove(p);
-      if (!st.is_ok() && st.code() != errc::not_found) return st;
-      removed = true;
-    }
-  }
-  for (const auto& p : scan.stray_files) {
-    status st = fs.remove(p);
-    if (!st.is_ok() && st.code() != errc::not_found) return st;
-    removed = true;
-  }
-  if (removed) SF_RETURN_IF_ERROR(fs.sync_dir(log_dir));
   return status::ok();
 }
 

@@ -121,6 +121,9 @@ result<std::shared_ptr<file>> log_writer::create_segment(uint64_t base) {
     staged = free_.back();
     free_.pop_back();
     SF_ASSIGN_OR_RETURN(f, fs_.open(staged, open_mode::read_write));
+    // A free segment from a run with larger segments would keep stale bytes past our end.
+    SF_ASSIGN_OR_RETURN(uint64_t old_size, f->size());
+    if (old_size > options_.segment_bytes) SF_RETURN_IF_ERROR(f->truncate(options_.segment_bytes));
     SF_RETURN_IF_ERROR(f->write_at(0, header));
     // Stale records may follow; an end marker right after the header says "nothing here".
     SF_RETURN_IF_ERROR(f->write_at(segment_header_size, std::string(record_header_size, '\0')));
@@ -157,11 +160,15 @@ result<uint64_t> log_writer::sync() {
       p.f = std::move(f).value();
     }
     if (p.bytes.empty()) continue;
-    // An end marker (a zeroed record header) after the batch, when the segment has room, so
-    // that stale bytes of a recycled segment never look like a torn record.
+    // An end marker (a zeroed record header, or zeros to the end of the segment when less
+    // room is left) after the batch, so that stale bytes of a recycled segment never look
+    // like a torn record.
     const std::size_t payload_bytes = p.bytes.size();
-    if (p.offset + payload_bytes + record_header_size <= options_.segment_bytes)
-      p.bytes.append(record_header_size, '\0');
+    const uint64_t end = p.offset + payload_bytes;
+    if (end < options_.segment_bytes)
+      p.bytes.append(static_cast<std::size_t>(
+                         std::min<uint64_t>(record_header_size, options_.segment_bytes - end)),
+                     '\0');
     if (status st = p.f->write_at(p.offset, p.bytes); !st.is_ok()) return fail(st);
     if (status st = p.f->sync(); !st.is_ok()) return fail(st);
     lsn_after = p.last_lsn;

@@ -64,9 +64,10 @@ result<recovery_result> recover_partition(file_system& fs, const std::string& lo
     return status::ok();
   };
 
+  const bool pitr = o.mode == recovery_mode::point_in_time;
   bool done = false;
   for (uint64_t lsn : lsns) {
-    if (first_lsn == 0 && lsn > 0) {
+    if (first_lsn == 0 && lsn > 0 && !pitr) {
       rep.notes.push_back("checkpoint " + std::to_string(lsn) + " skipped: the log has no segments");
       continue;
     }
@@ -93,13 +94,29 @@ result<recovery_result> recover_partition(file_system& fs, const std::string& lo
                           std::to_string(out.scan.next_lsn - 1));
       continue;
     }
-    if (out.scan.segments.empty()) out.scan.first_lsn = out.scan.next_lsn = lsn + 1;
+    if (out.scan.segments.empty()) {
+      // Only point-in-time recovery gets here with lsn > 0: the log is gone, the checkpoint
+      // is all there is, and events after it (acknowledged or not) are lost.
+      if (lsn > 0)
+        rep.notes.push_back("the log has no segments: recovered to checkpoint " +
+                            std::to_string(lsn) + " (point-in-time); later events are lost");
+      out.scan.first_lsn = out.scan.next_lsn = lsn + 1;
+    }
     rep.used_checkpoint = true;
     rep.checkpoint_lsn = lsn;
     done = true;
     break;
   }
   if (!done) {
+    const bool history_claimed = !lsns.empty() && lsns.front() > 0;
+    if (first_lsn == 0 && history_claimed) {
+      std::string why = log_dir + ": the log has no segments but checkpoint " +
+                        std::to_string(lsns.front()) +
+                        " exists, so acknowledged events may be missing; refusing to start "
+                        "(point-in-time recovery would accept the newest valid checkpoint)";
+      for (const auto& n : rep.notes) why += "; " + n;
+      return status{errc::corruption, why};
+    }
     if (first_lsn > 1) {
       std::string why = log_dir + ": no usable checkpoint, and the log starts at LSN " +
                         std::to_string(first_lsn) + ", so the state before it cannot be rebuilt";
@@ -121,8 +138,11 @@ result<recovery_result> recover_partition(file_system& fs, const std::string& lo
   for (const auto& p : out.scan.discard_segments)
     rep.notes.push_back("discarded segment " + p + " (point-in-time recovery)");
   if (o.repair) {
-    SF_RETURN_IF_ERROR(repair_log(fs, log_dir, out.scan));
+    // Checkpoints beyond a point-in-time cut go first: should we crash before the log is cut,
+    // the next recovery sees the same damage and cuts again, and never meets a checkpoint
+    // that describes discarded history.
     if (out.scan.lsn_may_regress) SF_RETURN_IF_ERROR(checkpoints.remove_from(out.scan.next_lsn));
+    SF_RETURN_IF_ERROR(repair_log(fs, log_dir, out.scan));
   }
   rep.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   return out;

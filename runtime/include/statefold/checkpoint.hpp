@@ -19,8 +19,10 @@
 // and the directory is fsynced; only then does it exist, and only then may log segments it
 // replaces be released. Leftover .tmp files of an interrupted write are removed at open. At
 // least the two newest checkpoints are kept so that a damaged newest one can fall back.
-// Loading verifies the CRC and bounds-checks every count and length against the file before
-// using it: a forged count fails the load, it never allocates or reads past the end.
+// Loading verifies the CRC first (so a damaged version field reads as damage, not as a
+// newer format), then bounds-checks every count and length against the file before using
+// it: a forged count fails the load, it never allocates or reads past the end.
+// Leftovers removed at open are our own names only: <20 digits>.ckpt.tmp.
 //
 // Single-threaded per partition.
 
@@ -60,10 +62,13 @@ class checkpoint_builder {
   /// The finished file content.
   std::string finish() &&;
   uint64_t lsn() const noexcept { return lsn_; }
+  /// False when an entity's state was too large for the format (> 4 GiB); do not write it.
+  bool ok() const noexcept { return ok_; }
 
  private:
   std::string buf_;
   uint64_t lsn_;
+  bool ok_ = true;
 };
 
 /// A verified checkpoint, parsed; entity bytes are views into `bytes`.
@@ -117,7 +122,9 @@ void checkpoint_builder::add_entity(std::string_view key, Encoder&& encode_state
   const std::size_t at = buf_.size();
   buf_.append(4, '\0');
   encode_state(buf_);
-  store_u32(buf_.data() + at, static_cast<uint32_t>(buf_.size() - at - 4));
+  const uint64_t len = buf_.size() - at - 4;
+  if (len > UINT32_MAX) ok_ = false;
+  store_u32(buf_.data() + at, static_cast<uint32_t>(len));
 }
 
 }  // namespace statefold

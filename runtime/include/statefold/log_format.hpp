@@ -11,11 +11,13 @@
 //   | record | record | ... | zeros (preallocated) or stale records (recycled)     |
 //
 //   record = | masked CRC32C u32 | length u32 | LSN u64 | type u8 | 3 zero bytes | payload |
-//            the CRC covers bytes 4 .. 20+length: every header field after it, and the payload
+//            the CRC covers bytes [4, 20+length): every header field after it, and the payload
 //
 // All integers are little-endian. LSNs start at 1 and are consecutive across segments: the
-// first record of a segment has the segment's base LSN. A record whose CRC verifies but whose
-// LSN is below the expected one is stale data of a recycled segment, i.e. free space.
+// first record of a segment has the segment's base LSN. The writer puts an end marker (a
+// zeroed record header, or zeros to the segment's end) after every batch. After the last
+// valid record, zeros or a CRC-valid record with an LSN below the segment's base LSN (stale
+// data of a recycled segment) are free space.
 
 #include <cstdint>
 #include <string_view>
@@ -40,5 +42,7 @@ inline bool known_record_type(uint8_t t) { return t == static_cast<uint8_t>(reco
 std::string segment_name(uint64_t base_lsn);
 /// Parses a segment file name; false for anything else.
 bool parse_segment_name(std::string_view name, uint64_t& base_lsn);
+/// "free-<digits>.seg": a released segment kept for recycling.
+bool is_free_segment_name(std::string_view name);
 
 }  // namespace statefold::log_format

@@ -70,7 +70,7 @@ struct partition_options {
   std::size_t dedup_window = 1u << 18; ///< event IDs remembered (0 disables dedup)
   recovery_mode mode = recovery_mode::tolerate_torn_tail;
   log_options log;
-  std::size_t keep_checkpoints = 2;
+  std::size_t keep_checkpoints = 2;     ///< at least 2 (smaller values are raised to 2)
   std::function<void(uint64_t records, uint64_t bytes)> progress;  ///< during replay
 };
 
@@ -329,13 +329,18 @@ status partition_state<Model>::checkpoint() {
   b.begin_entities(entities_.size());
   for (const auto& [key, s] : entities_)
     b.add_entity(key, [&](std::string& out) { Model::encode_state(s, out); });
+  if (!b.ok())
+    return {errc::invalid_argument, "partition " + std::to_string(o_.partition) +
+                                        ": an entity state exceeds 4 GiB; checkpoint not written"};
   const std::string image = std::move(b).finish();
   SF_RETURN_IF_ERROR(store_.write(lsn, image));
   counters_.last_checkpoint_lsn = lsn;
   have_checkpoint_ = true;
   ++counters_.checkpoints_written;
   // Only now that the new checkpoint is durable may older checkpoints and segments go.
-  SF_RETURN_IF_ERROR(store_.prune(o_.keep_checkpoints));
+  // Two at least: segments are released up to the older kept checkpoint, so that a damaged
+  // newest checkpoint can always fall back.
+  SF_RETURN_IF_ERROR(store_.prune(std::max<std::size_t>(o_.keep_checkpoints, 2)));
   SF_ASSIGN_OR_RETURN(auto kept, store_.list());
   if (kept.size() >= 2) SF_RETURN_IF_ERROR(writer_->release_before(kept.back() + 1));
   return status::ok();
