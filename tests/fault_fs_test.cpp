@@ -126,5 +126,45 @@ TEST_F(fault_fs_test, InjectedErrorsHitTheNthOperationOfAKind) {
   EXPECT_EQ(f->write_at(0, "x").code(), errc::no_space);
 }
 
+TEST_F(fault_fs_test, WritesOfAFailedSyncStayLostEvenAfterALaterSuccessfulSync) {
+  auto f = create("g");
+  ASSERT_TRUE(ffs_.sync_dir(t_.path()).is_ok());
+  ASSERT_TRUE(f->write_at(0, "durable").is_ok());
+  ASSERT_TRUE(f->sync().is_ok());
+  ASSERT_TRUE(f->write_at(7, "+A").is_ok());
+  ffs_.fail(fs_op::sync, 1, errc::io_error);
+  EXPECT_EQ(f->sync().code(), errc::io_error);
+  ASSERT_TRUE(f->write_at(9, "+B").is_ok());
+  EXPECT_TRUE(f->sync().is_ok());  // succeeds, but cannot vouch for "+A" (fsyncgate)
+  ASSERT_TRUE(ffs_.power_loss().is_ok());
+  const std::string got = testkit::read_bytes(t_ / "g");
+  EXPECT_NE(got, "durable+A+B");
+  EXPECT_EQ(got.substr(0, 7), "durable");
+}
+
+TEST_F(fault_fs_test, AProcessCrashMakesNothingDurable) {
+  {
+    auto f = create("never-synced");
+    ASSERT_TRUE(f->write_at(0, "data").is_ok());
+  }
+  ffs_.crash_at(1);
+  EXPECT_EQ(ffs_.sync_dir(t_.path()).code(), errc::crashed);
+  ffs_.restart_after_crash();
+  EXPECT_EQ(testkit::read_bytes(t_ / "never-synced"), "data");  // the page cache has it
+  ASSERT_TRUE(ffs_.power_loss().is_ok());
+  EXPECT_FALSE(exists("never-synced"));  // ... the disk does not
+}
+
+TEST_F(fault_fs_test, RenameOfAMissingSourceLeavesTheTargetAlone) {
+  {
+    auto f = create("target");
+    ASSERT_TRUE(f->write_at(0, "keep me").is_ok());
+    ASSERT_TRUE(f->sync().is_ok());
+  }
+  ASSERT_TRUE(ffs_.sync_dir(t_.path()).is_ok());
+  EXPECT_EQ(ffs_.rename(t_ / "missing", t_ / "target").code(), errc::not_found);
+  EXPECT_EQ(testkit::read_bytes(t_ / "target"), "keep me");
+}
+
 }  // namespace
 }  // namespace statefold

@@ -355,5 +355,86 @@ TEST_F(partition_state_test, PointInTimeCutBelowACheckpointDropsThatCheckpoint) 
   EXPECT_EQ(kept, std::vector<std::string>{"00000000000000000100.ckpt"});
 }
 
+TEST_F(partition_state_test, FailedRebuildFailsThePartitionInsteadOfRunningOnAResetState) {
+  fault_file_system ffs(posix_file_system());
+  {
+    auto p = open(ffs, options());
+    feed(*p, 0, 20);
+    ASSERT_TRUE(p->sync());
+    ffs.fail(fs_op::read, 1, errc::io_error);  // the rebuild's first read fails
+    auto r = p->apply(ledger("bad", "k0", 2, -999));
+    EXPECT_EQ(r.kind, outcome::failed) << r.reason;
+    EXPECT_EQ(p->failure().code(), errc::io_error);
+    EXPECT_EQ(p->apply(ledger("next", "k0", 2, 1)).kind, outcome::failed);
+    EXPECT_FALSE(p->checkpoint().is_ok());  // never checkpoint an untrusted state
+    EXPECT_FALSE(p->sync());
+  }
+  auto p = open(ffs, options());
+  EXPECT_EQ(snapshot(*p), fold_of_prefix(20));
+}
+
+TEST_F(partition_state_test, DamagedRecordThatAVerifiedCheckpointCoversFailsClosed) {
+  {
+    auto p = open();
+    feed(*p, 0, 10);
+    ASSERT_TRUE(p->checkpoint().is_ok());
+    feed(*p, 10, 30);
+    ASSERT_TRUE(p->checkpoint().is_ok());  // proves LSN 30 durable
+  }
+  // Damage the last record (LSN 30): on its own it would look like a torn tail.
+  const std::string seg = options().dir + "/log/" + testkit::files_in(options().dir + "/log").back();
+  auto s = scan_log(posix_file_system(), options().dir + "/log", {}, nullptr);
+  ASSERT_TRUE(s);
+  testkit::flip_bit(seg, s->segments.back().valid_bytes - 3);
+  auto refused = partition::open(posix_file_system(), options());
+  ASSERT_FALSE(refused);
+  EXPECT_EQ(refused.error().code(), errc::corruption);
+  EXPECT_NE(refused.error().message().find("covers up to LSN 30"), std::string::npos)
+      << refused.error().message();
+  // The operator's explicit choice: fall back to checkpoint 10, drop checkpoint 30, and never
+  // meet it again once the log has grown past LSN 30.
+  auto o = options();
+  o.mode = recovery_mode::point_in_time;
+  {
+    auto p = open(posix_file_system(), o);
+    ASSERT_NE(p, nullptr);
+    EXPECT_EQ(p->recovery().checkpoint_lsn, 10u);
+    EXPECT_EQ(p->next_lsn(), 30u);
+    EXPECT_EQ(snapshot(*p), fold_of_prefix(29));
+    for (int i = 29; i < 40; ++i)
+      ASSERT_EQ(p->apply(ledger("e" + std::to_string(i), "k" + std::to_string(i % 17), i / 17 + 1, i)).kind,
+                outcome::applied);
+    ASSERT_TRUE(p->sync());
+  }
+  auto p = open();
+  EXPECT_EQ(snapshot(*p), fold_of_prefix(40));
+}
+
+TEST_F(partition_state_test, ReadErrorOnACheckpointIsAnErrorNotAFallback) {
+  fault_file_system ffs(posix_file_system());
+  {
+    auto p = open(ffs, options());
+    feed(*p, 0, 50);
+    ASSERT_TRUE(p->checkpoint().is_ok());
+  }
+  ffs.fail(fs_op::read, 1, errc::io_error);
+  auto p = partition::open(ffs, options());
+  ASSERT_FALSE(p);
+  EXPECT_EQ(p.error().code(), errc::io_error);
+}
+
+TEST_F(partition_state_test, DedupEvictionCountSurvivesACheckpointedRestart) {
+  auto o = options();
+  o.dedup_window = 8;
+  {
+    auto p = open(posix_file_system(), o);
+    feed(*p, 0, 20);
+    ASSERT_TRUE(p->checkpoint().is_ok());
+    EXPECT_EQ(p->stats().dedup_evictions, 12u);
+  }
+  auto p = open(posix_file_system(), o);
+  EXPECT_EQ(p->stats().dedup_evictions, 12u);
+}
+
 }  // namespace
 }  // namespace statefold

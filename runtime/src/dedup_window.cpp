@@ -27,6 +27,7 @@ void dedup_window::insert(const event_digest& d) {
 
 void dedup_window::clear() {
   ring_.clear();
+  evictions_ = 0;
   set_.clear();
   head_ = 0;
 }

@@ -24,6 +24,9 @@ struct fault_file_system::node {
     uint64_t new_len;  // bytes the write put at offset (0 for truncate)
   };
   std::vector<undo> unsynced;
+  // Writes whose fdatasync failed. Linux may already have marked their pages clean
+  // ("fsyncgate"): no later sync makes them durable, and a power loss reverts them.
+  std::vector<undo> lost;
 };
 
 struct fault_file_system::journal_entry {
@@ -68,10 +71,15 @@ class fault_file final : public file {
   status sync() override {
     std::lock_guard lock(fs_.mu_);
     SF_RETURN_IF_ERROR(check_alive());
-    SF_RETURN_IF_ERROR(fs_.admit(fs_op::sync, base_->path()));
-    SF_RETURN_IF_ERROR(base_->sync());
-    if (node_) node_->unsynced.clear();
-    return status::ok();
+    status st = fs_.admit(fs_op::sync, base_->path());
+    if (st.is_ok()) st = base_->sync();
+    if (node_) {
+      if (!st.is_ok()) {
+        node_->lost.insert(node_->lost.end(), node_->unsynced.begin(), node_->unsynced.end());
+      }
+      node_->unsynced.clear();
+    }
+    return st;
   }
 
   status truncate(uint64_t size) override {
@@ -224,22 +232,15 @@ std::shared_ptr<fault_file_system::node> fault_file_system::node_for(const std::
   return slot;
 }
 
-void fault_file_system::forget_unsynced() {
-  for (auto& [path, n] : nodes_) n->unsynced.clear();
-  // Removed files the journal kept hidden are really gone now that nothing can revert them.
-  for (const auto& e : journal_)
-    if (e.kind == journal_entry::remove) ignore(base_.remove(e.b));
-  journal_.clear();
-  nodes_.clear();
+void fault_file_system::restart_after_crash() {
+  // A process crash loses nothing the kernel already has, but makes nothing durable either:
+  // unsynced writes and directory changes stay pending, so a later power_loss() still
+  // reverts them. Only the handles die.
+  std::lock_guard lock(mu_);
   crashed_ = false;
   rules_.clear();
   crash_at_ = kill_at_ = 0;
   ++generation_;
-}
-
-void fault_file_system::restart_after_crash() {
-  std::lock_guard lock(mu_);
-  forget_unsynced();
 }
 
 status fault_file_system::power_loss(power_loss_options options) {
@@ -251,7 +252,7 @@ status fault_file_system::power_loss(power_loss_options options) {
   };
   for (auto& [path, n] : nodes_) {
     auto& u = n->unsynced;
-    if (u.empty()) continue;
+    if (u.empty() && n->lost.empty()) continue;
     auto f = base_.open(n->path, open_mode::read_write);
     if (!f) {
       note(f.error());
@@ -271,7 +272,13 @@ status fault_file_system::power_loss(power_loss_options options) {
         note((*f)->write_at(e.offset + skip, std::string_view(e.old_bytes).substr(skip)));
       note((*f)->truncate(std::max(e.old_size, skip > 0 ? e.offset + skip : 0)));
     }
+    for (std::size_t i = n->lost.size(); i-- > 0;) {
+      const auto& e = n->lost[i];
+      if (!e.old_bytes.empty()) note((*f)->write_at(e.offset, e.old_bytes));
+      note((*f)->truncate(e.old_size));
+    }
     u.clear();
+    n->lost.clear();
   }
   for (auto it = journal_.rbegin(); it != journal_.rend(); ++it) {
     switch (it->kind) {
@@ -318,6 +325,8 @@ result<std::unique_ptr<file>> fault_file_system::open(const std::string& path, o
 status fault_file_system::rename(const std::string& from, const std::string& to) {
   std::lock_guard lock(mu_);
   SF_RETURN_IF_ERROR(admit(fs_op::rename, from + " -> " + to));
+  SF_ASSIGN_OR_RETURN(bool source_exists, base_.exists(from));
+  if (!source_exists) return {errc::not_found, "rename " + from + " to " + to + ": No such file"};
   // Replacing an existing file: hide the old one first so that a power loss can restore it.
   SF_ASSIGN_OR_RETURN(bool target_exists, base_.exists(to));
   if (target_exists) {

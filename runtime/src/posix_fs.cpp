@@ -146,17 +146,18 @@ class posix_fs final : public file_system {
   }
 
   status create_dirs(const std::string& dir) override {
-    if (dir.empty()) return status::ok();
-    struct stat st;
-    if (::stat(dir.c_str(), &st) == 0) {
-      if (S_ISDIR(st.st_mode)) return status::ok();
-      return {errc::already_exists, dir + " exists and is not a directory"};
-    }
-    std::string parent = parent_dir(dir);
+    if (dir.empty() || dir == "/" || dir == ".") return status::ok();
+    const std::string parent = parent_dir(dir);
     if (parent != dir) SF_RETURN_IF_ERROR(create_dirs(parent));
-    if (::mkdir(dir.c_str(), 0755) != 0 && errno != EEXIST)
-      return os_error("create directory", dir, errno);
-    return sync_dir(parent.empty() ? "." : parent);
+    if (::mkdir(dir.c_str(), 0755) != 0) {
+      if (errno != EEXIST) return os_error("create directory", dir, errno);
+      struct stat st;
+      if (::stat(dir.c_str(), &st) != 0 || !S_ISDIR(st.st_mode))
+        return {errc::already_exists, dir + " exists and is not a directory"};
+    }
+    // Sync the parent every time, not only after our own mkdir: if an earlier run created
+    // the directory and died before this fsync, nobody else would ever make it durable.
+    return sync_dir(parent);
   }
 
   result<bool> exists(const std::string& path) override {

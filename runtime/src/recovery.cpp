@@ -65,6 +65,7 @@ result<recovery_result> recover_partition(file_system& fs, const std::string& lo
   };
 
   const bool pitr = o.mode == recovery_mode::point_in_time;
+  bool drop_checkpoints = false;  // point-in-time: checkpoints beyond the log's end go
   bool done = false;
   for (uint64_t lsn : lsns) {
     if (first_lsn == 0 && lsn > 0 && !pitr) {
@@ -78,6 +79,8 @@ result<recovery_result> recover_partition(file_system& fs, const std::string& lo
     }
     auto c = checkpoints.load(lsn);
     if (!c) {
+      // Damage falls back to an older checkpoint; a read error is never taken for damage.
+      if (c.error().code() == errc::io_error) return c.error();
       rep.notes.push_back("checkpoint " + std::to_string(lsn) + " skipped: " + c.error().to_string());
       continue;
     }
@@ -89,9 +92,21 @@ result<recovery_result> recover_partition(file_system& fs, const std::string& lo
     replayed = 0;
     SF_ASSIGN_OR_RETURN(out.scan, scan_log(fs, log_dir, so, visit));
     if (!out.scan.segments.empty() && out.scan.next_lsn < lsn + 1) {
-      rep.notes.push_back("checkpoint " + std::to_string(lsn) + " skipped: it covers LSN " +
-                          std::to_string(lsn) + " but the log ends at LSN " +
-                          std::to_string(out.scan.next_lsn - 1));
+      // A verified checkpoint proves that LSN `lsn` was durable (checkpoints are written only
+      // after the sync that covers them), so the log has lost acknowledged records — or the
+      // checkpoint is wrong. Either way, nothing here may be guessed.
+      std::string what = checkpoints.path_of(lsn) + " verifies and covers up to LSN " +
+                         std::to_string(lsn) + ", but the log ends at LSN " +
+                         std::to_string(out.scan.next_lsn - 1);
+      if (!out.scan.damage.empty()) what += " after cutting damage (" + out.scan.damage + ")";
+      if (!pitr)
+        return status{errc::corruption,
+                      what + ": records the checkpoint proves durable are missing from the log; "
+                             "refusing to start (point-in-time recovery would fall back to an "
+                             "older checkpoint and discard LSN " +
+                          std::to_string(out.scan.next_lsn) + " onwards)"};
+      rep.notes.push_back("checkpoint " + std::to_string(lsn) + " dropped: " + what);
+      drop_checkpoints = true;
       continue;
     }
     if (out.scan.segments.empty()) {
@@ -141,7 +156,8 @@ result<recovery_result> recover_partition(file_system& fs, const std::string& lo
     // Checkpoints beyond a point-in-time cut go first: should we crash before the log is cut,
     // the next recovery sees the same damage and cuts again, and never meets a checkpoint
     // that describes discarded history.
-    if (out.scan.lsn_may_regress) SF_RETURN_IF_ERROR(checkpoints.remove_from(out.scan.next_lsn));
+    if (out.scan.lsn_may_regress || drop_checkpoints)
+      SF_RETURN_IF_ERROR(checkpoints.remove_from(out.scan.next_lsn));
     SF_RETURN_IF_ERROR(repair_log(fs, log_dir, out.scan));
   }
   rep.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();

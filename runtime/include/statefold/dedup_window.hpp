@@ -41,6 +41,8 @@ class dedup_window {
   /// Remembers `d`, evicting the oldest entry when full. `d` must not be present.
   void insert(const event_digest& d);
   void clear();
+  /// Continues the eviction count of an earlier life (from a checkpoint), for metrics.
+  void restore_evictions(uint64_t n) noexcept { evictions_ = n; }
 
   std::size_t size() const noexcept { return set_.size(); }
   std::size_t capacity() const noexcept { return capacity_; }

@@ -5,12 +5,15 @@
 // remembers enough to undo what a power loss would undo.
 //
 // What a simulated power loss (`power_loss()`) reverts, in this order:
-//  1. bytes written to, or truncated from, a file since that file's last sync() — restored
-//     to their previous content (with `torn`, a random prefix of the unsynced writes of each
-//     file survives, the last one possibly cut mid-way);
+//  1. bytes written to, or truncated from, a file since that file's last successful sync() —
+//     restored to their previous content (with `torn`, a random prefix of the unsynced writes
+//     of each file survives, the last one possibly cut mid-way). Writes covered by a FAILED
+//     sync are lost for good, as on Linux ("fsyncgate"): no later sync makes them durable;
 //  2. creations, renames and removals not followed by sync_dir() of their directory — undone
 //     newest first. A removed file is kept under a hidden name until its directory is synced.
-// Directory creation (create_dirs) is treated as durable.
+// Directory creation (create_dirs) is atomic and durable in this model: the POSIX
+// implementation fsyncs the parent of every path component on every call, so a directory
+// whose creation was interrupted is made durable by the next call.
 //
 // Crash points: every mutating operation (write, sync, truncate, creating open, rename,
 // remove, sync_dir, create_dirs) is counted. `crash_at(n)` makes the n-th one not happen and
@@ -70,8 +73,8 @@ class fault_file_system final : public file_system {
   /// open handle, clears the crashed state and all faults.
   status power_loss(power_loss_options options);
   status power_loss() { return power_loss(power_loss_options{}); }
-  /// A process crash: the kernel keeps unsynced data. Invalidates open handles, clears the
-  /// crashed state and faults, forgets what was unsynced (the page cache will write it).
+  /// A process crash: the kernel keeps unsynced data, but it is still not durable — a later
+  /// power_loss() reverts it. Invalidates open handles, clears the crashed state and faults.
   void restart_after_crash();
 
   // -- file_system ------------------------------------------------------------------------
@@ -101,7 +104,6 @@ class fault_file_system final : public file_system {
   status admit(fs_op op, const std::string& what, bool* short_write = nullptr);
   static bool is_mutating(fs_op op) noexcept;
   std::shared_ptr<node> node_for(const std::string& path);
-  void forget_unsynced();
 
   file_system& base_;
   mutable std::mutex mu_;

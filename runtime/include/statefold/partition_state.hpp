@@ -131,7 +131,9 @@ class partition_state {
   uint64_t next_lsn() const noexcept { return writer_->next_lsn(); }
   uint64_t durable_lsn() const noexcept { return writer_->durable_lsn(); }
   /// ok while healthy; else why the partition refuses work.
-  const status& failure() const noexcept { return writer_->failure(); }
+  const status& failure() const noexcept {
+    return failure_.is_ok() ? writer_->failure() : failure_;
+  }
   partition_stats stats() const;
   const recovery_report& recovery() const noexcept { return report_; }
   uint32_t partition() const noexcept { return o_.partition; }
@@ -169,6 +171,7 @@ class partition_state {
   recovery_report report_;
   partition_stats counters_;
   bool have_checkpoint_ = false;  // counters_.last_checkpoint_lsn names a checkpoint on disk
+  status failure_;                // set when the in-memory state can no longer be trusted
 };
 
 // ---------------------------------------------------------------------------------------------
@@ -181,6 +184,7 @@ result<recovery_result> partition_state<Model>::load_from_disk(bool repair) {
     reset();
     for (const auto& [name, off] : c.sources) sources_[name] = off;
     for (const auto& d : c.dedup) window_.insert(d);
+    window_.restore_evictions(c.dedup_evictions);
     entities_.reserve(c.entities.size());
     for (const auto& [key, bytes] : c.entities) {
       state_type s{};
@@ -246,9 +250,9 @@ result<std::unique_ptr<partition_state<Model>>> partition_state<Model>::open(fil
 
 template <model Model>
 apply_result partition_state<Model>::apply(const event_type& e, const event_meta& meta) {
-  if (!writer_->failure().is_ok())
+  if (!failure().is_ok())
     return {outcome::failed, 0, "partition " + std::to_string(o_.partition) +
-                                    " has failed: " + writer_->failure().to_string()};
+                                    " has failed: " + failure().to_string()};
   if constexpr (model_with_validate<Model>) {
     std::string why = Model::validate(e);
     if (!why.empty()) {
@@ -308,20 +312,25 @@ apply_result partition_state<Model>::apply(const event_type& e, const event_meta
 template <model Model>
 status partition_state<Model>::rebuild() {
   // The handler may have half-changed a state: reload from disk. Everything applied before it
-  // must be on disk for that, so sync first.
-  SF_RETURN_IF_ERROR(writer_->sync().to_status());
+  // must be on disk for that, so sync first. If either step fails, the in-memory state is
+  // unknown (possibly reset): the partition fails for good rather than apply or checkpoint
+  // on top of it.
   ++counters_.rebuilds;
-  return load_from_disk(/*repair=*/false).to_status();
+  status st = writer_->sync().to_status();
+  if (st.is_ok()) st = load_from_disk(/*repair=*/false).to_status();
+  if (!st.is_ok()) failure_ = st.with_context("rebuilding partition " + std::to_string(o_.partition));
+  return st;
 }
 
 template <model Model>
 result<uint64_t> partition_state<Model>::sync() {
+  if (!failure_.is_ok()) return failure_;
   return writer_->sync();
 }
 
 template <model Model>
 status partition_state<Model>::checkpoint() {
-  SF_ASSIGN_OR_RETURN(uint64_t lsn, writer_->sync());
+  SF_ASSIGN_OR_RETURN(uint64_t lsn, sync());
   if (have_checkpoint_ && lsn == counters_.last_checkpoint_lsn) return status::ok();  // nothing new
   checkpoint_builder b(o_.partition, lsn, o_.epoch);
   b.add_sources({sources_.begin(), sources_.end()});

@@ -3,9 +3,12 @@
 // Recovery of one partition, independent of the Model: choose the newest checkpoint that
 // verifies and that the log still covers, replay the log tail after it, repair a torn tail.
 //
-//  1. Checkpoints are tried newest first. One is skipped (and the skip reported) when it fails
-//     to load (CRC, bounds, version), when the Model cannot decode it, when the log no longer
-//     starts early enough to continue from it, or when it claims an LSN beyond the log's end.
+//  1. Checkpoints are tried newest first. One is skipped (and the skip reported) when it is
+//     damaged (CRC, bounds, version), when the Model cannot decode it, or when the log no
+//     longer starts early enough to continue from it. A read error fails recovery.
+//     A checkpoint that verifies but covers an LSN beyond the log's end proves the log lost
+//     acknowledged records: recovery fails closed, except under point-in-time recovery, which
+//     falls back to an older checkpoint and deletes the ones beyond the log's end.
 //  2. With no usable checkpoint, the state is rebuilt by full replay — only when the log still
 //     starts at LSN 1; otherwise recovery refuses with errc::corruption and says why.
 //  3. Log damage is handled by scan_log/repair_log under the partition's recovery_mode.
