@@ -17,12 +17,20 @@ void dedup_window::insert(const event_digest& d) {
   if (ring_.size() < capacity_) {
     ring_.push_back(d);
   } else {
-    set_.erase(ring_[head_]);
+    if (!bulk_) set_.erase(ring_[head_]);
     ring_[head_] = d;
     head_ = (head_ + 1) % capacity_;
     ++evictions_;
   }
-  set_.insert(d);
+  if (!bulk_) set_.insert(d);
+}
+
+void dedup_window::end_bulk() {
+  if (!bulk_) return;
+  bulk_ = false;
+  set_.clear();
+  set_.reserve(ring_.size());
+  for (const auto& d : ring_) set_.insert(d);
 }
 
 void dedup_window::clear() {
@@ -30,6 +38,7 @@ void dedup_window::clear() {
   evictions_ = 0;
   set_.clear();
   head_ = 0;
+  bulk_ = false;
 }
 
 }  // namespace statefold

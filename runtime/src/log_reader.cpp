@@ -102,8 +102,15 @@ bool crc_valid_record_at(std::string_view data, std::size_t pos, record_header& 
          crc32c::value(data.data() + pos + 4, record_header_size - 4 + h.length);
 }
 
+// Word at a time: the free space of a preallocated segment is tens of MiB of zeros.
 bool all_zero(std::string_view s) {
-  return std::all_of(s.begin(), s.end(), [](char c) { return c == 0; });
+  const char* p = s.data();
+  std::size_t n = s.size();
+  for (; n >= 8; p += 8, n -= 8)
+    if (load_u64(p) != 0) return false;
+  for (; n > 0; ++p, --n)
+    if (*p != 0) return false;
+  return true;
 }
 
 // First offset >= from holding a CRC-valid record whose LSN is >= min_lsn: proof that data
@@ -114,7 +121,8 @@ std::size_t find_later_record(std::string_view data, std::size_t from, uint64_t 
     uint64_t lsn = load_u64(data.data() + p + 8);
     if (lsn < min_lsn || lsn - min_lsn > data.size()) continue;  // cheap filter first
     record_header h;
-    if (crc_valid_record_at(data, p, h) && known_record_type(h.type)) return p;
+    // Any type: a valid record of a newer version after the damage is still valid data.
+    if (crc_valid_record_at(data, p, h)) return p;
   }
   return std::string_view::npos;
 }

@@ -51,6 +51,10 @@ result<std::unique_ptr<log_writer>> log_writer::open(file_system& fs, std::strin
     const auto& last = scan.segments.back();
     SF_ASSIGN_OR_RETURN(auto f, fs.open(last.path, open_mode::read_write));
     w->pieces_.push_back({last.base_lsn, std::shared_ptr<file>(std::move(f)), last.valid_bytes, {}, 0});
+    // A segment made under a larger segment_bytes may hold stale bytes past our limit, where
+    // a short end marker would not cover them: start the next record in a new segment.
+    if (last.file_bytes > w->options_.segment_bytes)
+      w->pieces_.push_back({scan.next_lsn, nullptr, segment_header_size, {}, 0});
   }
   return w;
 }

@@ -90,6 +90,7 @@ result<recovery_result> recover_partition(file_system& fs, const std::string& lo
     }
     so.from_lsn = lsn + 1;
     replayed = 0;
+    if (hooks.before_replay) hooks.before_replay();
     SF_ASSIGN_OR_RETURN(out.scan, scan_log(fs, log_dir, so, visit));
     if (!out.scan.segments.empty() && out.scan.next_lsn < lsn + 1) {
       // A verified checkpoint proves that LSN `lsn` was durable (checkpoints are written only
@@ -112,9 +113,14 @@ result<recovery_result> recover_partition(file_system& fs, const std::string& lo
     if (out.scan.segments.empty()) {
       // Only point-in-time recovery gets here with lsn > 0: the log is gone, the checkpoint
       // is all there is, and events after it (acknowledged or not) are lost.
-      if (lsn > 0)
+      if (lsn > 0) {
         rep.notes.push_back("the log has no segments: recovered to checkpoint " +
                             std::to_string(lsn) + " (point-in-time); later events are lost");
+        // LSNs after the checkpoint will be reused: recyclable segments and newer (damaged)
+        // checkpoints could hold records or claims about them.
+        out.scan.lsn_may_regress = true;
+        drop_checkpoints = true;
+      }
       out.scan.first_lsn = out.scan.next_lsn = lsn + 1;
     }
     rep.used_checkpoint = true;
@@ -141,6 +147,7 @@ result<recovery_result> recover_partition(file_system& fs, const std::string& lo
     hooks.reset();
     so.from_lsn = 1;
     replayed = 0;
+    if (hooks.before_replay) hooks.before_replay();
     SF_ASSIGN_OR_RETURN(out.scan, scan_log(fs, log_dir, so, visit));
   }
 

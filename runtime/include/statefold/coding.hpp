@@ -4,6 +4,7 @@
 // Every length or count read from disk goes through `byte_reader`, which refuses to read
 // past its end: a forged length can make a decode fail, never overrun a buffer.
 
+#include <bit>
 #include <cstdint>
 #include <cstring>
 #include <string>
@@ -18,12 +19,12 @@ inline void put_u16(std::string& out, uint16_t v) {
 }
 inline void put_u32(std::string& out, uint32_t v) {
   char b[4];
-  for (int i = 0; i < 4; ++i) b[i] = static_cast<char>(v >> (8 * i));
+  std::memcpy(b, &v, 4);
   out.append(b, 4);
 }
 inline void put_u64(std::string& out, uint64_t v) {
   char b[8];
-  for (int i = 0; i < 8; ++i) b[i] = static_cast<char>(v >> (8 * i));
+  std::memcpy(b, &v, 8);
   out.append(b, 8);
 }
 inline void put_varint(std::string& out, uint64_t v) {
@@ -39,20 +40,20 @@ inline void put_bytes(std::string& out, std::string_view s) {
   out.append(s);
 }
 
-inline void store_u32(char* p, uint32_t v) {
-  for (int i = 0; i < 4; ++i) p[i] = static_cast<char>(v >> (8 * i));
-}
-inline void store_u64(char* p, uint64_t v) {
-  for (int i = 0; i < 8; ++i) p[i] = static_cast<char>(v >> (8 * i));
-}
+// The on-disk format is little-endian; so is every machine we build for. memcpy compiles to
+// a single load or store.
+static_assert(std::endian::native == std::endian::little, "statefold assumes a little-endian host");
+
+inline void store_u32(char* p, uint32_t v) { std::memcpy(p, &v, 4); }
+inline void store_u64(char* p, uint64_t v) { std::memcpy(p, &v, 8); }
 inline uint32_t load_u32(const char* p) {
-  uint32_t v = 0;
-  for (int i = 3; i >= 0; --i) v = (v << 8) | static_cast<uint8_t>(p[i]);
+  uint32_t v;
+  std::memcpy(&v, p, 4);
   return v;
 }
 inline uint64_t load_u64(const char* p) {
-  uint64_t v = 0;
-  for (int i = 7; i >= 0; --i) v = (v << 8) | static_cast<uint8_t>(p[i]);
+  uint64_t v;
+  std::memcpy(&v, p, 8);
   return v;
 }
 

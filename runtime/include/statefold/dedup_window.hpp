@@ -41,17 +41,22 @@ class dedup_window {
   /// Remembers `d`, evicting the oldest entry when full. `d` must not be present.
   void insert(const event_digest& d);
   void clear();
+  /// Bulk mode, for replay: insert() only records the ID in the FIFO (no hash-set work, which
+  /// is most of the cost when most replayed IDs are evicted again); end_bulk() builds the set
+  /// from what survived. contains() must not be called in between.
+  void begin_bulk() noexcept { bulk_ = true; }
+  void end_bulk();
   /// Continues the eviction count of an earlier life (from a checkpoint), for metrics.
   void restore_evictions(uint64_t n) noexcept { evictions_ = n; }
 
-  std::size_t size() const noexcept { return set_.size(); }
+  std::size_t size() const noexcept { return ring_.size(); }
   std::size_t capacity() const noexcept { return capacity_; }
   uint64_t evictions() const noexcept { return evictions_; }
 
   /// Visits entries oldest first.
   template <class F>
   void for_each(F&& f) const {
-    for (std::size_t i = 0; i < set_.size(); ++i) f(ring_[(head_ + i) % capacity_]);
+    for (std::size_t i = 0; i < ring_.size(); ++i) f(ring_[(head_ + i) % capacity_]);
   }
 
  private:
@@ -60,6 +65,7 @@ class dedup_window {
   std::size_t head_ = 0;            // oldest entry once full
   absl::flat_hash_set<event_digest> set_;
   uint64_t evictions_ = 0;
+  bool bulk_ = false;
 };
 
 }  // namespace statefold

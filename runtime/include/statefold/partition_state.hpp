@@ -153,7 +153,7 @@ class partition_state {
   }
   void remember(const event_digest& d, const std::string_view source, uint64_t offset,
                 bool has_source) {
-    if (!window_.contains(d)) window_.insert(d);
+    window_.insert(d);  // never present: apply() checked, and replay only sees logged events
     if (has_source) {
       auto& hwm = sources_[std::string(source)];
       if (offset > hwm) hwm = offset;
@@ -225,7 +225,10 @@ result<recovery_result> partition_state<Model>::load_from_disk(bool repair) {
   ro.mode = o_.mode;
   ro.repair = repair;
   ro.progress = o_.progress;
-  SF_ASSIGN_OR_RETURN(auto r, recover_partition(fs_, log_dir(), store_, ro, hooks));
+  hooks.before_replay = [this] { window_.begin_bulk(); };
+  auto rec = recover_partition(fs_, log_dir(), store_, ro, hooks);
+  window_.end_bulk();
+  SF_ASSIGN_OR_RETURN(auto r, std::move(rec));
   r.report.entities = entities_.size();
   return r;
 }

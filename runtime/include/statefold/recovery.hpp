@@ -52,6 +52,8 @@ struct recovery_hooks {
   std::function<void()> reset;
   /// Apply one replayed record. An error aborts recovery.
   log_visitor replay;
+  /// Called once the state to replay onto is loaded (or reset), before the first record.
+  std::function<void()> before_replay;
 };
 
 struct recovery_options {
