@@ -2,6 +2,10 @@
 // every crash test built on it proves nothing.
 
 #include <gtest/gtest.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <csignal>
 
 #include "statefold/fault_fs.hpp"
 #include "testkit/temp_dir.hpp"
@@ -164,6 +168,24 @@ TEST_F(fault_fs_test, RenameOfAMissingSourceLeavesTheTargetAlone) {
   ASSERT_TRUE(ffs_.sync_dir(t_.path()).is_ok());
   EXPECT_EQ(ffs_.rename(t_ / "missing", t_ / "target").code(), errc::not_found);
   EXPECT_EQ(testkit::read_bytes(t_ / "target"), "keep me");
+}
+
+TEST_F(fault_fs_test, KillAtRaisesSigkillJustBeforeTheNthMutation) {
+  const pid_t child = ::fork();
+  ASSERT_GE(child, 0);
+  if (child == 0) {
+    auto f = ffs_.open(t_ / "k", open_mode::create);  // mutation 1
+    if (!f) ::_exit(3);
+    ffs_.kill_at(2);
+    if (!(*f)->write_at(0, "first").is_ok()) ::_exit(4);   // mutation 1 after kill_at
+    ignore((*f)->write_at(5, "-second"));                  // mutation 2: killed before it
+    ::_exit(0);
+  }
+  int wstatus = 0;
+  ASSERT_EQ(::waitpid(child, &wstatus, 0), child);
+  ASSERT_TRUE(WIFSIGNALED(wstatus)) << "exit status " << WEXITSTATUS(wstatus);
+  EXPECT_EQ(WTERMSIG(wstatus), SIGKILL);
+  EXPECT_EQ(testkit::read_bytes(t_ / "k"), "first");
 }
 
 }  // namespace
