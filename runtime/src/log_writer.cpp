@@ -1,13 +1,17 @@
 #include "statefold/log_writer.hpp"
 
 #include <algorithm>
-
-#include "statefold/coding.hpp"
-#include "statefold/crc32c.hpp"
+#include <cstdlib>
 
 namespace statefold {
 
 using namespace log_format;
+
+std::size_t log_batch::bytes() const noexcept {
+  std::size_t n = 0;
+  for (const auto& p : pieces_) n += p.bytes.size();
+  return n;
+}
 
 log_writer::log_writer(file_system& fs, std::string log_dir, uint32_t partition, uint64_t epoch,
                        log_options options)
@@ -20,53 +24,63 @@ result<std::unique_ptr<log_writer>> log_writer::open(file_system& fs, std::strin
                                                      uint32_t partition, uint64_t epoch,
                                                      const log_scan& scan, log_options options) {
   if (options.segment_bytes < segment_header_size + record_header_size + 1 ||
-      options.max_record_bytes > max_record_payload ||
+      options.segment_bytes > (1ull << 30) || options.max_record_bytes > max_record_payload ||
       options.max_record_bytes > options.segment_bytes - segment_header_size - record_header_size)
     return status{errc::invalid_argument,
                   "log options: segment_bytes " + std::to_string(options.segment_bytes) +
-                      " cannot hold a record of max_record_bytes " +
+                      " (at most 1 GiB) cannot hold a record of max_record_bytes " +
                       std::to_string(options.max_record_bytes)};
   SF_RETURN_IF_ERROR(fs.create_dirs(log_dir));
   std::unique_ptr<log_writer> w(
       new log_writer(fs, std::move(log_dir), partition, epoch, std::move(options)));
   w->next_lsn_ = scan.next_lsn;
-  w->durable_lsn_ = scan.next_lsn - 1;  // everything recovered is on disk
+  w->durable_lsn_.store(scan.next_lsn - 1);  // everything recovered is on disk
   for (const auto& s : scan.segments) w->segments_.push_back({s.base_lsn, s.path});
-  w->free_ = scan.free_segments;
-  if (scan.lsn_may_regress) w->free_.clear();  // repair_log deleted them
+  w->segment_count_.store(w->segments_.size());
+  if (!scan.lsn_may_regress) w->free_ = scan.free_segments;  // else repair_log deleted them
   for (const auto& p : w->free_) {
     // Keep free-<n> names unique across restarts.
     uint64_t n = 0;
-    auto name = base_name(p);
-    for (char c : name.substr(5)) {
+    for (char c : base_name(p).substr(5)) {
       if (c < '0' || c > '9') break;
       n = n * 10 + static_cast<uint64_t>(c - '0');
     }
     w->free_seq_ = std::max(w->free_seq_, n);
   }
 
-  if (w->segments_.empty()) {
-    w->pieces_.push_back({scan.next_lsn, nullptr, segment_header_size, {}, 0});
+  const bool fresh = w->segments_.empty() ||
+                     // A segment made under a larger segment_bytes may hold stale bytes past our
+                     // limit, where a short end marker would not cover them: start anew.
+                     scan.segments.back().file_bytes > w->options_.segment_bytes;
+  if (fresh) {
+    w->cur_ = {std::make_shared<segment_slot>(segment_slot{scan.next_lsn, nullptr}),
+               segment_header_size, {}};
   } else {
     const auto& last = scan.segments.back();
     SF_ASSIGN_OR_RETURN(auto f, fs.open(last.path, open_mode::read_write));
-    w->pieces_.push_back({last.base_lsn, std::shared_ptr<file>(std::move(f)), last.valid_bytes, {}, 0});
-    // A segment made under a larger segment_bytes may hold stale bytes past our limit, where
-    // a short end marker would not cover them: start the next record in a new segment.
-    if (last.file_bytes > w->options_.segment_bytes)
-      w->pieces_.push_back({scan.next_lsn, nullptr, segment_header_size, {}, 0});
+    w->cur_ = {std::make_shared<segment_slot>(
+                   segment_slot{last.base_lsn, std::shared_ptr<file>(std::move(f))}),
+               last.valid_bytes, {}};
+    w->cur_announced_ = true;  // exists already: nothing to create
   }
   return w;
 }
 
 std::size_t log_writer::buffered_bytes() const noexcept {
-  std::size_t n = 0;
-  for (const auto& p : pieces_) n += p.bytes.size();
+  std::size_t n = cur_.bytes.size();
+  for (const auto& p : pending_) n += p.bytes.size();
   return n;
 }
 
+status log_writer::failure() const {
+  std::lock_guard lock(failure_mu_);
+  return failure_;
+}
+
 status log_writer::fail(status st) {
+  std::lock_guard lock(failure_mu_);
   if (failure_.is_ok()) failure_ = st;
+  failed_.store(true, std::memory_order_release);
   return st;
 }
 
@@ -84,33 +98,64 @@ std::string log_writer::segment_header(uint64_t base) const {
   return h;
 }
 
+std::size_t log_writer::begin_record(std::size_t size) {
+  if (cur_.offset + cur_.bytes.size() + size > options_.segment_bytes) {
+    // Roll: this record starts the next segment (created by the persister).
+    pending_.push_back(std::move(cur_));
+    cur_ = {std::make_shared<segment_slot>(segment_slot{next_lsn_, nullptr}), segment_header_size, {}};
+    cur_announced_ = false;
+  }
+  return cur_.bytes.size();
+}
+
+void log_writer::finish_record(std::size_t at, record_type type) {
+  char* h = cur_.bytes.data() + at;
+  const std::size_t payload = cur_.bytes.size() - at - record_header_size;
+  store_u32(h + 4, static_cast<uint32_t>(payload));
+  store_u64(h + 8, next_lsn_);
+  h[16] = static_cast<char>(type);
+  h[17] = h[18] = h[19] = 0;
+  store_u32(h, crc32c::mask(crc32c::value(h + 4, record_header_size - 4 + payload)));
+  last_record_at_ = at;
+  can_unappend_ = true;
+}
+
+void log_writer::unappend_last() {
+  if (!can_unappend_) std::abort();  // a bug in the caller: nothing to withdraw
+  cur_.bytes.resize(last_record_at_);
+  --next_lsn_;
+  can_unappend_ = false;
+}
+
 result<uint64_t> log_writer::append(record_type type, std::string_view payload) {
-  if (!failure_.is_ok()) return failure_;
+  if (failed()) return failure();
   if (payload.size() > options_.max_record_bytes)
     return status{errc::invalid_argument,
                   "record of " + std::to_string(payload.size()) + " bytes exceeds max_record_bytes " +
                       std::to_string(options_.max_record_bytes)};
-  const std::size_t need = record_header_size + payload.size();
-  piece* cur = &pieces_.back();
-  if (cur->offset + cur->bytes.size() + need > options_.segment_bytes) {
-    // Roll: this record starts the next segment (created by sync()).
-    pieces_.push_back({next_lsn_, nullptr, segment_header_size, {}, 0});
-    cur = &pieces_.back();
-  }
-  std::string& b = cur->bytes;
-  const std::size_t at = b.size();
-  b.resize(at + record_header_size);
-  char* h = b.data() + at;
-  store_u32(h + 4, static_cast<uint32_t>(payload.size()));
-  store_u64(h + 8, next_lsn_);
-  h[16] = static_cast<char>(type);
-  h[17] = h[18] = h[19] = 0;
-  b.append(payload);
-  h = b.data() + at;  // append may have reallocated
-  uint32_t crc = crc32c::value(h + 4, record_header_size - 4 + payload.size());
-  store_u32(h, crc32c::mask(crc));
-  cur->last_lsn = next_lsn_;
+  const std::size_t at = begin_record(record_header_size + payload.size());
+  cur_.bytes.resize(at + record_header_size);
+  cur_.bytes.append(payload);
+  finish_record(at, type);
   return next_lsn_++;
+}
+
+log_batch log_writer::take_batch() {
+  log_batch b;
+  b.pieces_ = std::move(pending_);
+  pending_.clear();
+  if (!cur_.bytes.empty() || !cur_announced_) {
+    piece taken{cur_.seg, cur_.offset, std::move(cur_.bytes)};
+    cur_.offset += taken.bytes.size();
+    last_batch_bytes_ = taken.bytes.size();
+    b.pieces_.push_back(std::move(taken));
+    cur_.bytes = std::string();
+    cur_.bytes.reserve(last_batch_bytes_ + last_batch_bytes_ / 4);
+    cur_announced_ = true;
+  }
+  b.last_lsn_ = next_lsn_ - 1;
+  can_unappend_ = false;
+  return b;
 }
 
 result<std::shared_ptr<file>> log_writer::create_segment(uint64_t base) {
@@ -149,46 +194,44 @@ result<std::shared_ptr<file>> log_writer::create_segment(uint64_t base) {
   SF_RETURN_IF_ERROR(fs_.rename(staged, path));
   SF_RETURN_IF_ERROR(fs_.sync_dir(log_dir_));
   segments_.push_back({base, path});
+  segment_count_.store(segments_.size());
   return std::shared_ptr<file>(std::move(f));
 }
 
-result<uint64_t> log_writer::sync() {
-  if (!failure_.is_ok()) return failure_;
-  uint64_t lsn_after = durable_lsn_;
-  // Pieces are in LSN order; each one is synced before the next segment is created.
-  for (std::size_t i = 0; i < pieces_.size(); ++i) {
-    piece& p = pieces_[i];
-    if (!p.f) {
-      auto f = create_segment(p.base);
+result<uint64_t> log_writer::persist(log_batch& batch, persist_mode mode) {
+  if (failed()) return failure();
+  // Pieces are in LSN order; each one is synced before the next segment is created, so a
+  // later segment never exists while an earlier one misses records at its end.
+  for (auto& p : batch.pieces_) {
+    if (!p.seg->f) {
+      auto f = create_segment(p.seg->base);
       if (!f) return fail(f.error());
-      p.f = std::move(f).value();
+      p.seg->f = std::move(f).value();
     }
     if (p.bytes.empty()) continue;
     // An end marker (a zeroed record header, or zeros to the end of the segment when less
     // room is left) after the batch, so that stale bytes of a recycled segment never look
     // like a torn record.
-    const std::size_t payload_bytes = p.bytes.size();
-    const uint64_t end = p.offset + payload_bytes;
+    const uint64_t end = p.offset + p.bytes.size();
     if (end < options_.segment_bytes)
       p.bytes.append(static_cast<std::size_t>(
                          std::min<uint64_t>(record_header_size, options_.segment_bytes - end)),
                      '\0');
-    if (status st = p.f->write_at(p.offset, p.bytes); !st.is_ok()) return fail(st);
-    if (status st = p.f->sync(); !st.is_ok()) return fail(st);
-    lsn_after = p.last_lsn;
-    p.offset += payload_bytes;
-    p.bytes.clear();
+    if (status st = p.seg->f->write_at(p.offset, p.bytes); !st.is_ok()) return fail(st);
+    if (mode == persist_mode::fdatasync) {
+      if (status st = p.seg->f->sync(); !st.is_ok()) return fail(st);
+    }
   }
-  // Keep only the piece being appended to.
-  if (pieces_.size() > 1) pieces_.erase(pieces_.begin(), pieces_.end() - 1);
-  durable_lsn_ = lsn_after;
-  return durable_lsn_;
+  if (batch.last_lsn_ > durable_lsn_.load(std::memory_order_relaxed))
+    durable_lsn_.store(batch.last_lsn_, std::memory_order_release);
+  batch.pieces_.clear();
+  return durable_lsn_.load(std::memory_order_relaxed);
 }
 
+std::size_t log_writer::segment_count() const { return segment_count_.load(); }
+
 status log_writer::release_before(uint64_t lsn) {
-  if (!failure_.is_ok()) return failure_;
-  if (buffered_bytes() != 0 || pieces_.size() != 1)
-    return {errc::invalid_argument, "release_before with unsynced records buffered"};
+  if (failed()) return failure();
   bool changed = false;
   while (segments_.size() > 1 && segments_[1].base <= lsn) {
     const std::string path = segments_.front().path;
@@ -204,6 +247,7 @@ status log_writer::release_before(uint64_t lsn) {
     segments_.erase(segments_.begin());
     changed = true;
   }
+  segment_count_.store(segments_.size());
   if (changed) {
     if (status st = fs_.sync_dir(log_dir_); !st.is_ok()) return fail(st);
   }

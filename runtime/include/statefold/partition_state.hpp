@@ -20,12 +20,16 @@
 // throwing handler makes the partition rebuild its state from disk before the next event);
 // failed (the log failed earlier: the partition accepts nothing until reopened from disk).
 //
-// Threading: none. One owner thread (or actor) calls everything.
+// Threading: one OWNER (thread or actor) calls apply, find, take_flush, prepare_checkpoint,
+// checkpoint_done and rebuild_from_disk; one PERSISTER calls persist and write_checkpoint, in
+// the order the owner produced their inputs. They may be the same thread: sync() and
+// checkpoint() do both halves in turn.
 
 #include <chrono>
 #include <cstdint>
 #include <exception>
 #include <map>
+#include <optional>
 #include <memory>
 #include <string>
 #include <string_view>
@@ -72,6 +76,16 @@ struct partition_options {
   log_options log;
   std::size_t keep_checkpoints = 2;     ///< at least 2 (smaller values are raised to 2)
   std::function<void(uint64_t records, uint64_t bytes)> progress;  ///< during replay
+  /// true: a throwing handler makes apply() sync and reload the state at once (single-
+  /// threaded use). false: apply() only marks needs_rebuild(); the owner persists what is
+  /// pending, then calls rebuild_from_disk() (the actor runtime, whose fsync is elsewhere).
+  bool inline_rebuild = true;
+};
+
+/// A checkpoint image built by the owner, for the persister to write.
+struct checkpoint_job {
+  uint64_t lsn = 0;
+  std::string image;
 };
 
 struct partition_stats {
@@ -113,11 +127,35 @@ class partition_state {
   static result<std::unique_ptr<partition_state>> open(file_system& fs, partition_options o);
 
   apply_result apply(const event_type& e, const event_meta& meta = {});
-  /// Durable LSN after writing and syncing everything applied so far.
+  /// Durable LSN after writing and syncing everything applied so far (both halves below).
   result<uint64_t> sync();
   /// See the class comment. An error writing the checkpoint (e.g. ENOSPC) leaves the previous
   /// checkpoints and all segments in place; the partition keeps working.
   status checkpoint();
+
+  // -- the two halves, for an owner and a persister on different threads --------------------
+  /// Owner: everything applied so far, for persist().
+  log_batch take_flush() { return writer_->take_batch(); }
+  /// Persister: writes (and, in fdatasync mode, syncs) a batch; returns the durable LSN.
+  result<uint64_t> persist(log_batch& b, persist_mode mode = persist_mode::fdatasync) {
+    return writer_->persist(b, mode);
+  }
+  /// Owner: the state as of the last applied event, or nothing when the last checkpoint
+  /// already covers it (or a state is too large for the format). Persist every batch taken
+  /// up to now before writing it.
+  std::optional<checkpoint_job> prepare_checkpoint();
+  /// Persister: writes the image durably, prunes old checkpoints, releases segments.
+  status write_checkpoint(const checkpoint_job& job);
+  /// Owner: record a checkpoint the persister wrote.
+  void checkpoint_done(uint64_t lsn) {
+    counters_.last_checkpoint_lsn = lsn;
+    have_checkpoint_ = true;
+    ++counters_.checkpoints_written;
+  }
+  /// With inline_rebuild = false: a handler threw; apply() refuses until rebuild_from_disk().
+  bool needs_rebuild() const noexcept { return needs_rebuild_; }
+  /// Owner: reload the state from disk. Everything taken must have been persisted.
+  status rebuild_from_disk();
 
   const state_type* find(std::string_view key) const {
     auto it = entities_.find(key);
@@ -131,9 +169,7 @@ class partition_state {
   uint64_t next_lsn() const noexcept { return writer_->next_lsn(); }
   uint64_t durable_lsn() const noexcept { return writer_->durable_lsn(); }
   /// ok while healthy; else why the partition refuses work.
-  const status& failure() const noexcept {
-    return failure_.is_ok() ? writer_->failure() : failure_;
-  }
+  status failure() const { return failure_.is_ok() ? writer_->failure() : failure_; }
   partition_stats stats() const;
   const recovery_report& recovery() const noexcept { return report_; }
   uint32_t partition() const noexcept { return o_.partition; }
@@ -167,11 +203,11 @@ class partition_state {
   absl::flat_hash_map<std::string, state_type, entity_key_hash, entity_key_eq> entities_;
   dedup_window window_;
   std::map<std::string, uint64_t> sources_;
-  std::string scratch_;
   recovery_report report_;
   partition_stats counters_;
   bool have_checkpoint_ = false;  // counters_.last_checkpoint_lsn names a checkpoint on disk
   status failure_;                // set when the in-memory state can no longer be trusted
+  bool needs_rebuild_ = false;
 };
 
 // ---------------------------------------------------------------------------------------------
@@ -253,9 +289,12 @@ result<std::unique_ptr<partition_state<Model>>> partition_state<Model>::open(fil
 
 template <model Model>
 apply_result partition_state<Model>::apply(const event_type& e, const event_meta& meta) {
-  if (!failure().is_ok())
+  if (writer_->failed() || !failure_.is_ok())
     return {outcome::failed, 0, "partition " + std::to_string(o_.partition) +
                                     " has failed: " + failure().to_string()};
+  if (needs_rebuild_)
+    return {outcome::failed, 0, "partition " + std::to_string(o_.partition) +
+                                    " is reloading its state after a handler threw"};
   if constexpr (model_with_validate<Model>) {
     std::string why = Model::validate(e);
     if (!why.empty()) {
@@ -281,31 +320,40 @@ apply_result partition_state<Model>::apply(const event_type& e, const event_meta
       return {outcome::duplicate, 0, "source offset at or below the high-water mark"};
     }
   }
-  scratch_.clear();
-  encode_envelope(scratch_, id, key, meta, [&](std::string& out) { Model::encode_event(e, out); });
-  if (scratch_.size() > o_.log.max_record_bytes) {
-    ++counters_.rejected;
-    return {outcome::rejected, 0, "event of " + std::to_string(scratch_.size()) +
-                                      " bytes exceeds max_record_bytes " +
-                                      std::to_string(o_.log.max_record_bytes)};
+  // Encode first, straight into the log buffer: an event too large to log is rejected before
+  // it can touch the state. It becomes durable only with the next persist.
+  auto lsn = writer_->append_with(log_format::record_type::event, [&](std::string& out) {
+    encode_envelope(out, id, key, meta, [&](std::string& body) { Model::encode_event(e, body); });
+  });
+  if (!lsn) {
+    if (lsn.error().code() == errc::invalid_argument) {
+      ++counters_.rejected;
+      return {outcome::rejected, 0, "event " + lsn.error().message()};
+    }
+    return {outcome::failed, 0, lsn.error().to_string()};  // the writer failed: reopen
   }
   auto it = entities_.find(key);
   if (it == entities_.end()) it = entities_.emplace(std::string(key), state_type{}).first;
+  std::string thrown;
   try {
     Model::apply(it->second, e);
   } catch (const std::exception& ex) {
-    ++counters_.rejected;
-    std::string why = std::string("handler threw: ") + ex.what();
-    if (status st = rebuild(); !st.is_ok()) return {outcome::failed, 0, why + "; " + st.to_string()};
-    return {outcome::rejected, 0, why};
+    thrown = std::string("handler threw: ") + ex.what();
   } catch (...) {
-    ++counters_.rejected;
-    if (status st = rebuild(); !st.is_ok())
-      return {outcome::failed, 0, "handler threw; " + st.to_string()};
-    return {outcome::rejected, 0, "handler threw a non-standard exception"};
+    thrown = "handler threw a non-standard exception";
   }
-  auto lsn = writer_->append(log_format::record_type::event, scratch_);
-  if (!lsn) return {outcome::failed, 0, lsn.error().to_string()};  // writer failed: reopen
+  if (!thrown.empty()) {
+    // The record is in the log buffer already: take it back out (it must never be logged),
+    // then reload the state, which the handler may have half-changed.
+    writer_->unappend_last();
+    ++counters_.rejected;
+    if (!o_.inline_rebuild) {
+      needs_rebuild_ = true;
+      return {outcome::rejected, 0, thrown};
+    }
+    if (status st = rebuild(); !st.is_ok()) return {outcome::failed, 0, thrown + "; " + st.to_string()};
+    return {outcome::rejected, 0, thrown};
+  }
   remember(d, meta.source ? std::string_view(meta.source->source) : std::string_view{},
            meta.source ? meta.source->offset : 0, meta.source.has_value());
   ++counters_.applied;
@@ -314,47 +362,73 @@ apply_result partition_state<Model>::apply(const event_type& e, const event_meta
 
 template <model Model>
 status partition_state<Model>::rebuild() {
-  // The handler may have half-changed a state: reload from disk. Everything applied before it
-  // must be on disk for that, so sync first. If either step fails, the in-memory state is
-  // unknown (possibly reset): the partition fails for good rather than apply or checkpoint
-  // on top of it.
-  ++counters_.rebuilds;
+  // Everything applied before the throwing event must be on disk to reload it from there.
+  // If either step fails, the in-memory state is unknown (possibly reset): the partition
+  // fails for good rather than apply or checkpoint on top of it.
   status st = writer_->sync().to_status();
-  if (st.is_ok()) st = load_from_disk(/*repair=*/false).to_status();
+  if (st.is_ok()) st = rebuild_from_disk();
+  return st;
+}
+
+template <model Model>
+status partition_state<Model>::rebuild_from_disk() {
+  ++counters_.rebuilds;
+  status st = writer_->buffered_bytes() == 0 && writer_->durable_lsn() + 1 == writer_->next_lsn()
+                  ? load_from_disk(/*repair=*/false).to_status()
+                  : status{errc::invalid_argument, "rebuild_from_disk with records not yet persisted"};
   if (!st.is_ok()) failure_ = st.with_context("rebuilding partition " + std::to_string(o_.partition));
+  needs_rebuild_ = false;
   return st;
 }
 
 template <model Model>
 result<uint64_t> partition_state<Model>::sync() {
   if (!failure_.is_ok()) return failure_;
-  return writer_->sync();
+  log_batch b = writer_->take_batch();
+  return writer_->persist(b);
 }
 
 template <model Model>
-status partition_state<Model>::checkpoint() {
-  SF_ASSIGN_OR_RETURN(uint64_t lsn, sync());
-  if (have_checkpoint_ && lsn == counters_.last_checkpoint_lsn) return status::ok();  // nothing new
+std::optional<checkpoint_job> partition_state<Model>::prepare_checkpoint() {
+  const uint64_t lsn = writer_->next_lsn() - 1;
+  if (have_checkpoint_ && lsn == counters_.last_checkpoint_lsn) return std::nullopt;  // nothing new
   checkpoint_builder b(o_.partition, lsn, o_.epoch);
   b.add_sources({sources_.begin(), sources_.end()});
   b.add_dedup(window_);
   b.begin_entities(entities_.size());
   for (const auto& [key, s] : entities_)
     b.add_entity(key, [&](std::string& out) { Model::encode_state(s, out); });
-  if (!b.ok())
-    return {errc::invalid_argument, "partition " + std::to_string(o_.partition) +
-                                        ": an entity state exceeds 4 GiB; checkpoint not written"};
-  const std::string image = std::move(b).finish();
-  SF_RETURN_IF_ERROR(store_.write(lsn, image));
-  counters_.last_checkpoint_lsn = lsn;
-  have_checkpoint_ = true;
-  ++counters_.checkpoints_written;
-  // Only now that the new checkpoint is durable may older checkpoints and segments go.
-  // Two at least: segments are released up to the older kept checkpoint, so that a damaged
+  if (!b.ok()) return std::nullopt;  // a state over 4 GiB: checkpoint() reports it
+  return checkpoint_job{lsn, std::move(b).finish()};
+}
+
+template <model Model>
+status partition_state<Model>::write_checkpoint(const checkpoint_job& job) {
+  if (writer_->durable_lsn() < job.lsn)
+    return {errc::invalid_argument, "checkpoint at LSN " + std::to_string(job.lsn) +
+                                        " written before the log is durable up to it"};
+  SF_RETURN_IF_ERROR(store_.write(job.lsn, job.image));
+  // Only now that the new checkpoint is durable may older checkpoints and segments go. Two
+  // at least: segments are released up to the older kept checkpoint, so that a damaged
   // newest checkpoint can always fall back.
   SF_RETURN_IF_ERROR(store_.prune(std::max<std::size_t>(o_.keep_checkpoints, 2)));
   SF_ASSIGN_OR_RETURN(auto kept, store_.list());
   if (kept.size() >= 2) SF_RETURN_IF_ERROR(writer_->release_before(kept.back() + 1));
+  return status::ok();
+}
+
+template <model Model>
+status partition_state<Model>::checkpoint() {
+  SF_RETURN_IF_ERROR(sync().to_status());
+  auto job = prepare_checkpoint();
+  if (!job) {
+    if (have_checkpoint_ && writer_->next_lsn() - 1 == counters_.last_checkpoint_lsn)
+      return status::ok();
+    return {errc::invalid_argument, "partition " + std::to_string(o_.partition) +
+                                        ": an entity state exceeds 4 GiB; checkpoint not written"};
+  }
+  SF_RETURN_IF_ERROR(write_checkpoint(*job));
+  checkpoint_done(job->lsn);
   return status::ok();
 }
 
