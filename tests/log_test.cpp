@@ -433,6 +433,8 @@ TEST_F(log_fault_test, EioOnFdatasyncFailsTheWriterForGood) {
   auto r = w->sync();
   ASSERT_FALSE(r);
   EXPECT_EQ(r.error().code(), errc::io_error);
+  // The error names the segment as it exists on disk, not the temp name it was created under.
+  EXPECT_NE(r.error().message().find("00000000000000000001.seg:"), std::string::npos) << r.error().message();
   // No retry-and-trust: the next sync would succeed at the OS level, but the writer refuses.
   auto again = w->sync();
   ASSERT_FALSE(again);

@@ -149,7 +149,7 @@ bool fault_file_system::is_mutating(fs_op op) noexcept {
 
 status fault_file_system::admit(fs_op op, const std::string& what, bool* short_write) {
   if (crashed_) return {errc::crashed, std::string(to_string(op)) + " " + what + ": simulated crash"};
-  uint64_t n = ++counts_[static_cast<int>(op)];
+  ++counts_[static_cast<int>(op)];
   if (is_mutating(op)) {
     ++mutating_;
     if (kill_at_ != 0 && mutating_ >= kill_at_) std::raise(SIGKILL);
@@ -159,9 +159,11 @@ status fault_file_system::admit(fs_op op, const std::string& what, bool* short_w
                                  ": simulated crash at operation " + std::to_string(mutating_)};
     }
   }
-  for (const rule& r : rules_) {
+  for (rule& r : rules_) {
     if (r.op != op) continue;
-    if (n == r.at || (r.persistent && n > r.at)) {
+    if (!r.path_part.empty() && what.find(r.path_part) == std::string::npos) continue;
+    ++r.seen;
+    if (r.seen == r.at || (r.persistent && r.seen > r.at)) {
       if (r.short_write && short_write != nullptr) {
         *short_write = true;
         return status::ok();
@@ -174,14 +176,18 @@ status fault_file_system::admit(fs_op op, const std::string& what, bool* short_w
 }
 
 void fault_file_system::fail(fs_op op, uint64_t nth, errc code, bool persistent) {
+  fail_on({}, op, nth, code, persistent);
+}
+
+void fault_file_system::fail_on(const std::string& path_part, fs_op op, uint64_t nth, errc code,
+                                bool persistent) {
   std::lock_guard lock(mu_);
-  rules_.push_back({op, counts_[static_cast<int>(op)] + nth, code, persistent, false});
+  rules_.push_back({op, nth, code, persistent, false, path_part});
 }
 
 void fault_file_system::short_write(uint64_t nth) {
   std::lock_guard lock(mu_);
-  rules_.push_back({fs_op::write, counts_[static_cast<int>(fs_op::write)] + nth, errc::no_space,
-                    false, true});
+  rules_.push_back({fs_op::write, nth, errc::no_space, false, true, {}});
 }
 
 void fault_file_system::crash_at(uint64_t n) {

@@ -195,7 +195,10 @@ result<std::shared_ptr<file>> log_writer::create_segment(uint64_t base) {
   SF_RETURN_IF_ERROR(fs_.sync_dir(log_dir_));
   segments_.push_back({base, path});
   segment_count_.store(segments_.size());
-  return std::shared_ptr<file>(std::move(f));
+  // Reopen under the final name, so that every later error names the file that exists.
+  f.reset();
+  SF_ASSIGN_OR_RETURN(auto g, fs_.open(path, open_mode::read_write));
+  return std::shared_ptr<file>(std::move(g));
 }
 
 result<uint64_t> log_writer::persist(log_batch& batch, persist_mode mode) {

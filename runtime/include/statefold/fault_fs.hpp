@@ -49,6 +49,9 @@ class fault_file_system final : public file_system {
   /// The `nth` (1-based, counted from now) operation of kind `op` fails with `code`; with
   /// `persistent`, so does every later one of that kind.
   void fail(fs_op op, uint64_t nth, errc code, bool persistent = false);
+  /// The same, counting only operations on paths that contain `path_part` (e.g. "p-0001/").
+  void fail_on(const std::string& path_part, fs_op op, uint64_t nth, errc code,
+               bool persistent = false);
   /// The `nth` write (counted from now) writes only its first half, then fails with no_space.
   void short_write(uint64_t nth);
   /// The n-th mutating operation (1-based, counted from now) does not happen; it and everything
@@ -93,10 +96,12 @@ class fault_file_system final : public file_system {
   struct journal_entry;
   struct rule {
     fs_op op;
-    uint64_t at;  // absolute count of `op` at which it fires
+    uint64_t at;  // the rule fires at the at-th matching operation from now
     errc code;
     bool persistent;
     bool short_write;
+    std::string path_part;  // empty: every path
+    uint64_t seen = 0;
   };
 
   // Counts the operation and decides its fate. Returns ok to proceed. `*short_write` is set

@@ -50,13 +50,15 @@
 
 namespace statefold {
 
-enum class outcome : uint8_t { applied, duplicate, rejected, failed };
+/// busy is the engine's (backpressure::reject): not accepted, nothing logged, retry later.
+enum class outcome : uint8_t { applied, duplicate, rejected, failed, busy };
 inline const char* to_string(outcome o) noexcept {
   switch (o) {
     case outcome::applied: return "applied";
     case outcome::duplicate: return "duplicate";
     case outcome::rejected: return "rejected";
     case outcome::failed: return "failed";
+    case outcome::busy: return "busy";
   }
   return "unknown";
 }

@@ -1,0 +1,422 @@
+#pragma once
+
+// The partition actor and its flusher. Follow one event here:
+//
+//   engine::submit ──submit_atom──▶ partition actor ─ apply (dedup, Model::apply, encode)
+//        ▲                              │  take_flush() whenever no flush is in flight
+//        │                              ▼
+//        │                          flusher (detached: own thread) ─ write + fdatasync,
+//        │                              │                            checkpoint files
+//        │                      ◀──flushed─┘
+//        └── completion ◀── partition actor: every batch whose LSNs are now durable
+//
+// Group commit falls out of the loop: while one flush runs, new batches are applied and
+// buffered, and all of them go into the next flush the moment the running one returns. No
+// acknowledgement precedes the sync that covers it, and nothing waits for an idle mailbox.
+
+#include <chrono>
+#include <deque>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include <caf/all.hpp>
+#include <spdlog/spdlog.h>
+
+#include "statefold/detail/messages.hpp"
+#include "statefold/engine_options.hpp"
+#include "statefold/partition_state.hpp"
+
+namespace statefold::detail {
+
+/// Events submitted to one partition and not answered yet. Submitters wait on it.
+struct flight_counter {
+  std::atomic<int64_t> n{0};
+  void release(int64_t k) {
+    n.fetch_sub(k, std::memory_order_acq_rel);
+    n.notify_all();
+  }
+};
+
+/// The answers for one batch of events sent to one partition. finish() runs the callbacks
+/// once; if the batch is destroyed unanswered (its partition died, its message was dropped),
+/// the destructor answers every event `failed` — a submitter is never left hanging.
+struct batch_completion {
+  using event_callback = std::function<void(const submit_result&)>;
+  using batch_callback = std::function<void(std::vector<submit_result>&)>;
+
+  std::vector<submit_result> results;
+  std::vector<event_callback> per_event;  // empty, or one per event
+  batch_callback on_batch;
+  flight_counter* flight = nullptr;
+  bool done = false;
+
+  void finish() {
+    if (done) return;
+    done = true;
+    for (std::size_t i = 0; i < per_event.size(); ++i)
+      if (per_event[i]) per_event[i](results[i]);
+    if (on_batch) on_batch(results);
+    if (flight) flight->release(static_cast<int64_t>(results.size()));
+  }
+
+  /// Turns every answer that still waits for durability into `failed` with `why`, then
+  /// finishes. Unprocessed events are `failed` already.
+  void fail_pending(const std::string& why) {
+    for (auto& r : results) {
+      if (r.kind == outcome::applied || r.kind == outcome::duplicate) {
+        r.kind = outcome::failed;
+        r.reason = "not acknowledged: " + why +
+                   " (the event may or may not be in the log; resubmit it, duplicates are "
+                   "detected)";
+      }
+    }
+    finish();
+  }
+
+  ~batch_completion() {
+    if (!done) fail_pending("the partition stopped before the event was durable");
+  }
+};
+
+template <class Model>
+struct submit_work final : work_item {
+  std::vector<typename Model::event> events;
+  std::vector<event_meta> metas;  // empty, or one per event
+  std::shared_ptr<batch_completion> done;
+  std::size_t next = 0;       // first event not applied yet (resumption after a rebuild)
+  uint64_t wait_lsn = 0;      // answers wait until this LSN is durable
+};
+
+template <class Model>
+struct flush_work final : work_item {
+  std::shared_ptr<partition_state<Model>> ps;
+  log_batch batch;
+  persist_mode mode = persist_mode::fdatasync;
+  std::optional<checkpoint_job> checkpoint;
+  // Results, filled in by the flusher.
+  status st;
+  uint64_t durable = 0;
+  status checkpoint_status;
+};
+
+/// Queries answered by the partition actor through a callback (run on the actor's thread).
+template <class Model>
+struct query_work final : work_item {
+  enum kind_t { get, export_all, stats, checkpoint } kind = get;
+  std::string key;
+  std::function<void(std::optional<typename Model::state>)> on_get;
+  std::function<void(std::vector<std::pair<std::string, typename Model::state>>)> on_export;
+  std::function<void(engine_partition_stats)> on_stats;
+  std::function<void(status)> on_checkpoint;
+};
+
+struct close_work final : work_item {
+  std::function<void(status)> on_closed;
+};
+
+/// What a partition actor needs from the engine; owned by the engine, outlives every actor.
+struct partition_context {
+  uint32_t partition = 0;
+  const engine_options* options = nullptr;
+  spdlog::logger* log = nullptr;
+  flight_counter* flight = nullptr;
+  std::atomic<uint64_t>* restarts = nullptr;
+};
+
+// -- flusher -----------------------------------------------------------------------------------
+
+/// Runs detached (its own thread): blocking writes, fdatasync and checkpoint files never
+/// stall the CAF scheduler.
+template <class Model>
+caf::behavior flusher_actor(caf::event_based_actor*) {
+  return {
+      [](persist_atom, work_ptr w) -> caf::message {
+        auto job = work_cast<flush_work<Model>>(w);
+        auto r = job->ps->persist(job->batch, job->mode);
+        if (r) {
+          job->durable = *r;
+          if (job->checkpoint) job->checkpoint_status = job->ps->write_checkpoint(*job->checkpoint);
+        } else {
+          job->st = r.error();
+        }
+        return caf::make_message(flushed_atom::value, std::move(w));
+      },
+  };
+}
+
+// -- partition actor -----------------------------------------------------------------------------
+
+template <class Model>
+struct partition_actor_state {
+  static inline const char* name = "statefold.partition";
+
+  std::shared_ptr<partition_state<Model>> ps;
+  caf::actor flusher;
+  partition_context ctx;
+  std::deque<std::shared_ptr<submit_work<Model>>> waiting;   // applied, awaiting their sync
+  std::deque<std::shared_ptr<submit_work<Model>>> stash;     // held back during a rebuild
+  std::vector<std::function<void(status)>> checkpoint_waiters;
+  std::function<void(status)> on_closed;
+  uint64_t taken_lsn = 0;             // highest LSN handed to the flusher
+  uint64_t events_since_checkpoint = 0;
+  std::chrono::steady_clock::time_point last_checkpoint = std::chrono::steady_clock::now();
+  uint64_t syncs = 0;
+  bool flushing = false;
+  bool rebuilding = false;
+  bool checkpoint_wanted = false;
+  bool tick_due = false;
+  bool closing = false;
+  bool failed = false;
+};
+
+template <class Model>
+using partition_actor_type = caf::stateful_actor<partition_actor_state<Model>>;
+
+template <class Model>
+class partition_logic {
+ public:
+  using self_ptr = partition_actor_type<Model>*;
+
+  static void on_submit(self_ptr self, const std::shared_ptr<submit_work<Model>>& w) {
+    auto& st = self->state;
+    if (st.rebuilding || !st.stash.empty()) {
+      st.stash.push_back(w);
+      return;
+    }
+    apply_work(self, w);
+    maybe_flush(self);
+  }
+
+  // Applies events from w->next on; stops early (and stashes the rest) when a handler throws.
+  static void apply_work(self_ptr self, const std::shared_ptr<submit_work<Model>>& w) {
+    auto& st = self->state;
+    auto& ps = *st.ps;
+    auto& results = w->done->results;
+    for (; w->next < w->events.size(); ++w->next) {
+      const std::size_t i = w->next;
+      apply_result r = w->metas.empty() ? ps.apply(w->events[i]) : ps.apply(w->events[i], w->metas[i]);
+      submit_result& out = results[i];
+      out.kind = r.kind;
+      out.lsn = r.lsn;
+      out.reason = std::move(r.reason);
+      if (r.kind == outcome::applied) {
+        w->wait_lsn = std::max(w->wait_lsn, r.lsn);
+        ++st.events_since_checkpoint;
+      } else if (r.kind == outcome::duplicate) {
+        // "duplicate" promises the original is durable: wait for everything applied so far.
+        w->wait_lsn = std::max(w->wait_lsn, ps.next_lsn() - 1);
+      } else if (ps.needs_rebuild()) {
+        ++w->next;
+        st.rebuilding = true;
+        st.stash.push_front(w);
+        return;
+      }
+    }
+    if (w->wait_lsn > ps.durable_lsn())
+      st.waiting.push_back(w);
+    else
+      w->done->finish();
+  }
+
+  static void maybe_flush(self_ptr self) {
+    auto& st = self->state;
+    if (st.flushing || st.failed) return;
+    auto& ps = *st.ps;
+    const auto& o = *st.ctx.options;
+    const bool pending = ps.next_lsn() - 1 > st.taken_lsn;
+    const auto now = std::chrono::steady_clock::now();
+    const bool checkpoint_due =
+        !st.rebuilding &&
+        (st.checkpoint_wanted ||
+         (o.checkpoint_every_events > 0 && st.events_since_checkpoint >= o.checkpoint_every_events) ||
+         (o.checkpoint_every.count() > 0 && st.events_since_checkpoint > 0 &&
+          now - st.last_checkpoint >= o.checkpoint_every));
+    if (!pending && !checkpoint_due) {
+      if (st.rebuilding) finish_rebuild(self);
+      else if (st.closing) maybe_close(self);
+      return;
+    }
+    // Interval durability syncs on the timer; a checkpoint, a rebuild or a close goes now.
+    if (o.mode == durability::interval && !checkpoint_due && !st.tick_due && !st.rebuilding &&
+        !st.closing)
+      return;
+    st.tick_due = false;
+    auto job = std::make_shared<flush_work<Model>>();
+    job->ps = st.ps;
+    job->batch = ps.take_flush();
+    job->mode = o.mode == durability::none ? persist_mode::write_only : persist_mode::fdatasync;
+    st.taken_lsn = ps.next_lsn() - 1;
+    if (checkpoint_due) {
+      job->checkpoint = ps.prepare_checkpoint();
+      st.events_since_checkpoint = 0;
+      st.last_checkpoint = now;
+      if (!job->checkpoint) answer_checkpoint_waiters(self, status::ok());  // nothing new
+      st.checkpoint_wanted = false;
+    }
+    st.flushing = true;
+    self->request(st.flusher, caf::infinite, persist_atom::value, work_ptr(job))
+        .then([self](flushed_atom, work_ptr w) { on_flushed(self, work_cast<flush_work<Model>>(w)); },
+              [self](caf::error& err) {
+                fail(self, status{errc::failed, "flusher of partition " +
+                                                    std::to_string(self->state.ctx.partition) +
+                                                    " is gone: " + caf::to_string(err)});
+              });
+  }
+
+  static void on_flushed(self_ptr self, const std::shared_ptr<flush_work<Model>>& job) {
+    auto& st = self->state;
+    st.flushing = false;
+    ++st.syncs;
+    if (!job->st.is_ok()) {
+      fail(self, job->st);
+      return;
+    }
+    while (!st.waiting.empty() && st.waiting.front()->wait_lsn <= job->durable) {
+      st.waiting.front()->done->finish();
+      st.waiting.pop_front();
+    }
+    if (job->checkpoint) {
+      if (job->checkpoint_status.is_ok()) {
+        st.ps->checkpoint_done(job->checkpoint->lsn);
+      } else {
+        // The old checkpoints and every segment are still there: keep going, say so.
+        st.ctx.log->warn("partition {}: checkpoint at LSN {} failed: {}", st.ctx.partition,
+                         job->checkpoint->lsn, job->checkpoint_status.to_string());
+      }
+      answer_checkpoint_waiters(self, job->checkpoint_status);
+    }
+    maybe_flush(self);
+  }
+
+  static void finish_rebuild(self_ptr self) {
+    auto& st = self->state;
+    // Everything applied before the throwing event is durable now: reload from disk. This
+    // reads on the actor's thread; it happens only after a handler threw.
+    if (status s = st.ps->rebuild_from_disk(); !s.is_ok()) {
+      fail(self, s);
+      return;
+    }
+    st.rebuilding = false;
+    while (!st.stash.empty() && !st.rebuilding) {
+      auto w = st.stash.front();
+      st.stash.pop_front();
+      apply_work(self, w);
+    }
+    maybe_flush(self);
+  }
+
+  static void answer_checkpoint_waiters(self_ptr self, const status& s) {
+    auto waiters = std::move(self->state.checkpoint_waiters);
+    self->state.checkpoint_waiters.clear();
+    for (auto& f : waiters) f(s);
+  }
+
+  static void maybe_close(self_ptr self) {
+    auto& st = self->state;
+    if (!st.closing || st.flushing || !st.waiting.empty() || st.rebuilding || !st.stash.empty() ||
+        st.checkpoint_wanted)
+      return;
+    if (st.on_closed) st.on_closed(status::ok());
+    st.on_closed = nullptr;
+    self->send_exit(st.flusher, caf::exit_reason::normal);
+    self->quit();
+  }
+
+  /// The log failed: nothing further is acknowledged; answer everyone, stop, let the
+  /// supervisor recover the partition from disk.
+  static void fail(self_ptr self, const status& s) {
+    auto& st = self->state;
+    if (st.failed) return;
+    st.failed = true;
+    st.ctx.log->error("partition {} failed: {}; acknowledging nothing more, restarting from disk",
+                      st.ctx.partition, s.to_string());
+    const std::string why = "partition " + std::to_string(st.ctx.partition) + " failed: " + s.to_string();
+    for (auto& w : st.waiting) w->done->fail_pending(why);
+    for (auto& w : st.stash) w->done->fail_pending(why);
+    st.waiting.clear();
+    st.stash.clear();
+    answer_checkpoint_waiters(self, s);
+    if (st.on_closed) st.on_closed(s);
+    st.on_closed = nullptr;
+    self->send_exit(st.flusher, caf::exit_reason::user_shutdown);
+    self->quit(make_error(actor_errc::partition_failed));
+  }
+
+  static engine_partition_stats stats(self_ptr self) {
+    auto& st = self->state;
+    engine_partition_stats s;
+    s.partition = st.ctx.partition;
+    s.core = st.ps->stats();
+    s.in_flight = static_cast<uint64_t>(std::max<int64_t>(0, st.ctx.flight->n.load()));
+    s.waiting_for_sync = st.waiting.size();
+    s.syncs = st.syncs;
+    s.restarts = st.ctx.restarts->load();
+    s.failure = st.ps->failure().is_ok() ? std::string() : st.ps->failure().to_string();
+    s.recovery = st.ps->recovery();
+    return s;
+  }
+};
+
+template <class Model>
+caf::behavior partition_actor(partition_actor_type<Model>* self,
+                              std::shared_ptr<partition_state<Model>> ps, caf::actor flusher,
+                              partition_context ctx) {
+  using logic = partition_logic<Model>;
+  auto& st = self->state;
+  st.ps = std::move(ps);
+  st.flusher = std::move(flusher);
+  st.ctx = ctx;
+  st.taken_lsn = st.ps->next_lsn() - 1;
+  const auto& o = *ctx.options;
+  const auto period = o.mode == durability::interval
+                          ? std::chrono::duration_cast<std::chrono::milliseconds>(o.sync_interval)
+                          : std::chrono::milliseconds(1000);
+  self->delayed_send(self, period, tick_atom::value);
+  return {
+      [self](submit_atom, work_ptr w) { logic::on_submit(self, work_cast<submit_work<Model>>(w)); },
+      [self, period](tick_atom) {
+        self->state.tick_due = true;
+        logic::maybe_flush(self);
+        self->delayed_send(self, period, tick_atom::value);
+      },
+      [self](query_atom, work_ptr w) {
+        auto q = work_cast<query_work<Model>>(w);
+        auto& st = self->state;
+        switch (q->kind) {
+          case query_work<Model>::get: {
+            const auto* s = st.ps->find(q->key);
+            q->on_get(s ? std::optional<typename Model::state>(*s) : std::nullopt);
+            break;
+          }
+          case query_work<Model>::export_all: {
+            std::vector<std::pair<std::string, typename Model::state>> all;
+            st.ps->for_each([&](std::string_view k, const typename Model::state& s) {
+              all.emplace_back(std::string(k), s);
+            });
+            q->on_export(std::move(all));
+            break;
+          }
+          case query_work<Model>::stats:
+            q->on_stats(logic::stats(self));
+            break;
+          case query_work<Model>::checkpoint:
+            st.checkpoint_waiters.push_back(std::move(q->on_checkpoint));
+            st.checkpoint_wanted = true;
+            logic::maybe_flush(self);
+            break;
+        }
+      },
+      [self](close_atom, work_ptr w) {
+        auto& st = self->state;
+        st.on_closed = work_cast<close_work>(w)->on_closed;
+        st.closing = true;
+        if (st.ctx.options->checkpoint_on_close) st.checkpoint_wanted = true;
+        logic::maybe_flush(self);
+        logic::maybe_close(self);
+      },
+  };
+}
+
+}  // namespace statefold::detail

@@ -1,0 +1,520 @@
+#pragma once
+
+// engine<Model>: the runtime a service links in.
+//
+//   auto e = statefold::engine<my_model>::open({.dir = "data", .partitions = 4});
+//   e.value()->submit(event, [](const statefold::submit_result& r) { ... });   // any thread
+//   auto state = e.value()->get("booking-7");
+//   e.value()->close();
+//
+// One CAF actor per partition owns that partition's state (partition_state<Model>); a
+// detached flusher per partition does the blocking writes and fdatasyncs (group commit);
+// a supervisor restarts a partition whose log failed, after recovering it from disk, while
+// the others keep running. See detail/partition_actor.hpp for the path of one event and
+// docs/semantics.md for what an acknowledgement means.
+//
+// Threading: every public member function may be called from any thread, concurrently,
+// except close() and the destructor. Callbacks run on CAF worker threads: keep them short,
+// and never block in them on another submit to the same engine.
+
+#include <algorithm>
+#include <atomic>
+#include <condition_variable>
+#include <future>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <shared_mutex>
+#include <thread>
+#include <vector>
+
+#include <caf/all.hpp>
+#include <spdlog/spdlog.h>
+
+#include "statefold/data_dir.hpp"
+#include "statefold/detail/messages.hpp"
+#include "statefold/detail/partition_actor.hpp"
+#include "statefold/engine_options.hpp"
+#include "statefold/partition_state.hpp"
+
+namespace statefold {
+
+namespace detail {
+/// The CAF configuration the engine runs with (threads, fairness), from its options.
+void configure_actor_system(caf::actor_system_config& cfg, const engine_options& o);
+}  // namespace detail
+
+template <model Model>
+class engine {
+ public:
+  using event_type = typename Model::event;
+  using state_type = typename Model::state;
+  using event_callback = std::function<void(const submit_result&)>;
+  using batch_callback = std::function<void(std::vector<submit_result>&)>;
+
+  /// Opens (creating or recovering) the data directory: locks it, checks the MANIFEST,
+  /// recovers every partition (in parallel), and starts the actors. Errors name the
+  /// partition, file, offset and LSN.
+  static result<std::unique_ptr<engine>> open(engine_options o);
+
+  ~engine() { ignore(close()); }
+  engine(const engine&) = delete;
+  engine& operator=(const engine&) = delete;
+
+  /// Submits one event; `done` runs once it is answered (see submit_result). Returns busy
+  /// (backpressure::reject, partition full) or failed (engine closed) without calling `done`.
+  status submit(event_type e, event_callback done, event_meta meta = {});
+  /// The same, answered through a future.
+  std::future<submit_result> submit(event_type e, event_meta meta = {});
+  /// Submits many events: one message per partition. `done` runs once, with the answers in
+  /// submission order, when every event is answered. Events for a full partition under
+  /// backpressure::reject are answered `busy`.
+  status submit_batch(std::vector<event_type> events, batch_callback done,
+                      std::vector<event_meta> metas = {});
+
+  /// A copy of the key's current state; it may include applied events that are not yet
+  /// durable. nullopt for an unknown key.
+  std::optional<state_type> get(std::string_view key);
+  /// Every entity, sorted by key. Each partition is read at one point in its event order;
+  /// partitions are read one after another (not one global instant).
+  std::vector<std::pair<std::string, state_type>> export_all();
+  std::vector<engine_partition_stats> stats();
+  /// Checkpoints every partition now; returns the first error.
+  status checkpoint();
+  /// Stops taking events, waits until every submitted event is answered, syncs, checkpoints
+  /// (checkpoint_on_close), stops the actors and releases the directory lock. Idempotent.
+  status close();
+
+  const partitioner& router() const noexcept { return router_; }
+  uint32_t partitions() const noexcept { return router_.partitions(); }
+  const manifest& info() const noexcept { return dir_->info(); }
+
+ private:
+  struct slot {  // one partition's live handles; replaced by the supervisor on restart
+    caf::actor actor;
+    caf::actor flusher;
+  };
+
+  explicit engine(engine_options o, std::unique_ptr<data_dir> dir)
+      : options_(std::move(o)), dir_(std::move(dir)), router_(dir_->make_partitioner()) {}
+
+  file_system& fs() const { return options_.fs ? *options_.fs : posix_file_system(); }
+  partition_options partition_options_for(uint32_t p) const;
+  result<std::shared_ptr<partition_state<Model>>> recover(uint32_t p);
+  slot spawn_partition(uint32_t p, std::shared_ptr<partition_state<Model>> ps);
+  caf::actor actor_for(uint32_t p) const {
+    std::shared_lock lock(slots_mu_);
+    return slots_[p].actor;
+  }
+  bool acquire(uint32_t p, int64_t n);
+  // Sends a query and waits for its answer. The promise lives only in the message, so a
+  // partition that dies before answering breaks it: ask() then throws std::future_error.
+  template <class T>
+  T ask(uint32_t p, std::function<void(detail::query_work<Model>&, std::shared_ptr<std::promise<T>>)> fill);
+  void start_supervisor();
+
+  engine_options options_;
+  std::unique_ptr<data_dir> dir_;
+  partitioner router_;
+  std::shared_ptr<spdlog::logger> log_;
+  std::unique_ptr<caf::actor_system_config> cfg_;
+  std::unique_ptr<caf::actor_system> sys_;
+  mutable std::shared_mutex slots_mu_;
+  std::vector<slot> slots_;
+  std::vector<std::unique_ptr<detail::flight_counter>> flight_;
+  std::vector<std::unique_ptr<std::atomic<uint64_t>>> restarts_;
+  std::vector<detail::partition_context> contexts_;
+  caf::actor supervisor_;
+  std::atomic<bool> closing_{false};
+  std::mutex close_mu_;
+  bool closed_ = false;
+  status close_status_;
+};
+
+// ---------------------------------------------------------------------------------------------
+
+template <model Model>
+partition_options engine<Model>::partition_options_for(uint32_t p) const {
+  partition_options po;
+  po.dir = dir_->partition_dir(p);
+  po.partition = p;
+  po.epoch = dir_->epoch();
+  po.dedup_window = options_.dedup_window;
+  po.mode = options_.recovery;
+  po.log = options_.log;
+  const data_dir* d = dir_.get();
+  po.log.fence_check = [d] { return d->check_epoch(); };
+  po.inline_rebuild = false;  // the actor persists first, then reloads (partition_actor.hpp)
+  auto log = log_;
+  po.progress = [log, p](uint64_t records, uint64_t) {
+    log->info("partition {}: replayed {} events so far", p, records);
+  };
+  return po;
+}
+
+template <model Model>
+result<std::shared_ptr<partition_state<Model>>> engine<Model>::recover(uint32_t p) {
+  auto ps = partition_state<Model>::open(fs(), partition_options_for(p));
+  if (!ps) return ps.error().with_context("partition " + std::to_string(p));
+  log_->info("{}", (*ps)->recovery().summary());
+  return std::shared_ptr<partition_state<Model>>(std::move(ps).value());
+}
+
+template <model Model>
+typename engine<Model>::slot engine<Model>::spawn_partition(
+    uint32_t p, std::shared_ptr<partition_state<Model>> ps) {
+  slot s;
+  s.flusher = sys_->template spawn<caf::detached>(detail::flusher_actor<Model>);
+  s.actor = sys_->spawn(detail::partition_actor<Model>, std::move(ps), s.flusher, contexts_[p]);
+  return s;
+}
+
+template <model Model>
+result<std::unique_ptr<engine<Model>>> engine<Model>::open(engine_options o) {
+  file_system& fs = o.fs ? *o.fs : posix_file_system();
+  data_dir_config dc;
+  dc.partitions = o.partitions;
+  dc.key_groups = o.key_groups;
+  SF_ASSIGN_OR_RETURN(auto dir, data_dir::open(fs, o.dir, dc));
+  std::unique_ptr<engine> e(new engine(std::move(o), std::move(dir)));
+  e->log_ = e->options_.logger ? e->options_.logger : spdlog::default_logger();
+  const uint32_t n = e->router_.partitions();
+  for (uint32_t p = 0; p < n; ++p) {
+    e->flight_.push_back(std::make_unique<detail::flight_counter>());
+    e->restarts_.push_back(std::make_unique<std::atomic<uint64_t>>(0));
+    e->contexts_.push_back({p, &e->options_, e->log_.get(), e->flight_.back().get(),
+                            e->restarts_.back().get()});
+  }
+
+  // Recover the partitions in parallel, a few at a time (recovery is I/O and CPU bound).
+  std::vector<result<std::shared_ptr<partition_state<Model>>>> recovered(
+      n, status{errc::failed, "not recovered"});
+  {
+    const unsigned workers = std::max(1u, std::min<unsigned>(n, std::thread::hardware_concurrency()));
+    std::atomic<uint32_t> next{0};
+    std::vector<std::thread> pool;
+    for (unsigned t = 0; t < workers; ++t)
+      pool.emplace_back([&] {
+        for (uint32_t p; (p = next.fetch_add(1)) < n;) recovered[p] = e->recover(p);
+      });
+    for (auto& t : pool) t.join();
+  }
+  for (auto& r : recovered)
+    if (!r) return r.error();
+
+  e->cfg_ = std::make_unique<caf::actor_system_config>();
+  detail::configure_actor_system(*e->cfg_, e->options_);
+  e->sys_ = std::make_unique<caf::actor_system>(*e->cfg_);
+  e->slots_.resize(n);
+  for (uint32_t p = 0; p < n; ++p) e->slots_[p] = e->spawn_partition(p, std::move(recovered[p]).value());
+  e->start_supervisor();
+  e->log_->info("statefold engine open: {} ({} partitions, {} key groups, epoch {}, durability {})",
+                e->dir_->path(), n, e->router_.key_groups(), e->dir_->epoch(),
+                to_string(e->options_.mode));
+  return e;
+}
+
+template <model Model>
+void engine<Model>::start_supervisor() {
+  // Detached: recovery after a failure blocks on disk I/O, which must not stall the scheduler.
+  supervisor_ = sys_->template spawn<caf::detached>([this](caf::event_based_actor* self) -> caf::behavior {
+    struct watch {
+      bool actor_down = false;
+      bool flusher_down = false;
+      bool failed = false;
+      std::chrono::milliseconds backoff{0};
+    };
+    auto watches = std::make_shared<std::map<uint32_t, watch>>();
+    auto by_addr = std::make_shared<std::map<caf::actor_addr, std::pair<uint32_t, bool>>>();
+    auto track = [this, self, watches, by_addr](uint32_t p) {
+      std::shared_lock lock(slots_mu_);
+      self->monitor(slots_[p].actor);
+      self->monitor(slots_[p].flusher);
+      (*by_addr)[slots_[p].actor.address()] = {p, true};
+      (*by_addr)[slots_[p].flusher.address()] = {p, false};
+      auto& w = (*watches)[p];
+      w.actor_down = w.flusher_down = w.failed = false;
+    };
+    for (uint32_t p = 0; p < router_.partitions(); ++p) track(p);
+    self->set_down_handler([this, self, watches, by_addr](caf::down_msg& dm) {
+      auto it = by_addr->find(dm.source);
+      if (it == by_addr->end()) return;
+      auto [p, is_actor] = it->second;
+      by_addr->erase(it);
+      auto& w = (*watches)[p];
+      (is_actor ? w.actor_down : w.flusher_down) = true;
+      if (dm.reason && is_actor) w.failed = true;
+      // Restart only once both are gone: the old flusher must never write while the
+      // partition is recovered from disk.
+      if (w.actor_down && w.flusher_down && w.failed && !closing_.load()) {
+        w.backoff = w.backoff.count() == 0 ? options_.restart_backoff
+                                           : std::min(w.backoff * 2, std::chrono::milliseconds(5000));
+        log_->warn("partition {} stopped ({}); restarting in {} ms", p, caf::to_string(dm.reason),
+                   w.backoff.count());
+        self->delayed_send(self, w.backoff, detail::restart_atom::value, p);
+      }
+    });
+    return {
+        [this, self, track, watches](detail::restart_atom, uint32_t p) {
+          if (closing_.load()) return;
+          auto ps = recover(p);
+          if (!ps) {
+            log_->error("partition {}: recovery failed: {}; retrying", p, ps.error().to_string());
+            auto& w = (*watches)[p];
+            w.backoff = std::min(w.backoff * 2, std::chrono::milliseconds(5000));
+            self->delayed_send(self, w.backoff, detail::restart_atom::value, p);
+            return;
+          }
+          slot s = spawn_partition(p, std::move(ps).value());
+          {
+            std::unique_lock lock(slots_mu_);
+            slots_[p] = s;
+          }
+          restarts_[p]->fetch_add(1);
+          track(p);
+          log_->info("partition {} restarted", p);
+        },
+    };
+  });
+}
+
+template <model Model>
+bool engine<Model>::acquire(uint32_t p, int64_t n) {
+  auto& c = flight_[p]->n;
+  const auto max = static_cast<int64_t>(options_.max_in_flight);
+  int64_t cur = c.load(std::memory_order_acquire);
+  for (;;) {
+    // An idle partition always takes a batch, however large: progress is guaranteed.
+    if (cur == 0 || cur + n <= max) {
+      if (c.compare_exchange_weak(cur, cur + n, std::memory_order_acq_rel)) return true;
+      continue;
+    }
+    if (options_.when_full == backpressure::reject) return false;
+    c.wait(cur, std::memory_order_acquire);
+    cur = c.load(std::memory_order_acquire);
+  }
+}
+
+template <model Model>
+status engine<Model>::submit_batch(std::vector<event_type> events, batch_callback done,
+                                   std::vector<event_meta> metas) {
+  if (closing_.load()) return {errc::failed, "engine is closed"};
+  if (!metas.empty() && metas.size() != events.size())
+    return {errc::invalid_argument, "submit_batch: metas must be empty or one per event"};
+  const std::size_t total = events.size();
+  if (total == 0) {
+    std::vector<submit_result> none;
+    if (done) done(none);
+    return status::ok();
+  }
+  // Group by partition, remembering each event's place in the caller's order.
+  const uint32_t n = router_.partitions();
+  std::vector<std::vector<std::size_t>> where(n);
+  for (std::size_t i = 0; i < total; ++i) where[router_.partition_of(Model::key(events[i]))].push_back(i);
+
+  struct gather {
+    std::vector<submit_result> all;
+    std::atomic<std::size_t> parts_left{0};
+    batch_callback done;
+  };
+  auto g = std::make_shared<gather>();
+  g->all.resize(total);
+  g->done = std::move(done);
+  std::size_t parts = 0;
+  for (auto& w : where) parts += !w.empty();
+  g->parts_left.store(parts);
+
+  auto part_done = [g](const std::vector<std::size_t>& idx, std::vector<submit_result>& rs) {
+    for (std::size_t k = 0; k < idx.size(); ++k) g->all[idx[k]] = std::move(rs[k]);
+    if (g->parts_left.fetch_sub(1, std::memory_order_acq_rel) == 1 && g->done) g->done(g->all);
+  };
+
+  for (uint32_t p = 0; p < n; ++p) {
+    auto& idx = where[p];
+    if (idx.empty()) continue;
+    auto w = std::make_shared<detail::submit_work<Model>>();
+    w->events.reserve(idx.size());
+    for (std::size_t i : idx) w->events.push_back(std::move(events[i]));
+    if (!metas.empty())
+      for (std::size_t i : idx) w->metas.push_back(std::move(metas[i]));
+    auto c = std::make_shared<detail::batch_completion>();
+    c->results.resize(idx.size());
+    for (auto& r : c->results) {
+      r.partition = p;
+      r.reason = "not processed: the partition stopped before it got to the event";
+    }
+    c->on_batch = [part_done, idx](std::vector<submit_result>& rs) { part_done(idx, rs); };
+    if (!acquire(p, static_cast<int64_t>(idx.size()))) {
+      for (auto& r : c->results) {
+        r.kind = outcome::busy;
+        r.reason = "partition " + std::to_string(p) + " has " +
+                   std::to_string(options_.max_in_flight) + " events in flight (backpressure)";
+      }
+      c->finish();
+      continue;
+    }
+    c->flight = flight_[p].get();
+    w->done = std::move(c);
+    // If the partition is down (restarting), the message is dropped and the completion's
+    // destructor answers `failed`.
+    caf::anon_send(actor_for(p), detail::submit_atom::value, detail::work_ptr(std::move(w)));
+  }
+  return status::ok();
+}
+
+template <model Model>
+status engine<Model>::submit(event_type e, event_callback done, event_meta meta) {
+  std::vector<event_type> one;
+  one.push_back(std::move(e));
+  std::vector<event_meta> metas;
+  if (meta.source || !meta.session.empty() || !meta.correlation.empty() || !meta.causation.empty())
+    metas.push_back(std::move(meta));
+  return submit_batch(std::move(one),
+                      [done = std::move(done)](std::vector<submit_result>& rs) {
+                        if (done) done(rs[0]);
+                      },
+                      std::move(metas));
+}
+
+template <model Model>
+std::future<submit_result> engine<Model>::submit(event_type e, event_meta meta) {
+  auto pr = std::make_shared<std::promise<submit_result>>();
+  auto f = pr->get_future();
+  status st = submit(std::move(e), [pr](const submit_result& r) { pr->set_value(r); }, std::move(meta));
+  if (!st.is_ok()) pr->set_value(submit_result{outcome::failed, 0, 0, st.to_string()});
+  return f;
+}
+
+template <model Model>
+template <class T>
+T engine<Model>::ask(uint32_t p,
+                     std::function<void(detail::query_work<Model>&, std::shared_ptr<std::promise<T>>)> fill) {
+  auto pr = std::make_shared<std::promise<T>>();
+  auto f = pr->get_future();
+  auto q = std::make_shared<detail::query_work<Model>>();
+  fill(*q, std::move(pr));
+  caf::anon_send(actor_for(p), detail::query_atom::value, detail::work_ptr(std::move(q)));
+  return f.get();
+}
+
+template <model Model>
+std::optional<typename Model::state> engine<Model>::get(std::string_view key) {
+  using R = std::optional<state_type>;
+  const std::string k(key);
+  try {
+    return ask<R>(router_.partition_of(key), [&](detail::query_work<Model>& q, auto pr) {
+      q.kind = detail::query_work<Model>::get;
+      q.key = k;
+      q.on_get = [pr](R s) { pr->set_value(std::move(s)); };
+    });
+  } catch (const std::future_error&) {
+    return std::nullopt;  // the partition stopped before answering (it is restarting)
+  }
+}
+
+template <model Model>
+std::vector<std::pair<std::string, typename Model::state>> engine<Model>::export_all() {
+  using R = std::vector<std::pair<std::string, state_type>>;
+  R all;
+  for (uint32_t p = 0; p < router_.partitions(); ++p) {
+    R part;
+    try {
+      part = ask<R>(p, [](detail::query_work<Model>& q, auto pr) {
+        q.kind = detail::query_work<Model>::export_all;
+        q.on_export = [pr](R v) { pr->set_value(std::move(v)); };
+      });
+    } catch (const std::future_error&) {
+    }
+    std::move(part.begin(), part.end(), std::back_inserter(all));
+  }
+  std::sort(all.begin(), all.end(), [](const auto& a, const auto& b) { return a.first < b.first; });
+  return all;
+}
+
+template <model Model>
+std::vector<engine_partition_stats> engine<Model>::stats() {
+  std::vector<engine_partition_stats> out;
+  for (uint32_t p = 0; p < router_.partitions(); ++p) {
+    try {
+      out.push_back(ask<engine_partition_stats>(p, [](detail::query_work<Model>& q, auto pr) {
+        q.kind = detail::query_work<Model>::stats;
+        q.on_stats = [pr](engine_partition_stats s) { pr->set_value(std::move(s)); };
+      }));
+    } catch (const std::future_error&) {
+      engine_partition_stats s;
+      s.partition = p;
+      s.failure = "restarting";
+      s.restarts = restarts_[p]->load();
+      out.push_back(std::move(s));
+    }
+  }
+  return out;
+}
+
+template <model Model>
+status engine<Model>::checkpoint() {
+  status first;
+  for (uint32_t p = 0; p < router_.partitions(); ++p) {
+    status st;
+    try {
+      st = ask<status>(p, [](detail::query_work<Model>& q, auto pr) {
+        q.kind = detail::query_work<Model>::checkpoint;
+        q.on_checkpoint = [pr](status s) { pr->set_value(std::move(s)); };
+      });
+    } catch (const std::future_error&) {
+      st = {errc::failed, "partition " + std::to_string(p) + " is restarting"};
+    }
+    if (!st.is_ok() && first.is_ok()) first = st;
+  }
+  return first;
+}
+
+template <model Model>
+status engine<Model>::close() {
+  std::lock_guard lock(close_mu_);
+  if (closed_) return close_status_;
+  closed_ = true;
+  closing_.store(true);
+  if (!sys_) {  // open() failed before the actors started
+    dir_.reset();
+    return close_status_;
+  }
+  // 1. Wait until every submitted event is answered.
+  for (auto& f : flight_)
+    for (int64_t cur = f->n.load(); cur > 0; cur = f->n.load()) f->n.wait(cur);
+  // 2. Each partition syncs, checkpoints and stops.
+  for (uint32_t p = 0; p < router_.partitions(); ++p) {
+    auto pr = std::make_shared<std::promise<status>>();
+    auto fut = pr->get_future();
+    auto w = std::make_shared<detail::close_work>();
+    // The message holds the only reference: a dead partition breaks the promise.
+    w->on_closed = [pr = std::move(pr)](status s) { pr->set_value(std::move(s)); };
+    caf::anon_send(actor_for(p), detail::close_atom::value, detail::work_ptr(std::move(w)));
+    status st;
+    try {
+      st = fut.get();
+    } catch (const std::future_error&) {
+      st = {errc::failed, "partition " + std::to_string(p) + " stopped before closing cleanly"};
+    }
+    if (!st.is_ok() && close_status_.is_ok()) close_status_ = st;
+  }
+  // 3. Stop the supervisor and every actor; the system waits for them.
+  caf::anon_send_exit(supervisor_, caf::exit_reason::user_shutdown);
+  {
+    std::unique_lock l(slots_mu_);
+    for (auto& s : slots_) {
+      caf::anon_send_exit(s.actor, caf::exit_reason::user_shutdown);
+      caf::anon_send_exit(s.flusher, caf::exit_reason::user_shutdown);
+    }
+    slots_.clear();
+  }
+  supervisor_ = nullptr;
+  sys_.reset();  // waits for every actor to finish
+  cfg_.reset();
+  dir_.reset();  // releases the lock
+  log_->info("statefold engine closed{}", close_status_.is_ok() ? "" : ": " + close_status_.to_string());
+  return close_status_;
+}
+
+}  // namespace statefold

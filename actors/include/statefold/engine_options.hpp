@@ -1,0 +1,84 @@
+#pragma once
+
+// Options and result types of engine<Model> (engine.hpp). CAF-free, so that services can
+// build options without including CAF.
+
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "statefold/file_system.hpp"
+#include "statefold/log_reader.hpp"
+#include "statefold/log_writer.hpp"
+#include "statefold/partition_state.hpp"
+#include "statefold/partitioner.hpp"
+
+namespace spdlog {
+class logger;
+}
+
+namespace statefold {
+
+/// When an applied event is acknowledged.
+enum class durability {
+  sync,      ///< after the fdatasync that covers it (group commit). Survives power loss.
+  interval,  ///< a background fdatasync every sync_interval; acks still wait for it.
+  none,      ///< after write(2), before any fdatasync. Survives a process crash, NOT power loss.
+};
+const char* to_string(durability d) noexcept;
+
+/// What submit does when a partition has max_in_flight events in flight.
+enum class backpressure {
+  wait,    ///< block the submitting thread until there is room
+  reject,  ///< answer those events `busy` at once; nothing is logged
+};
+
+struct engine_options {
+  std::string dir = "./statefold-data";
+  uint32_t partitions = 4;
+  uint32_t key_groups = default_key_groups;
+  durability mode = durability::sync;
+  std::chrono::milliseconds sync_interval{5};        ///< for durability::interval
+  std::size_t dedup_window = 1u << 18;               ///< event IDs remembered per partition
+  uint64_t checkpoint_every_events = 1'000'000;      ///< per partition; 0: not by count
+  std::chrono::seconds checkpoint_every{300};        ///< per partition; 0: not by time
+  bool checkpoint_on_close = true;
+  std::size_t threads = 0;                           ///< CAF worker threads; 0: one per core
+  std::size_t max_throughput = 16;                   ///< messages per actor turn (fairness)
+  std::size_t max_in_flight = 1u << 17;              ///< submitted, not yet answered, per partition
+  backpressure when_full = backpressure::wait;
+  recovery_mode recovery = recovery_mode::tolerate_torn_tail;
+  log_options log;                                   ///< segment size, record size limit
+  std::chrono::milliseconds restart_backoff{50};     ///< first restart delay; doubles, max 5 s
+  /// Where the bytes go; nullptr: the real disk. Tests pass a fault_file_system.
+  file_system* fs = nullptr;
+  /// Where the engine logs (recoveries, restarts, failures); nullptr: spdlog's default.
+  std::shared_ptr<spdlog::logger> logger;
+};
+
+/// The answer for one submitted event. `applied` and `duplicate` arrive only once the event
+/// (or, for a duplicate, everything the partition had applied when it saw it) is durable
+/// under the configured durability.
+struct submit_result {
+  outcome kind = outcome::failed;
+  uint64_t lsn = 0;          ///< for applied
+  uint32_t partition = 0;
+  std::string reason;        ///< for everything but applied
+};
+
+/// Per-partition figures, from engine::stats().
+struct engine_partition_stats {
+  uint32_t partition = 0;
+  partition_stats core;            ///< applied, duplicates, rejected, LSNs, checkpoints, dedup
+  uint64_t in_flight = 0;          ///< submitted, not answered yet
+  uint64_t waiting_for_sync = 0;   ///< batches applied, waiting for their sync
+  uint64_t syncs = 0;              ///< persist calls completed (group commits)
+  uint64_t restarts = 0;           ///< times the partition was restarted after a failure
+  std::string failure;             ///< empty while healthy
+  recovery_report recovery;        ///< the last recovery of this partition
+};
+
+}  // namespace statefold
