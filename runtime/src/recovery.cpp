@@ -6,6 +6,9 @@
 namespace statefold {
 
 std::string recovery_report::summary() const {
+  if (!used_checkpoint && events_replayed == 0 && next_lsn == 1 && bytes_cut == 0 && damage.empty() &&
+      notes.empty())
+    return "partition " + std::to_string(partition) + ": new, empty";
   char buf[256];
   std::snprintf(buf, sizeof buf,
                 "partition %u recovered in %.3f s: %s, %llu events replayed (%.1f MB read), "

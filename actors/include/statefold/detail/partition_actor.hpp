@@ -157,6 +157,7 @@ struct partition_actor_state {
   partition_context ctx;
   std::deque<std::shared_ptr<submit_work<Model>>> waiting;   // applied, awaiting their sync
   std::deque<std::shared_ptr<submit_work<Model>>> stash;     // held back during a rebuild
+  std::deque<std::shared_ptr<query_work<Model>>> held_queries;  // likewise: no half-changed reads
   std::vector<std::function<void(status)>> checkpoint_waiters;
   std::function<void(status)> on_closed;
   uint64_t taken_lsn = 0;             // highest LSN handed to the flusher
@@ -268,11 +269,11 @@ class partition_logic {
   static void on_flushed(self_ptr self, const std::shared_ptr<flush_work<Model>>& job) {
     auto& st = self->state;
     st.flushing = false;
-    ++st.syncs;
     if (!job->st.is_ok()) {
       fail(self, job->st);
       return;
     }
+    ++st.syncs;
     while (!st.waiting.empty() && st.waiting.front()->wait_lsn <= job->durable) {
       st.waiting.front()->done->finish();
       st.waiting.pop_front();
@@ -299,6 +300,10 @@ class partition_logic {
       return;
     }
     st.rebuilding = false;
+    while (!st.held_queries.empty()) {
+      answer(self, st.held_queries.front());
+      st.held_queries.pop_front();
+    }
     while (!st.stash.empty() && !st.rebuilding) {
       auto w = st.stash.front();
       st.stash.pop_front();
@@ -344,6 +349,33 @@ class partition_logic {
     self->quit(make_error(actor_errc::partition_failed));
   }
 
+  static void answer(self_ptr self, const std::shared_ptr<query_work<Model>>& q) {
+    auto& st = self->state;
+    switch (q->kind) {
+      case query_work<Model>::get: {
+        const auto* s = st.ps->find(q->key);
+        q->on_get(s ? std::optional<typename Model::state>(*s) : std::nullopt);
+        break;
+      }
+      case query_work<Model>::export_all: {
+        std::vector<std::pair<std::string, typename Model::state>> all;
+        st.ps->for_each([&](std::string_view k, const typename Model::state& s) {
+          all.emplace_back(std::string(k), s);
+        });
+        q->on_export(std::move(all));
+        break;
+      }
+      case query_work<Model>::stats:
+        q->on_stats(stats(self));
+        break;
+      case query_work<Model>::checkpoint:
+        st.checkpoint_waiters.push_back(std::move(q->on_checkpoint));
+        st.checkpoint_wanted = true;
+        maybe_flush(self);
+        break;
+    }
+  }
+
   static engine_partition_stats stats(self_ptr self) {
     auto& st = self->state;
     engine_partition_stats s;
@@ -383,30 +415,9 @@ caf::behavior partition_actor(partition_actor_type<Model>* self,
       },
       [self](query_atom, work_ptr w) {
         auto q = work_cast<query_work<Model>>(w);
-        auto& st = self->state;
-        switch (q->kind) {
-          case query_work<Model>::get: {
-            const auto* s = st.ps->find(q->key);
-            q->on_get(s ? std::optional<typename Model::state>(*s) : std::nullopt);
-            break;
-          }
-          case query_work<Model>::export_all: {
-            std::vector<std::pair<std::string, typename Model::state>> all;
-            st.ps->for_each([&](std::string_view k, const typename Model::state& s) {
-              all.emplace_back(std::string(k), s);
-            });
-            q->on_export(std::move(all));
-            break;
-          }
-          case query_work<Model>::stats:
-            q->on_stats(logic::stats(self));
-            break;
-          case query_work<Model>::checkpoint:
-            st.checkpoint_waiters.push_back(std::move(q->on_checkpoint));
-            st.checkpoint_wanted = true;
-            logic::maybe_flush(self);
-            break;
-        }
+        // While a throwing handler's half-changed state awaits its reload, reads wait too.
+        if (self->state.rebuilding) self->state.held_queries.push_back(std::move(q));
+        else logic::answer(self, q);
       },
       [self](close_atom, work_ptr w) {
         auto& st = self->state;

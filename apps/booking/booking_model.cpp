@@ -1,0 +1,281 @@
+#include "booking_model.hpp"
+
+namespace booking {
+
+using statefold::byte_reader;
+using statefold::put_bytes;
+using statefold::put_u8;
+using statefold::put_varint;
+
+const char* to_string(event_type t) {
+  switch (t) {
+    case event_type::created: return "created";
+    case event_type::seats_changed: return "seats_changed";
+    case event_type::payment: return "payment";
+    case event_type::confirmed: return "confirmed";
+    case event_type::cancelled: return "cancelled";
+  }
+  return "?";
+}
+
+const char* to_string(booking_status s) {
+  switch (s) {
+    case booking_status::unknown: return "unknown";
+    case booking_status::pending: return "pending";
+    case booking_status::confirmed: return "confirmed";
+    case booking_status::cancelled: return "cancelled";
+  }
+  return "?";
+}
+
+namespace {
+
+std::optional<event_type> type_from(std::string_view s) {
+  if (s == "created") return event_type::created;
+  if (s == "seats_changed") return event_type::seats_changed;
+  if (s == "payment") return event_type::payment;
+  if (s == "confirmed") return event_type::confirmed;
+  if (s == "cancelled") return event_type::cancelled;
+  return std::nullopt;
+}
+
+// Field readers: false (with `why`) when the field is missing or has the wrong JSON type.
+bool get_string(const nlohmann::json& j, const char* name, std::string& out, std::string& why,
+                bool required = true) {
+  auto it = j.find(name);
+  if (it == j.end()) {
+    if (required) why = std::string("missing field '") + name + "'";
+    return !required;
+  }
+  if (!it->is_string()) {
+    why = std::string("field '") + name + "' must be a string";
+    return false;
+  }
+  out = it->get<std::string>();
+  if (required && out.empty()) {
+    why = std::string("field '") + name + "' must not be empty";
+    return false;
+  }
+  return true;
+}
+
+bool get_int(const nlohmann::json& j, const char* name, int64_t& out, std::string& why,
+             int64_t min, int64_t max) {
+  auto it = j.find(name);
+  if (it == j.end()) {
+    why = std::string("missing field '") + name + "'";
+    return false;
+  }
+  if (!it->is_number_integer()) {
+    why = std::string("field '") + name + "' must be an integer";
+    return false;
+  }
+  out = it->get<int64_t>();
+  if (out < min || out > max) {
+    why = std::string("field '") + name + "' is " + std::to_string(out) + ", outside " +
+          std::to_string(min) + ".." + std::to_string(max);
+    return false;
+  }
+  return true;
+}
+
+}  // namespace
+
+std::optional<event> parse_event(std::string_view line, std::string& why) {
+  auto j = nlohmann::json::parse(line, nullptr, /*allow_exceptions=*/false);
+  if (j.is_discarded()) {
+    why = "not valid JSON";
+    return std::nullopt;
+  }
+  if (!j.is_object()) {
+    why = "not a JSON object";
+    return std::nullopt;
+  }
+  event e;
+  std::string type;
+  if (!get_string(j, "event_id", e.event_id, why) || !get_string(j, "booking_id", e.booking_id, why) ||
+      !get_string(j, "type", type, why) || !get_string(j, "session", e.session, why, false))
+    return std::nullopt;
+  auto t = type_from(type);
+  if (!t) {
+    why = "unknown type '" + type + "'";
+    return std::nullopt;
+  }
+  e.type = *t;
+  constexpr int64_t max_cents = int64_t{1} << 40;
+  switch (e.type) {
+    case event_type::created:
+      if (!get_string(j, "show", e.show, why) || !get_string(j, "customer", e.customer, why) ||
+          !get_int(j, "seats", e.seats, why, 1, 100) ||
+          !get_int(j, "price_cents", e.price_cents, why, 0, max_cents))
+        return std::nullopt;
+      break;
+    case event_type::seats_changed:
+      if (!get_int(j, "seats", e.seats, why, 1, 100)) return std::nullopt;
+      break;
+    case event_type::payment:
+      if (!get_int(j, "amount_cents", e.amount_cents, why, 1, max_cents)) return std::nullopt;
+      break;
+    case event_type::confirmed:
+      break;
+    case event_type::cancelled:
+      if (!get_string(j, "reason", e.reason, why, false)) return std::nullopt;
+      break;
+  }
+  return e;
+}
+
+void model::apply(state& s, const event& e) {
+  s.last_event_id = e.event_id;
+  if (!e.session.empty()) s.session = e.session;
+  bool ok = false;
+  switch (e.type) {
+    case event_type::created:
+      ok = s.status == booking_status::unknown;
+      if (ok) {
+        s.status = booking_status::pending;
+        s.show = e.show;
+        s.customer = e.customer;
+        s.seats = e.seats;
+        s.price_cents = e.price_cents;
+      }
+      break;
+    case event_type::seats_changed:
+      ok = s.status == booking_status::pending;
+      if (ok) s.seats = e.seats;
+      break;
+    case event_type::payment:
+      ok = s.status == booking_status::pending || s.status == booking_status::confirmed;
+      if (ok) s.paid_cents += e.amount_cents;
+      break;
+    case event_type::confirmed:
+      ok = s.status == booking_status::pending && s.paid_cents >= s.seats * s.price_cents;
+      if (ok) s.status = booking_status::confirmed;
+      break;
+    case event_type::cancelled:
+      ok = s.status == booking_status::pending || s.status == booking_status::confirmed;
+      if (ok) s.status = booking_status::cancelled;
+      break;
+  }
+  ++(ok ? s.events : s.rejected);
+}
+
+nlohmann::ordered_json to_json(std::string_view booking_id, const state& s) {
+  nlohmann::ordered_json j;
+  j["booking_id"] = std::string(booking_id);
+  j["status"] = to_string(s.status);
+  j["show"] = s.show;
+  j["customer"] = s.customer;
+  j["seats"] = s.seats;
+  j["price_cents"] = s.price_cents;
+  j["paid_cents"] = s.paid_cents;
+  j["events"] = s.events;
+  j["rejected"] = s.rejected;
+  j["last_event_id"] = s.last_event_id;
+  j["session"] = s.session;
+  return j;
+}
+
+// Binary codecs: a version byte first, so the formats can evolve.
+void model::encode_event(const event& e, std::string& out) {
+  put_u8(out, 1);
+  put_u8(out, static_cast<uint8_t>(e.type));
+  put_bytes(out, e.event_id);
+  put_bytes(out, e.booking_id);
+  put_bytes(out, e.session);
+  switch (e.type) {
+    case event_type::created:
+      put_bytes(out, e.show);
+      put_bytes(out, e.customer);
+      put_varint(out, static_cast<uint64_t>(e.seats));
+      put_varint(out, static_cast<uint64_t>(e.price_cents));
+      break;
+    case event_type::seats_changed:
+      put_varint(out, static_cast<uint64_t>(e.seats));
+      break;
+    case event_type::payment:
+      put_varint(out, static_cast<uint64_t>(e.amount_cents));
+      break;
+    case event_type::confirmed:
+      break;
+    case event_type::cancelled:
+      put_bytes(out, e.reason);
+      break;
+  }
+}
+
+bool model::decode_event(std::string_view in, event& e) {
+  byte_reader r(in);
+  uint8_t version, type;
+  std::string_view id, booking, session;
+  if (!r.u8(version) || version != 1 || !r.u8(type) || type < 1 || type > 5 || !r.bytes(id) ||
+      !r.bytes(booking) || !r.bytes(session))
+    return false;
+  e.type = static_cast<event_type>(type);
+  e.event_id = id;
+  e.booking_id = booking;
+  e.session = session;
+  uint64_t a = 0, b = 0;
+  std::string_view s1, s2;
+  switch (e.type) {
+    case event_type::created:
+      if (!r.bytes(s1) || !r.bytes(s2) || !r.varint(a) || !r.varint(b)) return false;
+      e.show = s1;
+      e.customer = s2;
+      e.seats = static_cast<int64_t>(a);
+      e.price_cents = static_cast<int64_t>(b);
+      break;
+    case event_type::seats_changed:
+      if (!r.varint(a)) return false;
+      e.seats = static_cast<int64_t>(a);
+      break;
+    case event_type::payment:
+      if (!r.varint(a)) return false;
+      e.amount_cents = static_cast<int64_t>(a);
+      break;
+    case event_type::confirmed:
+      break;
+    case event_type::cancelled:
+      if (!r.bytes(s1)) return false;
+      e.reason = s1;
+      break;
+  }
+  return r.empty();
+}
+
+void model::encode_state(const state& s, std::string& out) {
+  put_u8(out, 1);
+  put_u8(out, static_cast<uint8_t>(s.status));
+  put_bytes(out, s.show);
+  put_bytes(out, s.customer);
+  put_varint(out, static_cast<uint64_t>(s.seats));
+  put_varint(out, static_cast<uint64_t>(s.price_cents));
+  put_varint(out, static_cast<uint64_t>(s.paid_cents));
+  put_varint(out, s.events);
+  put_varint(out, s.rejected);
+  put_bytes(out, s.last_event_id);
+  put_bytes(out, s.session);
+}
+
+bool model::decode_state(std::string_view in, state& s) {
+  byte_reader r(in);
+  uint8_t version, st;
+  std::string_view show, customer, last, session;
+  uint64_t seats, price, paid;
+  if (!r.u8(version) || version != 1 || !r.u8(st) || st > 3 || !r.bytes(show) ||
+      !r.bytes(customer) || !r.varint(seats) || !r.varint(price) || !r.varint(paid) ||
+      !r.varint(s.events) || !r.varint(s.rejected) || !r.bytes(last) || !r.bytes(session) ||
+      !r.empty())
+    return false;
+  s.status = static_cast<booking_status>(st);
+  s.show = show;
+  s.customer = customer;
+  s.seats = static_cast<int64_t>(seats);
+  s.price_cents = static_cast<int64_t>(price);
+  s.paid_cents = static_cast<int64_t>(paid);
+  s.last_event_id = last;
+  s.session = session;
+  return true;
+}
+
+}  // namespace booking

@@ -1,0 +1,591 @@
+// statefold-inspect: offline, read-only inspection of a statefold data directory.
+//
+//   statefold-inspect verify DIR                      check every byte the runtime would read
+//   statefold-inspect dump DIR [--partition P] [--from LSN] [--limit N]   records as JSON Lines
+//   statefold-inspect stats DIR                       one JSON object per partition
+//
+// Exit codes: 0 ok, 1 a problem was found (or the directory could not be read), 2 usage error.
+//
+// The tool never writes: it uses the runtime's readers (read_manifest, scan_log,
+// decode_checkpoint), which never change a file, and it deliberately avoids data_dir::open
+// (bumps the epoch), checkpoint_store::open (creates directories, deletes leftovers) and
+// repair_log. It takes no lock either, so it must not be pointed at a directory a live
+// process is writing (it would see half-written tails). It is Model-agnostic: event bodies
+// and entity states are opaque; only the envelope and the framing are decoded.
+//
+// stdout carries data (the verify report, JSON Lines); progress, if any, goes to stderr and
+// only when stderr is a terminal.
+
+#include <unistd.h>
+
+#include <algorithm>
+#include <cstdint>
+#include <iostream>
+#include <limits>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+#include <CLI/CLI.hpp>
+#include <nlohmann/json.hpp>
+
+#include "statefold/checkpoint.hpp"
+#include "statefold/data_dir.hpp"
+#include "statefold/envelope.hpp"
+#include "statefold/file_system.hpp"
+#include "statefold/log_format.hpp"
+#include "statefold/log_reader.hpp"
+#include "statefold/status.hpp"
+
+namespace {
+
+using namespace statefold;
+// ordered_json keeps the documented field order ("partition" first), which scripts and
+// humans reading the output both rely on.
+using json = nlohmann::ordered_json;
+
+constexpr int exit_ok = 0;
+constexpr int exit_problems = 1;
+constexpr int exit_usage = 2;
+
+// ---------------------------------------------------------------------------------------------
+// Output helpers
+
+/// One JSON line. Keys, IDs and source names are arbitrary bytes: invalid UTF-8 is replaced
+/// (U+FFFD) instead of throwing, so one odd key cannot abort a dump.
+void print_json_line(const json& j) {
+  std::cout << j.dump(-1, ' ', false, json::error_handler_t::replace) << '\n';
+}
+
+/// Progress on stderr, only when a human watches it (stderr is a terminal): scripts that
+/// capture stderr get no noise. Rewrites one line in place and erases it when done.
+class progress_meter {
+ public:
+  progress_meter() : enabled_(::isatty(STDERR_FILENO) == 1) {}
+  ~progress_meter() { clear(); }
+  progress_meter(const progress_meter&) = delete;
+  progress_meter& operator=(const progress_meter&) = delete;
+
+  void record(uint32_t partition) {
+    if (!enabled_ || (++records_ & ((1u << 20) - 1)) != 0) return;
+    std::cerr << '\r' << partition_dir_name(partition) << ": " << records_ << " records read"
+              << std::flush;
+    shown_ = true;
+  }
+  void clear() {
+    if (shown_) std::cerr << "\r\033[K" << std::flush;
+    shown_ = false;
+  }
+
+ private:
+  bool enabled_;
+  bool shown_ = false;
+  uint64_t records_ = 0;
+};
+
+/// "1 segment", "3 segments"; "1 entity", "2 entities" with the irregular form given.
+std::string plural(uint64_t n, std::string_view one, std::string_view many = {}) {
+  if (n == 1) return "1 " + std::string(one);
+  return std::to_string(n) + " " + (many.empty() ? std::string(one) + "s" : std::string(many));
+}
+
+// ---------------------------------------------------------------------------------------------
+// Reading a data directory (never writing)
+
+std::string partition_path(const std::string& dir, uint32_t p) {
+  return path_join(dir, partition_dir_name(p));
+}
+std::string log_dir_of(const std::string& dir, uint32_t p) {
+  return path_join(partition_path(dir, p), "log");
+}
+std::string ckpt_dir_of(const std::string& dir, uint32_t p) {
+  return path_join(partition_path(dir, p), "ckpt");
+}
+
+/// "p-0001/log/00000000000000000001.seg": paths in output are relative to DIR, so that dumps
+/// of the same data at two locations compare equal.
+std::string relative_to(const std::string& dir, std::string_view path) {
+  const std::string prefix = dir.ends_with('/') ? dir : dir + "/";
+  if (path.starts_with(prefix)) path.remove_prefix(prefix.size());
+  return std::string(path);
+}
+
+/// Reads MANIFEST without locking. A directory without one gets the documented message.
+result<manifest> load_manifest(file_system& fs, const std::string& dir) {
+  SF_ASSIGN_OR_RETURN(bool has_manifest, fs.exists(path_join(dir, "MANIFEST")));
+  if (!has_manifest)
+    return status{errc::not_found, dir + ": not a statefold data directory (no MANIFEST)"};
+  return read_manifest(fs, dir);
+}
+
+/// Names in `dir` (empty when it does not exist: a partition that never wrote anything).
+result<std::vector<std::string>> list_if_present(file_system& fs, const std::string& dir) {
+  SF_ASSIGN_OR_RETURN(bool present, fs.exists(dir));
+  if (!present) return std::vector<std::string>{};
+  return fs.list(dir);
+}
+
+/// Leftovers of interrupted writes that the runtime deletes at its next open: a segment or
+/// checkpoint name + ".tmp". Foreign *.tmp files are not ours and are not reported.
+result<std::vector<std::string>> temp_files_in(file_system& fs, const std::string& dir) {
+  SF_ASSIGN_OR_RETURN(auto names, list_if_present(fs, dir));
+  std::vector<std::string> out;
+  for (const auto& n : names) {
+    if (!n.ends_with(".tmp")) continue;
+    const std::string_view stem = std::string_view(n).substr(0, n.size() - 4);
+    uint64_t lsn;
+    if (log_format::parse_segment_name(stem, lsn) || checkpoint_format::parse_file_name(stem, lsn))
+      out.push_back(path_join(dir, n));
+  }
+  return out;
+}
+
+/// What the tool needs from one checkpoint file; the entity bytes are not kept (a checkpoint
+/// can be large, and the tool cannot decode states anyway).
+struct checkpoint_info {
+  uint64_t lsn = 0;  ///< from the file name
+  std::string path;
+  status problem;    ///< ok when the checkpoint verifies and its header LSN matches the name
+  uint64_t entities = 0;
+  uint64_t dedup_window = 0;
+  uint64_t dedup_evictions = 0;
+  std::vector<std::pair<std::string, uint64_t>> sources;
+};
+
+/// Reads and verifies every checkpoint in `ckpt_dir`, oldest first. Lists the directory
+/// itself instead of using checkpoint_store::open, which creates it and deletes leftovers.
+result<std::vector<checkpoint_info>> read_checkpoints(file_system& fs, const std::string& ckpt_dir,
+                                                      uint32_t partition) {
+  SF_ASSIGN_OR_RETURN(auto names, list_if_present(fs, ckpt_dir));
+  std::vector<checkpoint_info> out;
+  for (const auto& n : names) {
+    checkpoint_info c;
+    if (!checkpoint_format::parse_file_name(n, c.lsn)) continue;
+    c.path = path_join(ckpt_dir, n);
+    // One at a time: only the summary is kept, so memory stays at one checkpoint's size.
+    auto bytes = fs.read_file(c.path);
+    auto loaded = bytes ? decode_checkpoint(std::move(bytes).value(), c.path, partition)
+                        : result<loaded_checkpoint>(bytes.error());
+    if (!loaded) {
+      c.problem = loaded.error();
+    } else if (loaded->lsn != c.lsn) {
+      // The same check checkpoint_store::load makes: recovery would skip this file.
+      c.problem = status{errc::corruption, c.path + ": header says LSN " + std::to_string(loaded->lsn) +
+                                               " but the file name says " + std::to_string(c.lsn)};
+    } else {
+      c.entities = loaded->entities.size();
+      c.dedup_window = loaded->dedup.size();
+      c.dedup_evictions = loaded->dedup_evictions;
+      c.sources = std::move(loaded->sources);
+    }
+    out.push_back(std::move(c));
+  }
+  // Names are zero-padded, so the sorted listing is already in LSN order; sort anyway rather
+  // than rely on file_system::list's ordering for correctness.
+  std::sort(out.begin(), out.end(), [](const auto& a, const auto& b) { return a.lsn < b.lsn; });
+  return out;
+}
+
+/// The newest checkpoint that verifies, or null: the one recovery would start from.
+const checkpoint_info* newest_valid(const std::vector<checkpoint_info>& cps) {
+  for (auto it = cps.rbegin(); it != cps.rend(); ++it)
+    if (it->problem.is_ok()) return &*it;
+  return nullptr;
+}
+
+/// "file at offset N (LSN L): " — the location prefix the runtime's own messages use.
+std::string record_location(const log_record& r) {
+  return std::string(r.file) + " at offset " + std::to_string(r.offset) + " (LSN " +
+         std::to_string(r.lsn) + ")";
+}
+
+// ---------------------------------------------------------------------------------------------
+// verify
+
+struct partition_findings {
+  std::vector<std::string> problems;
+  std::vector<std::string> warnings;
+  std::string summary;  ///< the text after "p-NNNN ok: " when there are no problems
+};
+
+/// "3 segments, LSN 1..41233" or "1 segment, no records (next LSN 40001)".
+std::string describe_log(const log_scan& scan) {
+  std::string s = plural(scan.segments.size(), "segment");
+  if (scan.next_lsn > scan.first_lsn)
+    s += ", LSN " + std::to_string(scan.first_lsn) + ".." + std::to_string(scan.next_lsn - 1);
+  else
+    s += ", no records (next LSN " + std::to_string(scan.next_lsn) + ")";
+  return s;
+}
+
+/// "2 checkpoints (newest LSN 40000, 8123 entities), dedup window 8123" or "no checkpoints".
+std::string describe_checkpoints(const std::vector<checkpoint_info>& cps) {
+  if (cps.empty()) return "no checkpoints";
+  std::string s = plural(cps.size(), "checkpoint");
+  if (const checkpoint_info* n = newest_valid(cps))
+    s += " (newest LSN " + std::to_string(n->lsn) + ", " +
+         plural(n->entities, "entity", "entities") + "), dedup window " +
+         std::to_string(n->dedup_window);
+  return s;
+}
+
+/// The checks that relate checkpoints to the log: both must describe the same history.
+void check_log_against_checkpoints(const std::string& log_dir, const log_scan& scan,
+                                   const std::vector<checkpoint_info>& cps,
+                                   partition_findings& f) {
+  const uint64_t last_lsn = scan.next_lsn - 1;
+  for (const auto& c : cps) {
+    // Checkpoints are written only after the sync covering them, so a verified checkpoint
+    // beyond the log's end proves acknowledged records were lost; recovery fails closed.
+    if (c.problem.is_ok() && c.lsn > last_lsn)
+      f.problems.push_back(c.path + ": checkpoint LSN " + std::to_string(c.lsn) +
+                           " is beyond the end of the log (last LSN " + std::to_string(last_lsn) +
+                           (scan.segments.empty() ? ", no log segments" : "") +
+                           "): the log lost acknowledged records");
+  }
+  if (scan.segments.empty()) return;
+  // Recovery replays from the newest usable checkpoint + 1 (or from LSN 1 without one); a log
+  // starting later has lost the records in between, and the state cannot be rebuilt.
+  const checkpoint_info* newest = newest_valid(cps);
+  const uint64_t covered = newest ? newest->lsn : 0;
+  if (scan.first_lsn > covered + 1)
+    f.problems.push_back(
+        log_dir + ": the log starts at LSN " + std::to_string(scan.first_lsn) + " but " +
+        (newest ? "the newest valid checkpoint is at LSN " + std::to_string(covered)
+                : std::string("there is no valid checkpoint")) +
+        ": records " + std::to_string(covered + 1) + ".." + std::to_string(scan.first_lsn - 1) +
+        " are missing, the state cannot be rebuilt");
+}
+
+partition_findings verify_partition(file_system& fs, const std::string& dir, const manifest& m,
+                                    uint32_t p, progress_meter& progress) {
+  partition_findings f;
+  const std::string pdir = partition_path(dir, p);
+  auto present = fs.exists(pdir);
+  if (!present) {
+    f.problems.push_back(present.error().message());
+    return f;
+  }
+  if (!*present) {
+    // The engine opens (and so creates) every partition; a missing one was deleted.
+    f.problems.push_back(pdir + ": partition directory is missing (MANIFEST declares " +
+                         plural(m.partitions, "partition") + ")");
+    return f;
+  }
+
+  const std::string log_dir = log_dir_of(dir, p);
+  const std::string ckpt_dir = ckpt_dir_of(dir, p);
+  for (const auto& d : {log_dir, ckpt_dir}) {
+    auto temps = temp_files_in(fs, d);
+    if (!temps) {
+      f.problems.push_back(temps.error().message());
+      continue;
+    }
+    for (const auto& t : *temps)
+      f.warnings.push_back(t + ": leftover of an interrupted write (the next open deletes it)");
+  }
+
+  auto cps = read_checkpoints(fs, ckpt_dir, p);
+  if (!cps) f.problems.push_back(cps.error().message());
+  const std::vector<checkpoint_info> no_checkpoints;
+  const auto& checkpoints = cps ? *cps : no_checkpoints;
+  for (const auto& c : checkpoints)
+    if (!c.problem.is_ok()) f.problems.push_back(c.problem.message());
+
+  // absolute: any damage, a torn tail included, is reported (and nothing is cut: scan_log
+  // never writes). max_epoch = MANIFEST's epoch: no owner can have written a newer segment.
+  log_scan_options o;
+  o.partition = p;
+  o.max_epoch = m.epoch;
+  o.mode = recovery_mode::absolute;
+  // Replay would decode every envelope; a CRC-valid record with a broken envelope would stop
+  // recovery, so it is damage too.
+  auto visit = [&](const log_record& r) -> status {
+    progress.record(p);
+    if (auto env = decode_envelope(r.payload); !env)
+      return env.error().with_context(record_location(r));
+    return status::ok();
+  };
+  auto scan = scan_log(fs, log_dir, o, visit);
+  progress.clear();
+  if (!scan) {
+    f.problems.push_back(scan.error().message());
+    return f;  // without a trustworthy log end, the cross-checks would only add noise
+  }
+  check_log_against_checkpoints(log_dir, *scan, checkpoints, f);
+
+  if (scan->segments.empty() && checkpoints.empty())
+    f.summary = "empty (no log segments, no checkpoints)";
+  else
+    f.summary = describe_log(*scan) + ", " + describe_checkpoints(checkpoints);
+  return f;
+}
+
+/// Directories that look like partitions but are not declared by MANIFEST: not read by the
+/// runtime, so not damage, but worth a look (a copy from another directory?).
+std::vector<std::string> undeclared_partitions(file_system& fs, const std::string& dir,
+                                               const manifest& m) {
+  std::vector<std::string> out;
+  auto names = fs.list(dir);
+  if (!names) return out;
+  for (const auto& n : *names) {
+    // "p-" + 4 to 10 digits; the round trip through partition_dir_name rejects "p-00001".
+    if (!n.starts_with("p-") || n.size() < 6 || n.size() > 12) continue;
+    uint64_t p = 0;
+    bool digits = true;
+    for (char c : std::string_view(n).substr(2)) {
+      digits = digits && c >= '0' && c <= '9';
+      p = p * 10 + static_cast<uint64_t>(c - '0');
+    }
+    if (digits && p >= m.partitions && p <= UINT32_MAX &&
+        partition_dir_name(static_cast<uint32_t>(p)) == n)
+      out.push_back(path_join(dir, n) + ": partition directory not declared by MANIFEST (" +
+                    plural(m.partitions, "partition") + "); the runtime ignores it");
+  }
+  return out;
+}
+
+int run_verify(file_system& fs, const std::string& dir) {
+  auto m = load_manifest(fs, dir);
+  if (!m) {
+    std::cerr << m.error().message() << '\n';
+    return exit_problems;
+  }
+  bool ok = true;
+  auto manifest_tmp = fs.exists(path_join(dir, "MANIFEST.tmp"));
+  if (manifest_tmp && *manifest_tmp)
+    std::cout << "warning: " << path_join(dir, "MANIFEST.tmp")
+              << ": leftover of an interrupted MANIFEST write (the next open overwrites it)\n";
+  for (const auto& w : undeclared_partitions(fs, dir, *m)) std::cout << "warning: " << w << '\n';
+
+  progress_meter progress;
+  for (uint32_t p = 0; p < m->partitions; ++p) {
+    const partition_findings f = verify_partition(fs, dir, *m, p, progress);
+    const std::string name = partition_dir_name(p);
+    for (const auto& w : f.warnings) std::cout << name << " warning: " << w << '\n';
+    for (const auto& e : f.problems) std::cout << name << " error: " << e << '\n';
+    if (f.problems.empty()) {
+      std::cout << name << " ok: " << f.summary << '\n';
+    } else {
+      std::cout << name << " FAILED: " << plural(f.problems.size(), "problem") << '\n';
+      ok = false;
+    }
+    std::cout.flush();  // a long verify shows each partition's verdict as soon as it is known
+  }
+  return ok ? exit_ok : exit_problems;
+}
+
+// ---------------------------------------------------------------------------------------------
+// dump
+
+struct dump_options {
+  std::optional<uint32_t> partition;
+  uint64_t from_lsn = 1;
+  std::optional<uint64_t> limit;
+};
+
+json record_json(const std::string& dir, uint32_t p, const log_record& r, const envelope_view& e) {
+  json j;
+  j["partition"] = p;
+  j["lsn"] = r.lsn;
+  j["event_id"] = e.event_id;
+  j["key"] = e.key;
+  // Optional envelope fields appear only when the writer stored them (the encoding has a
+  // flag per field), so absence and "empty" stay distinguishable for scripts.
+  if (!e.session.empty()) j["session"] = e.session;
+  if (!e.correlation.empty()) j["correlation"] = e.correlation;
+  if (!e.causation.empty()) j["causation"] = e.causation;
+  if (e.has_source) {
+    j["source"] = e.source;
+    j["source_offset"] = e.source_offset;
+  }
+  j["type"] = "event";
+  j["size"] = r.payload.size();
+  j["file"] = relative_to(dir, r.file);
+  j["offset"] = r.offset;
+  return j;
+}
+
+int run_dump(file_system& fs, const std::string& dir, const dump_options& opt) {
+  auto m = load_manifest(fs, dir);
+  if (!m) {
+    std::cerr << m.error().message() << '\n';
+    return exit_problems;
+  }
+  if (opt.partition && *opt.partition >= m->partitions) {
+    std::cerr << "--partition " << *opt.partition << ": " << dir << " has "
+              << plural(m->partitions, "partition") << " (0.." << m->partitions - 1 << ")\n";
+    return exit_usage;
+  }
+  const uint32_t first = opt.partition.value_or(0);
+  const uint32_t last = opt.partition ? *opt.partition : m->partitions - 1;
+  const uint64_t limit = opt.limit.value_or(std::numeric_limits<uint64_t>::max());
+  uint64_t emitted = 0;
+  progress_meter progress;
+
+  for (uint32_t p = first; p <= last && emitted < limit; ++p) {
+    // scan_log's visitor can stop a scan only by returning an error; this flag tells the
+    // deliberate stop at --limit apart from a real failure.
+    bool limit_reached = false;
+    auto visit = [&](const log_record& r) -> status {
+      progress.record(p);
+      auto env = decode_envelope(r.payload);
+      if (!env) return env.error().with_context(record_location(r));
+      print_json_line(record_json(dir, p, r, *env));
+      if (++emitted == limit) {
+        limit_reached = true;
+        return status{errc::failed, "--limit reached"};
+      }
+      return status::ok();
+    };
+    log_scan_options o;
+    o.partition = p;
+    o.from_lsn = opt.from_lsn;
+    o.mode = recovery_mode::tolerate_torn_tail;  // a torn tail was never acknowledged: skip it
+    auto scan = scan_log(fs, log_dir_of(dir, p), o, visit);
+    progress.clear();
+    if (!scan && !limit_reached) {
+      std::cout.flush();  // the records before the damage stay in order before the error
+      std::cerr << partition_dir_name(p) << ": " << scan.error().message() << '\n';
+      return exit_problems;
+    }
+  }
+  return exit_ok;
+}
+
+// ---------------------------------------------------------------------------------------------
+// stats
+
+json checkpoint_json(const checkpoint_info& c) {
+  json sources = json::object();
+  for (const auto& [name, offset] : c.sources) sources[name] = offset;
+  return json{{"lsn", c.lsn},
+              {"entities", c.entities},
+              {"dedup_window", c.dedup_window},
+              {"dedup_evictions", c.dedup_evictions},
+              {"sources", std::move(sources)}};
+}
+
+/// One partition's object; `failed` is set when something could not be read or verified.
+json partition_stats(file_system& fs, const std::string& dir, uint32_t p, bool& failed) {
+  json j;
+  j["partition"] = p;
+  std::vector<std::string> errors;
+
+  log_scan_options o;
+  o.partition = p;
+  o.mode = recovery_mode::tolerate_torn_tail;  // count what recovery would keep
+  auto scan = scan_log(fs, log_dir_of(dir, p), o, nullptr);
+  if (scan) {
+    uint64_t bytes = 0;
+    for (const auto& s : scan->segments) bytes += s.file_bytes;
+    j["segments"] = scan->segments.size();
+    j["bytes"] = bytes;
+    j["first_lsn"] = scan->first_lsn;
+    j["next_lsn"] = scan->next_lsn;
+    j["records"] = scan->segments.empty() ? 0 : scan->next_lsn - scan->first_lsn;
+  } else {
+    errors.push_back(scan.error().message());
+  }
+
+  auto cps = read_checkpoints(fs, ckpt_dir_of(dir, p), p);
+  if (cps) {
+    json lsns = json::array();
+    for (const auto& c : *cps) lsns.push_back(c.lsn);
+    j["checkpoints"] = std::move(lsns);
+    const checkpoint_info* newest = newest_valid(*cps);
+    j["newest_checkpoint"] = newest ? checkpoint_json(*newest) : json(nullptr);
+  } else {
+    errors.push_back(cps.error().message());
+  }
+
+  if (scan) j["free_segments"] = scan->free_segments.size();
+  // A torn tail is not an error for stats (recovery cuts it), but it is worth showing.
+  if (scan && !scan->damage.empty()) j["damage"] = scan->damage;
+  if (!errors.empty()) {
+    j["error"] = errors.front();
+    for (const auto& e : errors) std::cerr << partition_dir_name(p) << ": " << e << '\n';
+    failed = true;
+  }
+  return j;
+}
+
+int run_stats(file_system& fs, const std::string& dir) {
+  auto m = load_manifest(fs, dir);
+  if (!m) {
+    std::cerr << m.error().message() << '\n';
+    return exit_problems;
+  }
+  bool failed = false;
+  for (uint32_t p = 0; p < m->partitions; ++p) {
+    print_json_line(partition_stats(fs, dir, p, failed));
+    std::cout.flush();
+  }
+  return failed ? exit_problems : exit_ok;
+}
+
+// ---------------------------------------------------------------------------------------------
+// command line
+
+int run(int argc, char** argv) {
+  CLI::App app{"statefold-inspect: offline, read-only inspection of a statefold data directory"};
+  app.require_subcommand(1);
+
+  std::string dir;
+  auto* verify = app.add_subcommand(
+      "verify", "Check MANIFEST, every log segment and every checkpoint; change nothing");
+  verify->add_option("DIR", dir, "data directory")->required();
+
+  dump_options dump_opt;
+  auto* dump = app.add_subcommand("dump", "Print log records as JSON Lines");
+  dump->add_option("DIR", dir, "data directory")->required();
+  // NonNegativeNumber: CLI11 would otherwise wrap "-1" into a huge unsigned value.
+  dump->add_option("--partition", dump_opt.partition, "only this partition")
+      ->check(CLI::NonNegativeNumber);
+  dump->add_option("--from", dump_opt.from_lsn, "first LSN to print (per partition)")
+      ->check(CLI::NonNegativeNumber);
+  dump->add_option("--limit", dump_opt.limit, "stop after this many records in total")
+      ->check(CLI::NonNegativeNumber);
+
+  auto* stats = app.add_subcommand("stats", "Per-partition statistics, one JSON object per line");
+  stats->add_option("DIR", dir, "data directory")->required();
+
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    // --help prints and exits 0; every other parse error is a usage error (exit 2), whatever
+    // CLI11's own exit code for it would be.
+    const int code = app.exit(e);
+    return code == 0 ? exit_ok : exit_usage;
+  }
+
+  std::ios::sync_with_stdio(false);  // dump can print millions of lines
+  file_system& fs = posix_file_system();
+  int rc = exit_ok;
+  if (verify->parsed()) rc = run_verify(fs, dir);
+  else if (dump->parsed()) rc = run_dump(fs, dir, dump_opt);
+  else if (stats->parsed()) rc = run_stats(fs, dir);
+
+  // stdout is the product: a write error (full disk, closed pipe) must not look like success.
+  std::cout.flush();
+  if (!std::cout) {
+    std::cerr << "statefold-inspect: error writing to stdout\n";
+    return exit_problems;
+  }
+  return rc;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  try {
+    return run(argc, argv);
+  } catch (const std::exception& e) {
+    // The edge: third-party code (CLI11, nlohmann_json, the standard library) reports by
+    // throwing; the runtime itself returns status values.
+    std::cerr << "statefold-inspect: " << e.what() << '\n';
+    return exit_problems;
+  }
+}

@@ -1,0 +1,451 @@
+// statefold-inspect end to end: data directories written by the runtime itself (data_dir +
+// partition_state<ledger_model>), damaged with byte surgery, then the real binary is run on
+// them and its stdout and exit status are checked.
+
+#include <gtest/gtest.h>
+#include <sys/wait.h>
+
+#include <cstdio>
+#include <filesystem>
+#include <map>
+#include <set>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "statefold/data_dir.hpp"
+#include "statefold/log_reader.hpp"
+#include "statefold/partition_state.hpp"
+#include "testkit/temp_dir.hpp"
+
+namespace statefold {
+namespace {
+
+using json = nlohmann::json;
+using testkit::ledger;
+using testkit::ledger_model;
+using testkit::temp_dir;
+namespace fs = std::filesystem;
+
+constexpr uint32_t partitions = 2;
+
+// ---- running the binary ---------------------------------------------------------------------
+
+struct run_result {
+  int exit_code = -1;
+  std::string out;
+  std::vector<std::string> lines() const {
+    std::vector<std::string> v;
+    std::istringstream in(out);
+    for (std::string l; std::getline(in, l);) v.push_back(l);
+    return v;
+  }
+};
+
+/// Runs statefold-inspect with `args` (already shell-quoted); stdout only, or stdout and
+/// stderr together when `with_stderr`.
+run_result inspect(const std::string& args, bool with_stderr = false) {
+  const std::string cmd = std::string("'") + STATEFOLD_INSPECT + "' " + args +
+                          (with_stderr ? " 2>&1" : "");
+  run_result r;
+  FILE* p = ::popen(cmd.c_str(), "r");
+  if (p == nullptr) return r;
+  char buf[4096];
+  for (std::size_t n; (n = std::fread(buf, 1, sizeof buf, p)) > 0;) r.out.append(buf, n);
+  const int st = ::pclose(p);
+  r.exit_code = WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+  return r;
+}
+
+std::string quoted(const std::string& s) { return "'" + s + "'"; }
+
+/// Every file under `dir` with its bytes: what "changes nothing" is checked against.
+std::map<std::string, std::string> snapshot_files(const std::string& dir) {
+  std::map<std::string, std::string> out;
+  for (const auto& e : fs::recursive_directory_iterator(dir))
+    out[e.path().string()] = e.is_regular_file() ? testkit::read_bytes(e.path().string()) : "<dir>";
+  return out;
+}
+
+// ---- building a data directory with the runtime ---------------------------------------------
+
+struct expected_record {
+  uint64_t lsn;
+  std::string id;
+  std::string key;
+  bool has_session;
+  bool has_source;
+  uint64_t source_offset;
+};
+
+struct expected_partition {
+  std::vector<expected_record> records;  // in LSN order, as logged
+  std::vector<uint64_t> checkpoints;     // LSNs of every checkpoint() call, oldest first
+  std::set<std::string> keys_at_last_checkpoint;
+};
+
+class inspect_test : public ::testing::Test {
+ protected:
+  /// Events 0..n-1 over 17 keys, routed by the directory's partitioner; every partition is
+  /// checkpointed after each event index in `checkpoint_after`. Every 3rd event carries a
+  /// session, every 5th a source position. Small segments, so logs have several.
+  void write(int n, std::set<int> checkpoint_after = {}) {
+    auto dd = data_dir::open(posix_file_system(), t_.path(), {partitions, 64});
+    ASSERT_TRUE(dd) << dd.error().to_string();
+    const partitioner router = (*dd)->make_partitioner();
+    std::vector<std::unique_ptr<partition_state<ledger_model>>> ps;
+    for (uint32_t p = 0; p < partitions; ++p) ps.push_back(open_partition(**dd, p));
+    std::set<std::string> keys[partitions];
+    for (int i = 0; i < n; ++i) {
+      const std::string id = "e" + std::to_string(i);
+      const std::string key = "k" + std::to_string(i % 17);
+      event_meta meta;
+      if (i % 3 == 0) meta.session = "s" + std::to_string(i);
+      if (i % 5 == 0) meta.source = source_position{"orders/0", static_cast<uint64_t>(i)};
+      const uint32_t p = router.partition_of(key);
+      auto r = ps[p]->apply(ledger(id, key, static_cast<uint64_t>(i / 17 + 1), i), meta);
+      ASSERT_EQ(r.kind, outcome::applied) << r.reason;
+      expected_[p].records.push_back({r.lsn, id, key, i % 3 == 0, i % 5 == 0,
+                                      static_cast<uint64_t>(i)});
+      keys[p].insert(key);
+      if (checkpoint_after.contains(i)) {
+        for (uint32_t q = 0; q < partitions; ++q) {
+          ASSERT_TRUE(ps[q]->checkpoint().is_ok());
+          expected_[q].checkpoints.push_back(ps[q]->next_lsn() - 1);
+          expected_[q].keys_at_last_checkpoint = keys[q];
+        }
+      }
+    }
+    for (auto& s : ps) ASSERT_TRUE(s->sync());
+    // Destroying the partitions and the data_dir releases the LOCK: the directory is offline.
+  }
+
+  /// Appends one event to partition `p` in a later run (a new owner epoch).
+  void append(uint32_t p, const std::string& id, const std::string& key) {
+    auto dd = data_dir::open(posix_file_system(), t_.path(), {partitions, 64});
+    ASSERT_TRUE(dd) << dd.error().to_string();
+    auto s = open_partition(**dd, p);
+    ASSERT_EQ(s->apply(ledger(id, key, 1, 1)).kind, outcome::applied);
+    ASSERT_TRUE(s->sync());
+  }
+
+  static std::unique_ptr<partition_state<ledger_model>> open_partition(const data_dir& dd,
+                                                                        uint32_t p) {
+    partition_options o{.dir = dd.partition_dir(p), .partition = p, .epoch = dd.epoch()};
+    o.log.segment_bytes = 4096;  // small segments: logs have several
+    o.log.max_record_bytes = 1024;
+    auto s = partition_state<ledger_model>::open(posix_file_system(), std::move(o));
+    EXPECT_TRUE(s) << s.error().to_string();
+    return s ? std::move(s).value() : nullptr;
+  }
+
+  std::string dir() const { return t_.path(); }
+  std::string log_dir(uint32_t p) const { return t_ / (partition_dir_name(p) + "/log"); }
+
+  /// The runtime's own view of a partition's log: segments and where every record is.
+  struct record_pos {
+    uint64_t lsn;
+    std::string file;
+    uint64_t offset;
+  };
+  log_scan scan(uint32_t p, std::vector<record_pos>* where = nullptr) {
+    log_scan_options o;
+    o.partition = p;
+    auto s = scan_log(posix_file_system(), log_dir(p), o, [&](const log_record& r) {
+      if (where) where->push_back({r.lsn, std::string(r.file), r.offset});
+      return status::ok();
+    });
+    EXPECT_TRUE(s) << s.error().to_string();
+    return s ? std::move(s).value() : log_scan{};
+  }
+
+  std::vector<json> dump(const std::string& extra = "") {
+    auto r = inspect("dump " + quoted(dir()) + " " + extra);
+    EXPECT_EQ(r.exit_code, 0) << r.out;
+    std::vector<json> out;
+    for (const auto& l : r.lines()) out.push_back(json::parse(l));
+    return out;
+  }
+
+  temp_dir t_;
+  expected_partition expected_[partitions];
+};
+
+// ---- verify -----------------------------------------------------------------------------------
+
+TEST_F(inspect_test, VerifyPassesOnAHealthyDirectoryWithOneLinePerPartition) {
+  write(300, {199});
+  auto r = inspect("verify " + quoted(dir()), true);
+  ASSERT_EQ(r.exit_code, 0) << r.out;
+  const auto lines = r.lines();
+  ASSERT_EQ(lines.size(), partitions) << r.out;
+  for (uint32_t p = 0; p < partitions; ++p) {
+    const auto& e = expected_[p];
+    const log_scan s = scan(p);
+    ASSERT_FALSE(e.records.empty());
+    ASSERT_EQ(e.checkpoints.size(), 1u);
+    const uint64_t c = e.checkpoints.back();
+    const std::string segs = std::to_string(s.segments.size()) +
+                             (s.segments.size() == 1 ? " segment" : " segments");
+    // Every ID logged up to the checkpoint is in its dedup window (capacity 2^18).
+    EXPECT_EQ(lines[p], partition_dir_name(p) + " ok: " + segs + ", LSN 1.." +
+                            std::to_string(e.records.size()) + ", 1 checkpoint (newest LSN " +
+                            std::to_string(c) + ", " +
+                            std::to_string(e.keys_at_last_checkpoint.size()) +
+                            " entities), dedup window " + std::to_string(c));
+  }
+}
+
+TEST_F(inspect_test, VerifyNamesFileAndOffsetOfABitFlipWithValidRecordsAfterIt) {
+  write(300);
+  std::vector<record_pos> where;
+  scan(0, &where);
+  // A record in the middle of the first segment, with valid records after it in that segment.
+  std::vector<record_pos> first_segment;
+  for (const auto& w : where)
+    if (w.file == where.front().file) first_segment.push_back(w);
+  ASSERT_GE(first_segment.size(), 5u);
+  const record_pos victim = first_segment[first_segment.size() / 2];
+  testkit::flip_bit(victim.file, victim.offset + 22, 3);  // inside the payload
+
+  auto r = inspect("verify " + quoted(dir()), true);
+  EXPECT_EQ(r.exit_code, 1) << r.out;
+  const std::string at = victim.file + " at offset " + std::to_string(victim.offset) + " (LSN " +
+                         std::to_string(victim.lsn) + ")";
+  EXPECT_NE(r.out.find("p-0000 error: " + at), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("CRC mismatch"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("p-0000 FAILED"), std::string::npos) << r.out;
+  // It keeps going: the healthy partition is still reported.
+  EXPECT_NE(r.out.find("p-0001 ok: "), std::string::npos) << r.out;
+}
+
+TEST_F(inspect_test, VerifyReportsATornTailWithItsOffset) {
+  write(300);
+  std::vector<record_pos> where;
+  scan(1, &where);
+  ASSERT_FALSE(where.empty());
+  const record_pos last = where.back();
+  testkit::truncate_file(last.file, last.offset + 25);  // header complete, payload cut short
+
+  auto r = inspect("verify " + quoted(dir()), true);
+  EXPECT_EQ(r.exit_code, 1) << r.out;
+  EXPECT_NE(r.out.find("p-0001 error: " + last.file + " at offset " + std::to_string(last.offset) +
+                       " (LSN " + std::to_string(last.lsn) + ")"),
+            std::string::npos)
+      << r.out;
+  EXPECT_NE(r.out.find("torn tail"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("p-0000 ok: "), std::string::npos) << r.out;
+}
+
+TEST_F(inspect_test, VerifyChangesNothingAndWarnsAboutLeftoverTempFiles) {
+  write(300, {150});
+  // A torn tail (which recovery would cut) and leftovers (which recovery would delete).
+  std::vector<record_pos> where;
+  scan(0, &where);
+  testkit::truncate_file(where.back().file, where.back().offset + 7);
+  const std::string ckpt_tmp = t_ / "p-0001/ckpt/00000000000000000999.ckpt.tmp";
+  testkit::write_bytes(ckpt_tmp, "half a checkpoint");
+  testkit::write_bytes(t_ / "p-0001/log/00000000000000000999.seg.tmp", "half a segment");
+  const auto before = snapshot_files(dir());
+
+  auto r = inspect("verify " + quoted(dir()), true);
+  EXPECT_EQ(r.exit_code, 1) << r.out;
+  EXPECT_NE(r.out.find("p-0001 warning: " + ckpt_tmp), std::string::npos) << r.out;
+  EXPECT_EQ(snapshot_files(dir()), before);
+  EXPECT_EQ(inspect("stats " + quoted(dir())).exit_code, 0);
+  EXPECT_EQ(inspect("dump " + quoted(dir())).exit_code, 0);
+  EXPECT_EQ(snapshot_files(dir()), before);
+}
+
+TEST_F(inspect_test, VerifyFlagsAMissingPartitionDirectory) {
+  write(50);
+  std::filesystem::remove_all(t_ / "p-0000");
+  auto r = inspect("verify " + quoted(dir()), true);
+  EXPECT_EQ(r.exit_code, 1) << r.out;
+  EXPECT_NE(r.out.find("p-0000 error: " + (t_ / "p-0000") + ": partition directory is missing"),
+            std::string::npos)
+      << r.out;
+  EXPECT_NE(r.out.find("p-0001 ok: "), std::string::npos) << r.out;
+}
+
+TEST_F(inspect_test, VerifyWithOnlyLeftoversExitsZero) {
+  write(50);
+  testkit::write_bytes(t_ / "p-0000/ckpt/00000000000000000007.ckpt.tmp", "x");
+  auto r = inspect("verify " + quoted(dir()), true);
+  EXPECT_EQ(r.exit_code, 0) << r.out;
+  EXPECT_NE(r.out.find("p-0000 warning: "), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("p-0000 ok: "), std::string::npos) << r.out;
+}
+
+TEST_F(inspect_test, VerifyFlagsACheckpointBeyondTheLogAndALogThatCannotBeRebuilt) {
+  // Three checkpoints: the oldest is pruned and the segments the kept ones cover released,
+  // so the logs no longer start at LSN 1.
+  write(1200, {400, 800, 1199});
+  ASSERT_GT(scan(0).first_lsn, 1u);
+  std::filesystem::remove_all(t_ / "p-0000/ckpt");  // now nothing covers LSN 1..first-1
+  std::filesystem::remove_all(t_ / "p-0001/log");   // the checkpoints outlive the log
+
+  auto r = inspect("verify " + quoted(dir()), true);
+  EXPECT_EQ(r.exit_code, 1) << r.out;
+  EXPECT_NE(r.out.find("there is no valid checkpoint"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("the state cannot be rebuilt"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("is beyond the end of the log"), std::string::npos) << r.out;
+}
+
+TEST_F(inspect_test, AnEmptyPartitionIsFine) {
+  write(0);
+  std::filesystem::remove_all(t_ / "p-0001/log");
+  auto r = inspect("verify " + quoted(dir()), true);
+  EXPECT_EQ(r.exit_code, 0) << r.out;
+  EXPECT_NE(r.out.find("p-0001 ok: empty"), std::string::npos) << r.out;
+}
+
+// ---- dump -------------------------------------------------------------------------------------
+
+TEST_F(inspect_test, DumpPrintsEveryRecordInPartitionAndLsnOrder) {
+  write(300, {199});
+  const auto lines = dump();
+  const auto& e0 = expected_[0].records;
+  const auto& e1 = expected_[1].records;
+  ASSERT_EQ(lines.size(), e0.size() + e1.size());
+  std::size_t i = 0;
+  for (uint32_t p = 0; p < partitions; ++p) {
+    for (const auto& e : expected_[p].records) {
+      const json& j = lines[i++];
+      EXPECT_EQ(j["partition"], p);
+      EXPECT_EQ(j["lsn"], e.lsn);
+      EXPECT_EQ(j["event_id"], e.id);
+      EXPECT_EQ(j["key"], e.key);
+      EXPECT_EQ(j["type"], "event");
+      EXPECT_EQ(j.contains("session"), e.has_session) << j;
+      EXPECT_EQ(j.contains("source"), e.has_source) << j;
+      if (e.has_source) {
+        EXPECT_EQ(j["source"], "orders/0");
+        EXPECT_EQ(j["source_offset"], e.source_offset);
+      }
+      EXPECT_FALSE(j.contains("correlation"));
+      EXPECT_GT(j["size"].get<uint64_t>(), 0u);
+    }
+  }
+  EXPECT_EQ(lines.front()["file"], "p-0000/log/00000000000000000001.seg");
+  EXPECT_EQ(lines.front()["offset"], 64);
+  // The first key of the JSON text is the partition (documented field order).
+  auto raw = inspect("dump " + quoted(dir()) + " --limit 1");
+  EXPECT_EQ(raw.out.rfind("{\"partition\":0,\"lsn\":1,\"event_id\":", 0), 0u) << raw.out;
+}
+
+TEST_F(inspect_test, DumpHonoursPartitionFromAndLimit) {
+  write(300);
+  const auto& e0 = expected_[0].records;
+  const auto& e1 = expected_[1].records;
+  ASSERT_GT(e0.size(), 60u);
+
+  auto only1 = dump("--partition 1");
+  ASSERT_EQ(only1.size(), e1.size());
+  for (std::size_t i = 0; i < e1.size(); ++i) {
+    EXPECT_EQ(only1[i]["partition"], 1);
+    EXPECT_EQ(only1[i]["event_id"], e1[i].id);
+  }
+
+  auto from = dump("--partition 0 --from 50");
+  ASSERT_EQ(from.size(), e0.size() - 49);
+  EXPECT_EQ(from.front()["lsn"], 50);
+  EXPECT_EQ(from.front()["event_id"], e0[49].id);
+
+  auto limited = dump("--limit 7");
+  ASSERT_EQ(limited.size(), 7u);
+  EXPECT_EQ(limited.back()["lsn"], 7);
+
+  // --limit counts records in total, across partitions.
+  auto across = dump("--limit " + std::to_string(e0.size() + 3));
+  ASSERT_EQ(across.size(), e0.size() + 3);
+  EXPECT_EQ(across.back()["partition"], 1);
+  EXPECT_EQ(across.back()["event_id"], e1[2].id);
+
+  EXPECT_TRUE(dump("--limit 0").empty());
+  EXPECT_EQ(inspect("dump " + quoted(dir()) + " --partition 2").exit_code, 2);
+}
+
+TEST_F(inspect_test, DumpEscapesArbitraryBytesAsValidJson) {
+  write(0);
+  const std::string id = std::string("id \"quoted\"\n\x01\xff", 14);
+  const std::string key = std::string("key\0\xfe\\", 6);
+  append(1, id, key);
+  auto r = inspect("dump " + quoted(dir() + "/"));  // a trailing slash changes nothing
+  ASSERT_EQ(r.exit_code, 0) << r.out;
+  ASSERT_EQ(r.lines().size(), 1u) << r.out;  // the newline in the ID is escaped
+  const json j = json::parse(r.out);         // valid JSON (and UTF-8) despite the bytes
+  EXPECT_EQ(j["event_id"], "id \"quoted\"\n\x01\xEF\xBF\xBD");  // 0xff -> U+FFFD
+  EXPECT_EQ(j["key"], std::string("key\0\xEF\xBF\xBD\\", 8));
+  EXPECT_EQ(j["file"], "p-0001/log/00000000000000000001.seg");
+}
+
+TEST_F(inspect_test, DumpFailsOnCorruptionAfterPrintingTheRecordsBeforeIt) {
+  write(300);
+  std::vector<record_pos> where;
+  scan(0, &where);
+  const record_pos victim = where[where.size() / 2];
+  testkit::flip_bit(victim.file, victim.offset + 22);
+  auto r = inspect("dump " + quoted(dir()) + " --partition 0");
+  EXPECT_EQ(r.exit_code, 1);
+  // Records before the damage are printed (the visitor ran); the error went to stderr.
+  EXPECT_EQ(r.lines().size(), victim.lsn - 1);
+  auto both = inspect("dump " + quoted(dir()) + " --partition 0", true);
+  EXPECT_NE(both.out.find("at offset " + std::to_string(victim.offset)), std::string::npos);
+}
+
+// ---- stats ------------------------------------------------------------------------------------
+
+TEST_F(inspect_test, StatsReportsCheckpointsEntitiesAndTheLog) {
+  write(300, {99, 199});
+  auto r = inspect("stats " + quoted(dir()));
+  ASSERT_EQ(r.exit_code, 0) << r.out;
+  const auto lines = r.lines();
+  ASSERT_EQ(lines.size(), partitions);
+  for (uint32_t p = 0; p < partitions; ++p) {
+    const json j = json::parse(lines[p]);
+    const auto& e = expected_[p];
+    const log_scan s = scan(p);
+    EXPECT_EQ(j["partition"], p);
+    EXPECT_EQ(j["segments"], s.segments.size());
+    EXPECT_EQ(j["first_lsn"], s.first_lsn);
+    EXPECT_EQ(j["next_lsn"], e.records.size() + 1);
+    EXPECT_EQ(j["records"], e.records.size() + 1 - s.first_lsn);
+    EXPECT_EQ(j["checkpoints"], json(e.checkpoints));
+    const json& n = j["newest_checkpoint"];
+    EXPECT_EQ(n["lsn"], e.checkpoints.back());
+    EXPECT_EQ(n["entities"], e.keys_at_last_checkpoint.size());
+    EXPECT_EQ(n["dedup_window"], e.checkpoints.back());
+    EXPECT_EQ(n["sources"]["orders/0"].get<uint64_t>() % 5, 0u);
+    EXPECT_TRUE(j.contains("free_segments"));
+    uint64_t bytes = 0;
+    for (const auto& seg : s.segments) bytes += seg.file_bytes;
+    EXPECT_EQ(j["bytes"], bytes);
+  }
+}
+
+// ---- errors -----------------------------------------------------------------------------------
+
+TEST_F(inspect_test, ADirectoryWithoutManifestGetsAClearMessage) {
+  temp_dir other;
+  for (const char* cmd : {"verify", "dump", "stats"}) {
+    auto r = inspect(std::string(cmd) + " " + quoted(other.path()), true);
+    EXPECT_EQ(r.exit_code, 1) << cmd;
+    EXPECT_EQ(r.out, other.path() + ": not a statefold data directory (no MANIFEST)\n") << cmd;
+  }
+}
+
+TEST_F(inspect_test, UsageErrorsExitTwo) {
+  EXPECT_EQ(inspect("", true).exit_code, 2);
+  EXPECT_EQ(inspect("verify", true).exit_code, 2);
+  EXPECT_EQ(inspect("frobnicate " + quoted(dir()), true).exit_code, 2);
+  EXPECT_EQ(inspect("dump " + quoted(dir()) + " --limit lots", true).exit_code, 2);
+  EXPECT_EQ(inspect("dump " + quoted(dir()) + " --from -1", true).exit_code, 2);
+  EXPECT_EQ(inspect("dump " + quoted(dir()) + " --limit=-3", true).exit_code, 2);
+  EXPECT_EQ(inspect("--help").exit_code, 0);
+}
+
+}  // namespace
+}  // namespace statefold
