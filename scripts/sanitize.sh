@@ -4,7 +4,8 @@
 #   scripts/sanitize.sh [asan|tsan|all] [ctest args...]     (default: all)
 #
 #   asan  AddressSanitizer + UndefinedBehaviorSanitizer (leaks detected, UB fatal);
-#         runs every test except the consumer and bench labels.
+#         runs every test except the consumer and bench labels. scripts/ubsan.supp,
+#         when present, is passed as UBSan suppressions (CAF-internal reports only).
 #   tsan  ThreadSanitizer; builds and runs only the actor layer and booking tests
 #         (engine_test, partition_actor_test, booking_e2e). scripts/tsan.supp, when
 #         present, is passed as suppressions: it may only hold entries for frames
@@ -44,6 +45,7 @@ ctest_extra=("$@")
 jobs=${JOBS:-2}
 read -r -a extra_cmake_args <<<"${CMAKE_ARGS:-}"
 tsan_supp="$STATEFOLD_SCRIPTS_DIR/tsan.supp"
+ubsan_supp="$STATEFOLD_SCRIPTS_DIR/ubsan.supp"
 
 if [[ "$mode" == all && -n "${BUILD_DIR:-}" ]]; then
   die "BUILD_DIR applies to a single mode; with 'all' use ASAN_BUILD_DIR / TSAN_BUILD_DIR"
@@ -128,10 +130,19 @@ run_suite() {
 }
 
 run_asan() {
-  run_suite asan "$asan_dir" \
-    "-fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined" "" \
+  local flags="-fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined"
+  local ubsan_options=print_stacktrace=1:halt_on_error=1
+  if [[ -f "$ubsan_supp" ]]; then
+    # UBSan applies suppressions to recoverable checks only. The 'null' check is made
+    # recoverable so that scripts/ubsan.supp can silence the CAF-internal report;
+    # halt_on_error=1 still stops at every null report that is not suppressed.
+    flags+=" -fsanitize-recover=null"
+    ubsan_options+=":suppressions=$ubsan_supp"
+    log "asan: UBSan suppressions from $ubsan_supp (CAF-internal frames only)"
+  fi
+  run_suite asan "$asan_dir" "$flags" "" \
     ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
-    UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+    "UBSAN_OPTIONS=$ubsan_options" \
     -- -LE "consumer|bench" "${ctest_extra[@]}"
 }
 

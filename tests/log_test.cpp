@@ -485,5 +485,37 @@ TEST_F(log_fault_test, PowerLossKeepsEverySyncedRecordAndTornTailsAreCut) {
   }
 }
 
+TEST_F(log_fault_test, TornTailCutIsDurableBeforeANewSegmentFollowsIt) {
+  // A segment filled to within one record of its end (33 records of 120 bytes after the
+  // 64-byte header leave 72 bytes), and a torn record after them that survived a crash.
+  log_options o = small_segments();
+  o.preallocate = false;
+  {
+    auto w = open_writer(o);
+    for (int i = 1; i <= 33; ++i) ASSERT_TRUE(w->append(record_type::event, std::string(100, 'a')));
+    ASSERT_TRUE(w->sync());
+  }
+  const std::string seg = only_segment();
+  {
+    std::string b = testkit::read_bytes(seg);
+    b.resize(64 + 33 * 120);
+    b += "a torn record: header and half a payload, durable already";
+    testkit::write_bytes(seg, b);  // behind the fault file system's back: this is the disk
+  }
+  // Recovery cuts it; the next append does not fit and starts a new segment, which is synced.
+  {
+    auto w = open_writer(o);
+    for (int i = 0; i < 5; ++i) ASSERT_TRUE(w->append(record_type::event, std::string(100, 'b')));
+    ASSERT_TRUE(w->sync());
+    EXPECT_EQ(w->segment_count(), 2u);
+  }
+  // Power fails. The cut must have been synced: else the torn bytes come back, in a segment
+  // that is no longer the last one, and the log is corrupt.
+  ASSERT_TRUE(ffs_.power_loss().is_ok());
+  auto s = scan(recovery_mode::absolute);
+  ASSERT_TRUE(s) << s.error().to_string();
+  EXPECT_EQ(s->next_lsn, 39u);
+}
+
 }  // namespace
 }  // namespace statefold

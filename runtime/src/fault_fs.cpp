@@ -160,7 +160,7 @@ status fault_file_system::admit(fs_op op, const std::string& what, bool* short_w
     }
   }
   for (rule& r : rules_) {
-    if (r.op != op) continue;
+    if (r.any_mutation ? !is_mutating(op) : r.op != op) continue;
     if (!r.path_part.empty() && what.find(r.path_part) == std::string::npos) continue;
     ++r.seen;
     if (r.seen == r.at || (r.persistent && r.seen > r.at)) {
@@ -183,6 +183,13 @@ void fault_file_system::fail_on(const std::string& path_part, fs_op op, uint64_t
                                 bool persistent) {
   std::lock_guard lock(mu_);
   rules_.push_back({op, nth, code, persistent, false, path_part});
+}
+
+void fault_file_system::fail_mutation(uint64_t nth, errc code, bool persistent) {
+  std::lock_guard lock(mu_);
+  rule r{fs_op::write, nth, code, persistent, false, {}};
+  r.any_mutation = true;
+  rules_.push_back(r);
 }
 
 void fault_file_system::short_write(uint64_t nth) {

@@ -61,25 +61,46 @@ partition_options options(const std::string& dir) {
   return o;
 }
 
-// The scripted workload: 12 rounds of 9 events and a sync, a checkpoint every 3rd round.
-// Stops at the first error (the crash). Returns the highest LSN a sync reported durable.
-uint64_t run_workload(file_system& fs, const std::string& dir) {
-  auto p = partition::open(fs, options(dir));
-  if (!p) return 0;
+// What the workload had promised when it stopped: the durable LSN a sync reported, and the
+// source offset it had read as committed (as a Kafka consumer would commit it upstream).
+struct promises {
   uint64_t acked = 0;
+  uint64_t committed_offset = 0;
+};
+
+// The scripted workload: 12 rounds of 9 events and a sync, a checkpoint every 3rd round.
+// Every event carries source position ("topic/0", its index); the committed offset is read
+// mid-round, while events are applied but not yet synced. Stops at the first error.
+promises run_workload(file_system& fs, const std::string& dir, bool go_on_after_errors = false) {
+  promises out;
+  auto p = partition::open(fs, options(dir));
+  if (!p) return out;
+  uint64_t& acked = out.acked;
   int next = 0;
   for (int round = 0; round < 12; ++round) {
     for (int k = 0; k < 9; ++k) {
-      auto r = (*p)->apply(event_at(next));
-      if (r.kind != outcome::applied) return acked;
+      event_meta meta;
+      meta.source = source_position{"topic/0", static_cast<uint64_t>(next) + 1};
+      auto r = (*p)->apply(event_at(next), meta);
+      if (r.kind != outcome::applied) {
+        if (!go_on_after_errors) return out;
+        continue;  // the event is not applied; the next attempt retries it
+      }
       ++next;
+      if (k == 4) {
+        const auto& c = (*p)->committed_source_offsets();
+        if (auto it = c.find("topic/0"); it != c.end()) out.committed_offset = it->second;
+      }
     }
     auto d = (*p)->sync();
-    if (!d) return acked;
+    if (!d) {
+      if (!go_on_after_errors) return out;
+      continue;
+    }
     acked = *d;
-    if (round % 3 == 2 && !(*p)->checkpoint().is_ok()) return acked;
+    if (round % 3 == 2 && !(*p)->checkpoint().is_ok() && !go_on_after_errors) return out;
   }
-  return acked;
+  return out;
 }
 
 struct cycle_result {
@@ -89,8 +110,9 @@ struct cycle_result {
 
 // Recovers (the first attempt crashing at its `recovery_crash`-th operation, then a power
 // loss), recovers again, and checks the oracle.
-cycle_result recover_and_check(fault_file_system& ffs, const std::string& dir, uint64_t acked,
+cycle_result recover_and_check(fault_file_system& ffs, const std::string& dir, promises made,
                                uint64_t recovery_crash) {
+  const uint64_t acked = made.acked;
   cycle_result res;
   auto fail = [&](std::string why) {
     res.ok = false;
@@ -109,6 +131,12 @@ cycle_result recover_and_check(fault_file_system& ffs, const std::string& dir, u
     if (!p) return fail("recovery failed: " + p.error().to_string());
     recovered = (*p)->next_lsn() - 1;
     first = snapshot(**p);
+    const auto& hwm = (*p)->source_offsets();
+    const uint64_t have = hwm.count("topic/0") ? hwm.at("topic/0") : 0;
+    if (have < made.committed_offset)
+      return fail("source offset " + std::to_string(made.committed_offset) +
+                  " was reported committed, but recovery only has events up to offset " +
+                  std::to_string(have));
   }
   if (recovered < acked)
     return fail("acknowledged events lost: durable LSN " + std::to_string(acked) +
@@ -130,7 +158,7 @@ TEST_F(crash_point_test, EveryCrashPointInBothFlavoursRecoversEveryAcknowledgedE
   const std::string dir = t_ / "p";
   // Count the operations of a crash-free run (and check it completes).
   fault_file_system counter(posix_file_system());
-  const uint64_t full = run_workload(counter, dir);
+  const uint64_t full = run_workload(counter, dir).acked;
   const uint64_t points = counter.mutating_ops();
   ASSERT_EQ(full, 12u * 9);
   // The workload must reach the interesting operations: segment rolls and checkpoints
@@ -145,7 +173,7 @@ TEST_F(crash_point_test, EveryCrashPointInBothFlavoursRecoversEveryAcknowledgedE
       std::filesystem::remove_all(dir);
       fault_file_system ffs(posix_file_system());  // a fresh machine for every cycle
       ffs.crash_at(n);
-      const uint64_t acked = run_workload(ffs, dir);
+      const promises made = run_workload(ffs, dir);
       if (!ffs.crashed()) continue;  // the run ended before operation n
       ++covered;
       if (flavour == 0) ffs.restart_after_crash();
@@ -154,7 +182,7 @@ TEST_F(crash_point_test, EveryCrashPointInBothFlavoursRecoversEveryAcknowledgedE
         ASSERT_TRUE(pl.is_ok()) << "op " << n << ": " << pl.to_string();
       }
       // Crash the first recovery too, at one of its early operations (varies with n).
-      auto r = recover_and_check(ffs, dir, acked, (n % 4 == 0) ? 1 + n % 5 : 0);
+      auto r = recover_and_check(ffs, dir, made, (n % 4 == 0) ? 1 + n % 5 : 0);
       if (!r.ok)
         failures.push_back("crash at op " + std::to_string(n) + (flavour ? " (power loss)" : " (process crash)") +
                            ": " + r.why);
@@ -164,6 +192,52 @@ TEST_F(crash_point_test, EveryCrashPointInBothFlavoursRecoversEveryAcknowledgedE
               static_cast<unsigned long long>(covered / 2), static_cast<unsigned long long>(points),
               static_cast<unsigned long long>(covered), failures.size());
   EXPECT_EQ(covered, 2 * points) << "every operation is a crash point in both flavours";
+  for (std::size_t i = 0; i < std::min<std::size_t>(failures.size(), 10); ++i) ADD_FAILURE() << failures[i];
+}
+
+// The I/O-error sweep: at every mutating operation, inject ENOSPC and EIO (once, and from then
+// on), and a short write at every write; the workload goes on after errors as a service
+// would. Then a torn power loss, recovery and the same oracle. Catches acknowledging after a
+// failed fdatasync (retry-and-trust): the fault file system forgets the writes of a failed
+// sync for good, as Linux may.
+TEST_F(crash_point_test, EveryIoErrorPointLosesNothingAcknowledged) {
+  const std::string dir = t_ / "p";
+  fault_file_system counter(posix_file_system());
+  ASSERT_EQ(run_workload(counter, dir).acked, 12u * 9);
+  const uint64_t points = counter.mutating_ops();
+  const uint64_t writes = counter.ops(fs_op::write);
+  struct kind {
+    const char* name;
+    errc code;
+    bool persistent;
+    bool short_write;
+  };
+  const kind kinds[] = {{"ENOSPC once", errc::no_space, false, false},
+                        {"ENOSPC persistent", errc::no_space, true, false},
+                        {"EIO once", errc::io_error, false, false},
+                        {"EIO persistent", errc::io_error, true, false},
+                        {"short write", errc::no_space, false, true}};
+  uint64_t cycles = 0;
+  std::vector<std::string> failures;
+  for (const kind& k : kinds) {
+    const uint64_t n_points = k.short_write ? writes : points;
+    for (uint64_t n = 1; n <= n_points; ++n) {
+      std::filesystem::remove_all(dir);
+      fault_file_system ffs(posix_file_system());
+      if (k.short_write) ffs.short_write(n);
+      else ffs.fail_mutation(n, k.code, k.persistent);
+      const promises made = run_workload(ffs, dir, /*go_on_after_errors=*/true);
+      ffs.clear_faults();
+      status pl = ffs.power_loss({/*torn=*/true, n});
+      ASSERT_TRUE(pl.is_ok()) << pl.to_string();
+      ++cycles;
+      auto r = recover_and_check(ffs, dir, made, 0);
+      if (!r.ok) failures.push_back(std::string(k.name) + " at op " + std::to_string(n) + ": " + r.why);
+    }
+  }
+  std::printf("I/O-error points: %llu cycles (%llu operations x 4 error kinds + %llu writes short), %zu failures\n",
+              static_cast<unsigned long long>(cycles), static_cast<unsigned long long>(points),
+              static_cast<unsigned long long>(writes), failures.size());
   for (std::size_t i = 0; i < std::min<std::size_t>(failures.size(), 10); ++i) ADD_FAILURE() << failures[i];
 }
 

@@ -6,6 +6,7 @@
 #include <chrono>
 #include <cstdint>
 #include <functional>
+#include <map>
 #include <memory>
 #include <string>
 #include <vector>
@@ -79,6 +80,8 @@ struct engine_partition_stats {
   uint64_t restarts = 0;           ///< times the partition was restarted after a failure
   std::string failure;             ///< empty while healthy
   recovery_report recovery;        ///< the last recovery of this partition
+  /// Per source, the highest offset whose event is durable: safe to commit upstream.
+  std::map<std::string, uint64_t> committed_offsets;
 };
 
 }  // namespace statefold

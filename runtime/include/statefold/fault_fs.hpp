@@ -52,6 +52,9 @@ class fault_file_system final : public file_system {
   /// The same, counting only operations on paths that contain `path_part` (e.g. "p-0001/").
   void fail_on(const std::string& path_part, fs_op op, uint64_t nth, errc code,
                bool persistent = false);
+  /// The `nth` mutating operation of any kind (counted from now) fails with `code`; with
+  /// `persistent`, so does every mutating operation after it. For I/O-error sweeps.
+  void fail_mutation(uint64_t nth, errc code, bool persistent = false);
   /// The `nth` write (counted from now) writes only its first half, then fails with no_space.
   void short_write(uint64_t nth);
   /// The n-th mutating operation (1-based, counted from now) does not happen; it and everything
@@ -102,6 +105,7 @@ class fault_file_system final : public file_system {
     bool short_write;
     std::string path_part;  // empty: every path
     uint64_t seen = 0;
+    bool any_mutation = false;  // matches every mutating operation, whatever `op` says
   };
 
   // Counts the operation and decides its fate. Returns ok to proceed. `*short_write` is set

@@ -26,6 +26,7 @@
 // checkpoint() do both halves in turn.
 
 #include <chrono>
+#include <deque>
 #include <cstdint>
 #include <exception>
 #include <map>
@@ -45,6 +46,7 @@
 #include "statefold/log_reader.hpp"
 #include "statefold/log_writer.hpp"
 #include "statefold/model.hpp"
+#include "statefold/planted.hpp"
 #include "statefold/recovery.hpp"
 #include "statefold/status.hpp"
 
@@ -175,7 +177,20 @@ class partition_state {
   partition_stats stats() const;
   const recovery_report& recovery() const noexcept { return report_; }
   uint32_t partition() const noexcept { return o_.partition; }
+  /// Highest source offset applied per source (may include events not yet durable).
   const std::map<std::string, uint64_t>& source_offsets() const noexcept { return sources_; }
+  /// Highest source offset per source whose event is DURABLE: what may be committed to the
+  /// source (e.g. a Kafka consumer group) without risking loss. Owner thread.
+  const std::map<std::string, uint64_t>& committed_source_offsets() {
+    if (planted::active(planted::bug::offset_committed_before_durable)) return sources_;
+    const uint64_t durable = writer_->durable_lsn();
+    while (!pending_sources_.empty() && pending_sources_.front().lsn <= durable) {
+      auto& hwm = committed_sources_[pending_sources_.front().source];
+      hwm = std::max(hwm, pending_sources_.front().offset);
+      pending_sources_.pop_front();
+    }
+    return committed_sources_;
+  }
 
  private:
   partition_state(file_system& fs, partition_options o, checkpoint_store store)
@@ -188,6 +203,7 @@ class partition_state {
     entities_.clear();
     window_.clear();
     sources_.clear();
+    pending_sources_.clear();
   }
   void remember(const event_digest& d, const std::string_view source, uint64_t offset,
                 bool has_source) {
@@ -205,6 +221,13 @@ class partition_state {
   absl::flat_hash_map<std::string, state_type, entity_key_hash, entity_key_eq> entities_;
   dedup_window window_;
   std::map<std::string, uint64_t> sources_;
+  struct pending_source {
+    uint64_t lsn;
+    std::string source;
+    uint64_t offset;
+  };
+  std::deque<pending_source> pending_sources_;           // applied, not yet known durable
+  std::map<std::string, uint64_t> committed_sources_;    // durable high-water marks
   recovery_report report_;
   partition_stats counters_;
   bool have_checkpoint_ = false;  // counters_.last_checkpoint_lsn names a checkpoint on disk
@@ -268,6 +291,7 @@ result<recovery_result> partition_state<Model>::load_from_disk(bool repair) {
   window_.end_bulk();
   SF_ASSIGN_OR_RETURN(auto r, std::move(rec));
   r.report.entities = entities_.size();
+  committed_sources_ = sources_;  // everything on disk is durable
   return r;
 }
 
@@ -311,7 +335,7 @@ apply_result partition_state<Model>::apply(const event_type& e, const event_meta
     return {outcome::rejected, 0, "malformed event: empty event ID"};
   }
   const event_digest d = digest_of(id);
-  if (window_.contains(d)) {
+  if (window_.contains(d) && !planted::active(planted::bug::dedup_off)) {
     ++counters_.duplicates;
     return {outcome::duplicate, 0, "event ID already applied (within the dedup window)"};
   }
@@ -358,6 +382,7 @@ apply_result partition_state<Model>::apply(const event_type& e, const event_meta
   }
   remember(d, meta.source ? std::string_view(meta.source->source) : std::string_view{},
            meta.source ? meta.source->offset : 0, meta.source.has_value());
+  if (meta.source) pending_sources_.push_back({*lsn, meta.source->source, meta.source->offset});
   ++counters_.applied;
   return {outcome::applied, *lsn, {}};
 }
@@ -409,6 +434,10 @@ status partition_state<Model>::write_checkpoint(const checkpoint_job& job) {
   if (writer_->durable_lsn() < job.lsn)
     return {errc::invalid_argument, "checkpoint at LSN " + std::to_string(job.lsn) +
                                         " written before the log is durable up to it"};
+  if (planted::active(planted::bug::segment_deleted_before_checkpoint)) {
+    SF_ASSIGN_OR_RETURN(auto before, store_.list());
+    if (!before.empty()) SF_RETURN_IF_ERROR(writer_->release_before(job.lsn + 1));
+  }
   SF_RETURN_IF_ERROR(store_.write(job.lsn, job.image));
   // Only now that the new checkpoint is durable may older checkpoints and segments go. Two
   // at least: segments are released up to the older kept checkpoint, so that a damaged

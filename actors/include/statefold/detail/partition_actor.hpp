@@ -27,6 +27,7 @@
 #include "statefold/detail/messages.hpp"
 #include "statefold/engine_options.hpp"
 #include "statefold/partition_state.hpp"
+#include "statefold/planted.hpp"
 
 namespace statefold::detail {
 
@@ -215,7 +216,7 @@ class partition_logic {
         return;
       }
     }
-    if (w->wait_lsn > ps.durable_lsn())
+    if (w->wait_lsn > ps.durable_lsn() && !planted::active(planted::bug::ack_before_sync))
       st.waiting.push_back(w);
     else
       w->done->finish();
@@ -387,6 +388,7 @@ class partition_logic {
     s.restarts = st.ctx.restarts->load();
     s.failure = st.ps->failure().is_ok() ? std::string() : st.ps->failure().to_string();
     s.recovery = st.ps->recovery();
+    s.committed_offsets = st.ps->committed_source_offsets();
     return s;
   }
 };
