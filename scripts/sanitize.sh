@@ -5,7 +5,8 @@
 #
 #   asan  AddressSanitizer + UndefinedBehaviorSanitizer (leaks detected, UB fatal);
 #         runs every test except the consumer and bench labels. scripts/ubsan.supp,
-#         when present, is passed as UBSan suppressions (CAF-internal reports only).
+#         when present, is passed as UBSan suppressions (CAF-internal reports only),
+#         scripts/lsan.supp as LSan suppressions (sanitizer-runtime allocations only).
 #   tsan  ThreadSanitizer; builds and runs only the actor layer and booking tests
 #         (engine_test, partition_actor_test, booking_e2e). scripts/tsan.supp, when
 #         present, is passed as suppressions: it may only hold entries for frames
@@ -46,6 +47,7 @@ jobs=${JOBS:-2}
 read -r -a extra_cmake_args <<<"${CMAKE_ARGS:-}"
 tsan_supp="$STATEFOLD_SCRIPTS_DIR/tsan.supp"
 ubsan_supp="$STATEFOLD_SCRIPTS_DIR/ubsan.supp"
+lsan_supp="$STATEFOLD_SCRIPTS_DIR/lsan.supp"
 
 if [[ "$mode" == all && -n "${BUILD_DIR:-}" ]]; then
   die "BUILD_DIR applies to a single mode; with 'all' use ASAN_BUILD_DIR / TSAN_BUILD_DIR"
@@ -140,9 +142,14 @@ run_asan() {
     ubsan_options+=":suppressions=$ubsan_supp"
     log "asan: UBSan suppressions from $ubsan_supp (CAF-internal frames only)"
   fi
+  local -a lsan_env=()
+  if [[ -f "$lsan_supp" ]]; then
+    lsan_env=("LSAN_OPTIONS=suppressions=$lsan_supp")
+    log "asan: LSan suppressions from $lsan_supp (sanitizer-runtime allocations only)"
+  fi
   run_suite asan "$asan_dir" "$flags" "" \
     ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
-    "UBSAN_OPTIONS=$ubsan_options" \
+    "UBSAN_OPTIONS=$ubsan_options" "${lsan_env[@]}" \
     -- -LE "consumer|bench" "${ctest_extra[@]}"
 }
 

@@ -80,7 +80,7 @@ result<loaded_checkpoint> decode_checkpoint(std::string bytes, const std::string
                32);
   uint32_t stored = crc32c::unmask(load_u32(bytes.data() + bytes.size() - 4));
   uint32_t actual = crc32c::value(bytes.data(), bytes.size() - 4);
-  if (stored != actual) {
+  if (!crc32c::crc_matches(stored, actual)) {
     char msg[96];
     std::snprintf(msg, sizeof msg, "checkpoint CRC mismatch: stored 0x%08x, computed 0x%08x",
                   stored, actual);

@@ -86,7 +86,7 @@ std::string record_problem(std::string_view data, std::size_t pos, uint64_t expe
     return "length field " + std::to_string(h.length) + " exceeds the " +
            std::to_string(left - record_header_size) + " bytes left in the file";
   uint32_t actual = crc32c::value(data.data() + pos + 4, record_header_size - 4 + h.length);
-  if (crc32c::unmask(h.masked_crc) != actual)
+  if (!crc32c::crc_matches(crc32c::unmask(h.masked_crc), actual))
     return "CRC mismatch: stored " + hex32(crc32c::unmask(h.masked_crc)) + ", computed " +
            hex32(actual);
   if (h.lsn != expected) return "record has LSN " + std::to_string(h.lsn);
@@ -99,8 +99,8 @@ bool crc_valid_record_at(std::string_view data, std::size_t pos, record_header& 
   h = parse_header(data.data() + pos);
   if (h.length > max_record_payload || h.length > data.size() - pos - record_header_size)
     return false;
-  return crc32c::unmask(h.masked_crc) ==
-         crc32c::value(data.data() + pos + 4, record_header_size - 4 + h.length);
+  return crc32c::crc_matches(crc32c::unmask(h.masked_crc),
+                             crc32c::value(data.data() + pos + 4, record_header_size - 4 + h.length));
 }
 
 // Word at a time: the free space of a preallocated segment is tens of MiB of zeros.
@@ -151,7 +151,7 @@ status check_segment_header(std::string_view data, const std::string& path, uint
     return {errc::corruption, path + " at offset 0: bad segment magic (not a statefold log segment)"};
   uint32_t stored = crc32c::unmask(load_u32(p + segment_header_crc_offset));
   uint32_t actual = crc32c::value(p, segment_header_crc_offset);
-  if (stored != actual)
+  if (!crc32c::crc_matches(stored, actual))
     return {errc::corruption, path + " at offset 0: segment header CRC mismatch: stored " +
                                   hex32(stored) + ", computed " + hex32(actual)};
   uint32_t ver = load_u32(p + 8);
@@ -296,7 +296,7 @@ result<log_scan> scan_log(file_system& fs, const std::string& log_dir,
       const record_header h = parse_header(hv.data());
       if (h.length > max_record_payload || h.length > size - pos - record_header_size) break;
       SF_ASSIGN_OR_RETURN(std::string_view rec, in.window(pos, record_header_size + h.length));
-      if (crc32c::unmask(h.masked_crc) != crc32c::value(rec.data() + 4, rec.size() - 4)) break;
+      if (!crc32c::crc_matches(crc32c::unmask(h.masked_crc), crc32c::value(rec.data() + 4, rec.size() - 4))) break;
       if (h.lsn != expected) break;
       if (!known_record_type(h.type) || !h.reserved_zero)
         return status{errc::unsupported,

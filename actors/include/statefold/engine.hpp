@@ -218,7 +218,12 @@ result<std::unique_ptr<engine<Model>>> engine<Model>::open(engine_options o) {
 template <model Model>
 void engine<Model>::start_supervisor() {
   // Detached: recovery after a failure blocks on disk I/O, which must not stall the scheduler.
-  supervisor_ = sys_->template spawn<caf::detached>([this](caf::event_based_actor* self) -> caf::behavior {
+  std::vector<slot> initial;
+  {
+    std::shared_lock lock(slots_mu_);
+    initial = slots_;
+  }
+  supervisor_ = sys_->template spawn<caf::detached>([this, initial](caf::event_based_actor* self) -> caf::behavior {
     struct watch {
       bool actor_down = false;
       bool flusher_down = false;
@@ -227,16 +232,17 @@ void engine<Model>::start_supervisor() {
     };
     auto watches = std::make_shared<std::map<uint32_t, watch>>();
     auto by_addr = std::make_shared<std::map<caf::actor_addr, std::pair<uint32_t, bool>>>();
-    auto track = [this, self, watches, by_addr](uint32_t p) {
-      std::shared_lock lock(slots_mu_);
-      self->monitor(slots_[p].actor);
-      self->monitor(slots_[p].flusher);
-      (*by_addr)[slots_[p].actor.address()] = {p, true};
-      (*by_addr)[slots_[p].flusher.address()] = {p, false};
+    // Handles are passed in, never read from slots_: this runs on the supervisor's own
+    // thread, possibly after close() has cleared slots_.
+    auto track = [self, watches, by_addr](uint32_t p, const slot& s) {
+      self->monitor(s.actor);
+      self->monitor(s.flusher);
+      (*by_addr)[s.actor.address()] = {p, true};
+      (*by_addr)[s.flusher.address()] = {p, false};
       auto& w = (*watches)[p];
       w.actor_down = w.flusher_down = w.failed = false;
     };
-    for (uint32_t p = 0; p < router_.partitions(); ++p) track(p);
+    for (uint32_t p = 0; p < initial.size(); ++p) track(p, initial[p]);
     self->set_down_handler([this, self, watches, by_addr](caf::down_msg& dm) {
       auto it = by_addr->find(dm.source);
       if (it == by_addr->end()) return;
@@ -269,10 +275,15 @@ void engine<Model>::start_supervisor() {
           slot s = spawn_partition(p, std::move(ps).value());
           {
             std::unique_lock lock(slots_mu_);
+            if (closing_.load()) {  // close() began while we recovered: stop what we started
+              caf::anon_send_exit(s.actor, caf::exit_reason::user_shutdown);
+              caf::anon_send_exit(s.flusher, caf::exit_reason::user_shutdown);
+              return;
+            }
             slots_[p] = s;
           }
           restarts_[p]->fetch_add(1);
-          track(p);
+          track(p, s);
           log_->info("partition {} restarted", p);
         },
     };
