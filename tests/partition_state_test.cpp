@@ -18,11 +18,7 @@ using testkit::ledger_state;
 using testkit::temp_dir;
 using partition = partition_state<ledger_model>;
 
-std::map<std::string, ledger_state> snapshot(const partition& p) {
-  std::map<std::string, ledger_state> out;
-  p.for_each([&](std::string_view k, const ledger_state& s) { out.emplace(k, s); });
-  return out;
-}
+using testkit::snapshot;
 
 // The state `feed(0, n)` must produce, computed without statefold: the oracle.
 std::map<std::string, ledger_state> fold_of_prefix(int n) {

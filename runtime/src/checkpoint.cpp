@@ -16,16 +16,8 @@ std::string file_name(uint64_t lsn) {
   return buf;
 }
 bool parse_file_name(std::string_view name, uint64_t& lsn) {
-  if (name.size() != 25 || name.substr(20) != ".ckpt") return false;
-  uint64_t v = 0;
-  for (char c : name.substr(0, 20)) {
-    if (c < '0' || c > '9') return false;
-    v = v * 10 + static_cast<uint64_t>(c - '0');
-  }
-  lsn = v;
-  return true;
-}
-}  // namespace checkpoint_format
+  return parse_lsn_name(name, ".ckpt", lsn);
+}}  // namespace checkpoint_format
 
 using namespace checkpoint_format;
 

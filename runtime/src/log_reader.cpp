@@ -27,16 +27,8 @@ bool is_free_segment_name(std::string_view name) {
 }
 
 bool parse_segment_name(std::string_view name, uint64_t& base_lsn) {
-  if (name.size() != 24 || name.substr(20) != ".seg") return false;
-  uint64_t v = 0;
-  for (char c : name.substr(0, 20)) {
-    if (c < '0' || c > '9') return false;
-    v = v * 10 + static_cast<uint64_t>(c - '0');
-  }
-  base_lsn = v;
-  return true;
+  return parse_lsn_name(name, ".seg", base_lsn);
 }
-
 }  // namespace log_format
 
 const char* to_string(recovery_mode m) noexcept {

@@ -45,11 +45,7 @@ state_map fold_of_prefix(uint64_t n) {
   return out;
 }
 
-state_map snapshot(const partition& p) {
-  state_map out;
-  p.for_each([&](std::string_view k, const ledger_state& s) { out.emplace(k, s); });
-  return out;
-}
+using testkit::snapshot;
 
 partition_options options(const std::string& dir) {
   partition_options o;

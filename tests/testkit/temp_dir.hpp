@@ -5,6 +5,7 @@
 
 #include <cstdint>
 #include <filesystem>
+#include <map>
 #include <stdexcept>
 #include <string>
 #include <string_view>
@@ -102,6 +103,14 @@ struct ledger_model {
 
 inline ledger_event ledger(std::string id, std::string key, uint64_t seq, int64_t amount) {
   return {std::move(id), std::move(key), seq, amount};
+}
+
+/// Every (key, state) of a partition_state, ordered by key: for comparing whole states.
+template <class Partition>
+std::map<std::string, typename Partition::state_type> snapshot(const Partition& p) {
+  std::map<std::string, typename Partition::state_type> out;
+  p.for_each([&](std::string_view k, const typename Partition::state_type& s) { out.emplace(k, s); });
+  return out;
 }
 
 }  // namespace statefold::testkit

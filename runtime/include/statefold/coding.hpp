@@ -57,6 +57,18 @@ inline uint64_t load_u64(const char* p) {
   return v;
 }
 
+/// Parses "<20 decimal digits><suffix>" (segment and checkpoint file names); false otherwise.
+inline bool parse_lsn_name(std::string_view name, std::string_view suffix, uint64_t& lsn) {
+  if (name.size() != 20 + suffix.size() || name.substr(20) != suffix) return false;
+  uint64_t v = 0;
+  for (char c : name.substr(0, 20)) {
+    if (c < '0' || c > '9') return false;
+    v = v * 10 + static_cast<uint64_t>(c - '0');
+  }
+  lsn = v;
+  return true;
+}
+
 /// Reads from a fixed span; every accessor returns false instead of reading past the end.
 class byte_reader {
  public:
