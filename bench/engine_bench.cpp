@@ -45,6 +45,7 @@ struct options {
   int producers = 2;
   std::string dir = "engine_bench-data";
   std::string json;
+  bool preallocate = true;
 };
 
 // The workload: `dup` of the events reuse the ID (and key) of an earlier one.
@@ -119,6 +120,7 @@ run_result engine_run(const options& o, uint32_t partitions, const std::vector<e
   eo.checkpoint_on_close = false;
   eo.max_in_flight = 64 * o.batch;
   eo.log.max_free_segments = 0;
+  eo.log.preallocate = o.preallocate;
   auto logger = spdlog::default_logger();
   logger->set_level(spdlog::level::warn);
   auto opened = engine<counter_model>::open(eo);
@@ -206,6 +208,7 @@ int main(int argc, char** argv) {
   app.add_option("--dir", o.dir, "scratch directory on the disk under test (removed after)");
   app.add_option("--json", o.json, "also write results to this JSON file");
   app.add_flag("--quick", quick, "small run (smoke)");
+  app.add_option("--preallocate", o.preallocate, "zero-fill new segments (1) or let them grow (0)");
   CLI11_PARSE(app, argc, argv);
   o.partitions.clear();
   for (std::size_t pos = 0; pos < parts.size();) {

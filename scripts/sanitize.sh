@@ -1,13 +1,17 @@
 #!/usr/bin/env bash
 # Builds statefold with sanitizers in separate build folders and runs its tests there.
 #
-#   scripts/sanitize.sh [asan|tsan|all] [ctest args...]     (default: all)
+#   scripts/sanitize.sh [asan|tsan|all] [ctest args...]     (default: asan)
 #
 #   asan  AddressSanitizer + UndefinedBehaviorSanitizer (leaks detected, UB fatal);
 #         runs every test except the consumer and bench labels. scripts/ubsan.supp,
 #         when present, is passed as UBSan suppressions (CAF-internal reports only),
 #         scripts/lsan.supp as LSan suppressions (sanitizer-runtime allocations only).
-#   tsan  ThreadSanitizer; builds and runs only the actor layer and booking tests
+#   tsan  ThreadSanitizer. NOT TRUSTWORTHY with Debian's CAF: libcaf_core is not built with
+#         -fsanitize=thread, so TSan cannot see the synchronisation inside CAF's mailboxes
+#         and reports every hand-off through a message as a race (hundreds of reports in
+#         engine_test). A real verdict needs CAF 0.17.6 rebuilt with -fsanitize=thread.
+#         Builds and runs only the actor layer and booking tests
 #         (engine_test, partition_actor_test, booking_e2e). scripts/tsan.supp, when
 #         present, is passed as suppressions: it may only hold entries for frames
 #         entirely inside the (uninstrumented) Debian CAF library.
@@ -32,7 +36,7 @@ cd "$STATEFOLD_ROOT"
 
 usage() { sed -n '2,/^set -euo/p' "$0" | sed -e '$d' -e 's/^# \{0,1\}//'; }
 
-mode=all
+mode=asan
 if [[ $# -gt 0 ]]; then
   case "$1" in
     asan|tsan|all) mode=$1; shift ;;

@@ -75,15 +75,18 @@ std::vector<std::string> run_producers(ledger_engine& e, int threads, int keys_p
     ts.emplace_back([&, t] {
       std::vector<ledger_event> pending;
       auto flush = [&] {
-        std::promise<void> done;
-        auto fut = done.get_future();
+        auto done = std::make_shared<std::promise<void>>();
+        auto fut = done->get_future();
         std::vector<std::string> ids;
         for (auto& ev : pending) ids.push_back(ev.id);
-        status st = e.submit_batch(std::move(pending), [&, ids](std::vector<submit_result>& rs) {
-          std::lock_guard lock(mu);
-          for (std::size_t i = 0; i < rs.size(); ++i)
-            if (rs[i].kind == outcome::applied) acked.push_back(ids[i]);
-          done.set_value();
+        status st = e.submit_batch(std::move(pending), [&, done, ids](std::vector<submit_result>& rs) {
+          {
+            std::lock_guard lock(mu);
+            for (std::size_t i = 0; i < rs.size(); ++i)
+              if (rs[i].kind == outcome::applied) acked.push_back(ids[i]);
+          }
+          // Last: once the producer wakes up, `mu` and `acked` may be gone.
+          done->set_value();
         });
         pending.clear();
         if (st.is_ok()) fut.wait();

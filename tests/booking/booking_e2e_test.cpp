@@ -250,6 +250,7 @@ TEST(booking_e2e_test, MalformedLinesAreReportedWithLineNumbersAndSkipped) {
     EXPECT_NE(r.err.find(want), std::string::npos) << want << "\n" << r.err;
   EXPECT_NE(r.out.find("malformed   5"), std::string::npos) << r.out;
   auto g = run("get --data " + (t / "data") + " b");
+  ASSERT_EQ(g.exit_code, 0) << g.err;
   auto b = json::parse(g.out);
   EXPECT_EQ(b["paid_cents"], 200);
   EXPECT_EQ(b["events"], 2);
