@@ -228,6 +228,7 @@ void engine<Model>::start_supervisor() {
       bool actor_down = false;
       bool flusher_down = false;
       bool failed = false;
+      caf::error reason;  // why the partition actor stopped
       std::chrono::milliseconds backoff{0};
     };
     auto watches = std::make_shared<std::map<uint32_t, watch>>();
@@ -250,13 +251,16 @@ void engine<Model>::start_supervisor() {
       by_addr->erase(it);
       auto& w = (*watches)[p];
       (is_actor ? w.actor_down : w.flusher_down) = true;
-      if (dm.reason && is_actor) w.failed = true;
+      if (dm.reason && is_actor) {
+        w.failed = true;
+        w.reason = dm.reason;
+      }
       // Restart only once both are gone: the old flusher must never write while the
       // partition is recovered from disk.
       if (w.actor_down && w.flusher_down && w.failed && !closing_.load()) {
         w.backoff = w.backoff.count() == 0 ? options_.restart_backoff
                                            : std::min(w.backoff * 2, std::chrono::milliseconds(5000));
-        log_->warn("partition {} stopped ({}); restarting in {} ms", p, caf::to_string(dm.reason),
+        log_->warn("partition {} stopped ({}); restarting in {} ms", p, caf::to_string(w.reason),
                    w.backoff.count());
         self->delayed_send(self, w.backoff, detail::restart_atom::value, p);
       }
