@@ -205,6 +205,12 @@ class partition_state {
     sources_.clear();
     pending_sources_.clear();
   }
+  // The key's state, default-constructed on first use. The key is copied only then.
+  state_type& entity(std::string_view key) {
+    auto it = entities_.find(key);
+    if (it == entities_.end()) it = entities_.emplace(std::string(key), state_type{}).first;
+    return it->second;
+  }
   void remember(const event_digest& d, const std::string_view source, uint64_t offset,
                 bool has_source) {
     window_.insert(d);  // never present: apply() checked, and replay only sees logged events
@@ -267,10 +273,8 @@ result<recovery_result> partition_state<Model>::load_from_disk(bool repair) {
     if (!Model::decode_event(env->body, e))
       return {errc::corruption, where() + ": the model cannot decode the logged event '" +
                                     std::string(env->event_id) + "'"};
-    auto it = entities_.find(env->key);
-    if (it == entities_.end()) it = entities_.emplace(std::string(env->key), state_type{}).first;
     try {
-      Model::apply(it->second, e);
+      Model::apply(entity(env->key), e);
     } catch (const std::exception& ex) {
       // A logged event was accepted once; a handler that now throws is not deterministic.
       return {errc::failed, where() + ": handler threw on replay of event '" +
@@ -358,11 +362,10 @@ apply_result partition_state<Model>::apply(const event_type& e, const event_meta
     }
     return {outcome::failed, 0, lsn.error().to_string()};  // the writer failed: reopen
   }
-  auto it = entities_.find(key);
-  if (it == entities_.end()) it = entities_.emplace(std::string(key), state_type{}).first;
+  state_type& state = entity(key);
   std::string thrown;
   try {
-    Model::apply(it->second, e);
+    Model::apply(state, e);
   } catch (const std::exception& ex) {
     thrown = std::string("handler threw: ") + ex.what();
   } catch (...) {
