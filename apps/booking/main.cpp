@@ -6,8 +6,9 @@
 //   statefold-booking get    [--data DIR] BOOKING_ID
 //   statefold-booking export [--data DIR]
 //
-// Exit codes: 0 ok; 1 an error (message on stderr) or events left unacknowledged;
-// 2 usage error, or --strict and a malformed line.
+// Exit codes: 0 ok; 1 an error (message on stderr), events left unacknowledged, or an
+// export that could not read every partition (nothing printed); 2 usage error, or --strict
+// and a malformed line.
 
 #include <unistd.h>
 
@@ -328,9 +329,14 @@ int cmd_run(run_options o) {
   // What the demo built: bookings by status and rule violations, from the live state.
   uint64_t by_status[4] = {}, violations = 0;
   const auto all = e.export_all();
-  for (const auto& [id, s] : all) {
-    ++by_status[static_cast<int>(s.status)];
-    violations += s.rejected;
+  if (all) {
+    for (const auto& [id, s] : *all) {
+      ++by_status[static_cast<int>(s.status)];
+      violations += s.rejected;
+    }
+  } else {
+    std::fprintf(stderr, "statefold-booking: %s\n", all.error().to_string().c_str());
+    exit_code = exit_code ? exit_code : 1;
   }
   std::vector<std::string> recoveries;
   for (const auto& s : e.stats()) recoveries.push_back(s.recovery.summary());
@@ -349,9 +355,12 @@ int cmd_run(run_options o) {
   if (c.failed) std::printf("  NOT ACKNOWLEDGED %" PRIu64 " (rerun the same input: duplicates are detected)\n", c.failed.load());
   std::printf("  ack latency p50 %.2f ms, p99 %.2f ms (per batch of up to 256 events)\n",
               percentile(c.latency_ms, 0.5), percentile(c.latency_ms, 0.99));
-  std::printf("  bookings    %zu: %" PRIu64 " pending, %" PRIu64 " confirmed, %" PRIu64
-              " cancelled, %" PRIu64 " never created; %" PRIu64 " business-rule rejections\n",
-              all.size(), by_status[1], by_status[2], by_status[3], by_status[0], violations);
+  if (all)
+    std::printf("  bookings    %zu: %" PRIu64 " pending, %" PRIu64 " confirmed, %" PRIu64
+                " cancelled, %" PRIu64 " never created; %" PRIu64 " business-rule rejections\n",
+                all->size(), by_status[1], by_status[2], by_status[3], by_status[0], violations);
+  else
+    std::printf("  bookings    unknown: the export failed (see stderr)\n");
   for (const auto& r : recoveries) std::printf("  recovery: %s\n", r.c_str());
   if (c.failed && exit_code == 0) exit_code = 1;
   return exit_code;
@@ -378,8 +387,15 @@ int cmd_export(const run_options& o) {
     std::fprintf(stderr, "statefold-booking: %s\n", opened.error().to_string().c_str());
     return 1;
   }
-  for (const auto& [id, s] : opened.value()->export_all())
-    std::printf("%s\n", booking::to_json(id, s).dump().c_str());
+  // All or nothing: a partition that does not come back fails the export before any line
+  // is printed, so stdout never holds a partial export.
+  auto all = opened.value()->export_all();
+  if (!all) {
+    std::fprintf(stderr, "statefold-booking: export: %s\n", all.error().to_string().c_str());
+    statefold::ignore(opened.value()->close());  // the export error is the one to report
+    return 1;
+  }
+  for (const auto& [id, s] : *all) std::printf("%s\n", booking::to_json(id, s).dump().c_str());
   return opened.value()->close().is_ok() ? 0 : 1;
 }
 

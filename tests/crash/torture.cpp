@@ -87,8 +87,13 @@ bool verify(const std::string& dir, const std::vector<uint64_t>& acked_max, std:
     why = "recovery failed: " + e.error().to_string();
     return false;
   }
+  auto all = (*e)->export_all();
+  if (!all) {
+    why = all.error().to_string();
+    return false;
+  }
   std::vector<testkit::ledger_state> by_key(keys);
-  for (auto& [k, s] : (*e)->export_all()) by_key[std::stoul(k.substr(1))] = s;
+  for (auto& [k, s] : *all) by_key[std::stoul(k.substr(1))] = s;
   for (int k = 0; k < keys; ++k) {
     const auto& s = by_key[k];
     if (s.last_seq < acked_max[k]) {

@@ -19,6 +19,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <chrono>
 #include <condition_variable>
 #include <future>
 #include <map>
@@ -26,6 +27,7 @@
 #include <mutex>
 #include <optional>
 #include <shared_mutex>
+#include <string>
 #include <thread>
 #include <vector>
 
@@ -76,9 +78,17 @@ class engine {
   /// A copy of the key's current state; it may include applied events that are not yet
   /// durable. nullopt for an unknown key.
   std::optional<state_type> get(std::string_view key);
-  /// Every entity, sorted by key. Each partition is read at one point in its event order;
-  /// partitions are read one after another (not one global instant).
-  std::vector<std::pair<std::string, state_type>> export_all();
+  /// Every entity, sorted by key: all partitions, or an error — never a partial export.
+  /// Each partition is read at one point in its event order; partitions are read one after
+  /// another (not one global instant).
+  ///
+  /// A partition that is down (its log failed and the supervisor is recovering it) is waited
+  /// for: up to `wait_for_restart` in all, however many partitions are down. One still down
+  /// then fails the export with errc::failed, naming every such partition and, if its
+  /// recovery from disk failed, the last recovery error. Blocks the calling thread; never
+  /// call it from a callback.
+  result<std::vector<std::pair<std::string, state_type>>> export_all(
+      std::chrono::milliseconds wait_for_restart = std::chrono::seconds(30));
   std::vector<engine_partition_stats> stats();
   /// Checkpoints every partition now; returns the first error.
   status checkpoint();
@@ -112,7 +122,18 @@ class engine {
   // partition that dies before answering breaks it: ask() then throws std::future_error.
   template <class T>
   T ask(uint32_t p, std::function<void(detail::query_work<Model>&, std::shared_ptr<std::promise<T>>)> fill);
+  // Waits until partition p has been restarted since restarts_[p] read `seen`; false at
+  // `deadline`.
+  bool await_restart(uint32_t p, uint64_t seen, std::chrono::steady_clock::time_point deadline);
+  // "partition 3 is restarting (...)", for errors about a partition that did not answer.
+  std::string describe_outage(uint32_t p);
   void start_supervisor();
+
+  // Why a partition is down, as far as the supervisor knows; reset when it is back.
+  struct outage {
+    uint64_t failed_recoveries = 0;
+    status last_recovery_error;
+  };
 
   engine_options options_;
   std::unique_ptr<data_dir> dir_;
@@ -124,6 +145,11 @@ class engine {
   std::vector<slot> slots_;
   std::vector<std::unique_ptr<detail::flight_counter>> flight_;
   std::vector<std::unique_ptr<std::atomic<uint64_t>>> restarts_;
+  // The supervisor bumps restarts_[p] under outage_mu_ and notifies restarted_, so a reader
+  // waiting for a partition to come back cannot miss it.
+  std::mutex outage_mu_;
+  std::condition_variable restarted_;
+  std::vector<outage> outages_;  // guarded by outage_mu_
   std::vector<detail::partition_context> contexts_;
   caf::actor supervisor_;
   std::atomic<bool> closing_{false};
@@ -183,6 +209,7 @@ result<std::unique_ptr<engine<Model>>> engine<Model>::open(engine_options o) {
   for (uint32_t p = 0; p < n; ++p) {
     e->flight_.push_back(std::make_unique<detail::flight_counter>());
     e->restarts_.push_back(std::make_unique<std::atomic<uint64_t>>(0));
+    e->outages_.emplace_back();
     e->contexts_.push_back({p, &e->options_, e->log_.get(), e->flight_.back().get(),
                             e->restarts_.back().get()});
   }
@@ -271,6 +298,11 @@ void engine<Model>::start_supervisor() {
           auto ps = recover(p);
           if (!ps) {
             log_->error("partition {}: recovery failed: {}; retrying", p, ps.error().to_string());
+            {
+              std::lock_guard lock(outage_mu_);
+              ++outages_[p].failed_recoveries;
+              outages_[p].last_recovery_error = ps.error();
+            }
             auto& w = (*watches)[p];
             w.backoff = std::min(w.backoff * 2, std::chrono::milliseconds(5000));
             self->delayed_send(self, w.backoff, detail::restart_atom::value, p);
@@ -286,7 +318,12 @@ void engine<Model>::start_supervisor() {
             }
             slots_[p] = s;
           }
-          restarts_[p]->fetch_add(1);
+          {
+            std::lock_guard lock(outage_mu_);
+            outages_[p] = {};
+            restarts_[p]->fetch_add(1);
+          }
+          restarted_.notify_all();
           track(p, s);
           log_->info("partition {} restarted", p);
         },
@@ -429,19 +466,63 @@ std::optional<typename Model::state> engine<Model>::get(std::string_view key) {
 }
 
 template <model Model>
-std::vector<std::pair<std::string, typename Model::state>> engine<Model>::export_all() {
+bool engine<Model>::await_restart(uint32_t p, uint64_t seen,
+                                  std::chrono::steady_clock::time_point deadline) {
+  std::unique_lock lock(outage_mu_);
+  return restarted_.wait_until(lock, deadline, [&] { return restarts_[p]->load() != seen; });
+}
+
+template <model Model>
+std::string engine<Model>::describe_outage(uint32_t p) {
+  std::string s = "partition " + std::to_string(p) + " is restarting";
+  std::lock_guard lock(outage_mu_);
+  const outage& o = outages_[p];
+  if (o.failed_recoveries > 0)
+    s += " (its recovery from disk failed " + std::to_string(o.failed_recoveries) +
+         (o.failed_recoveries == 1 ? " time" : " times") + ", last: " +
+         o.last_recovery_error.to_string() + ")";
+  return s;
+}
+
+template <model Model>
+result<std::vector<std::pair<std::string, typename Model::state>>> engine<Model>::export_all(
+    std::chrono::milliseconds wait_for_restart) {
   using R = std::vector<std::pair<std::string, state_type>>;
+  if (closing_.load()) return status{errc::failed, "export_all: the engine is closed"};
+  const auto deadline = std::chrono::steady_clock::now() + wait_for_restart;
   R all;
+  std::vector<uint32_t> down;
   for (uint32_t p = 0; p < router_.partitions(); ++p) {
-    R part;
-    try {
-      part = ask<R>(p, [](detail::query_work<Model>& q, auto pr) {
-        q.kind = detail::query_work<Model>::export_all;
-        q.on_export = [pr](R v) { pr->set_value(std::move(v)); };
-      });
-    } catch (const std::future_error&) {
+    std::optional<R> part;
+    for (;;) {
+      // Read before asking: a restart that lands after the failed ask is then not missed.
+      const uint64_t seen = restarts_[p]->load();
+      try {
+        part = ask<R>(p, [](detail::query_work<Model>& q, auto pr) {
+          q.kind = detail::query_work<Model>::export_all;
+          q.on_export = [pr](R v) { pr->set_value(std::move(v)); };
+        });
+        break;
+      } catch (const std::future_error&) {
+        // The partition stopped before answering: it is down, and the supervisor restarts it.
+      }
+      if (!await_restart(p, seen, deadline)) break;
     }
-    std::move(part.begin(), part.end(), std::back_inserter(all));
+    if (!part) {
+      down.push_back(p);
+      continue;
+    }
+    std::move(part->begin(), part->end(), std::back_inserter(all));
+  }
+  if (!down.empty()) {
+    std::string why;
+    for (uint32_t p : down) why += (why.empty() ? "" : "; ") + describe_outage(p);
+    return status{errc::failed,
+                  "export_all: " + why + "; not back within " +
+                      std::to_string(wait_for_restart.count()) +
+                      " ms, so nothing was exported. The engine keeps retrying (its log has the "
+                      "cause); export again once " +
+                      (down.size() == 1 ? "the partition is" : "the partitions are") + " back"};
   }
   std::sort(all.begin(), all.end(), [](const auto& a, const auto& b) { return a.first < b.first; });
   return all;
