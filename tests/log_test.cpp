@@ -3,12 +3,16 @@
 
 #include <gtest/gtest.h>
 
+#include <filesystem>
+#include <future>
 #include <random>
+#include <thread>
 
 #include "statefold/crc32c.hpp"
 #include "statefold/fault_fs.hpp"
 #include "statefold/log_reader.hpp"
 #include "statefold/log_writer.hpp"
+#include "statefold/segment_preparer.hpp"
 #include "testkit/temp_dir.hpp"
 
 namespace statefold {
@@ -269,6 +273,82 @@ TEST_F(log_test, StrayTempFilesAreRemovedAndUnknownFilesLeftAlone) {
   auto names = testkit::files_in(log_dir());
   EXPECT_EQ(std::count(names.begin(), names.end(), "00000000000000000006.seg.tmp"), 0);
   EXPECT_EQ(std::count(names.begin(), names.end(), "README.operator"), 1);
+}
+
+TEST_F(log_test, HalfMadePreparedSegmentIsStrayAndRemoved) {
+  write(5, log_options{});
+  testkit::write_bytes(log_dir() + "/free-4.seg.tmp", std::string(1000, '\0'));
+  auto s = scan(recovery_mode::absolute);
+  ASSERT_TRUE(s) << s.error().to_string();
+  ASSERT_EQ(s->stray_files.size(), 1u);
+  EXPECT_TRUE(s->free_segments.empty());
+  ASSERT_TRUE(repair_log(fs_, log_dir(), *s).is_ok());
+  auto names = testkit::files_in(log_dir());
+  EXPECT_EQ(std::count(names.begin(), names.end(), "free-4.seg.tmp"), 0);
+}
+
+// Appends and syncs one record at a time from LSN `from` up to `to`; `after_sync(w)` runs after
+// every sync.
+template <class AfterSync>
+void append_synced(log_writer& w, uint64_t from, uint64_t to, AfterSync after_sync) {
+  for (uint64_t i = from; i <= to; ++i) {
+    ASSERT_TRUE(w.append(record_type::event, payload_for(i)));
+    ASSERT_TRUE(w.sync());
+    after_sync(w);
+  }
+}
+
+// Returns once every job queued on `p` before this call has run (jobs run in order).
+void drain(segment_preparer& p) {
+  std::promise<void> done;
+  p.submit([&] { done.set_value(); });
+  done.get_future().wait();
+}
+
+TEST_F(log_test, SegmentPreparedAheadIsTakenAtTheRollAndReadsBackClean) {
+  log_options o = small_segments();
+  o.preparer = std::make_shared<segment_preparer>();
+  auto s0 = scan();
+  ASSERT_TRUE(s0);
+  auto w = log_writer::open(fs_, log_dir(), 7, 1, *s0, o);
+  ASSERT_TRUE(w) << w.error().to_string();
+  // Draining after every sync lets each preparation finish before the roll that needs it, so
+  // the test does not race the preparer.
+  append_synced(**w, 1, 400, [&](log_writer&) { drain(*o.preparer); });
+  const std::size_t segments = (*w)->segment_count();
+  EXPECT_GE(segments, 4u);
+  EXPECT_EQ((*w)->prepared_segments(), segments - 1) << "every roll after the first segment";
+  w->reset();
+  std::vector<std::string> seen;
+  auto s = scan(recovery_mode::absolute, &seen);
+  ASSERT_TRUE(s) << s.error().to_string();
+  EXPECT_EQ(s->next_lsn, 401u);
+  ASSERT_EQ(seen.size(), 400u);
+  for (uint64_t i = 1; i <= 400; ++i) ASSERT_EQ(seen[i - 1], payload_for(i));
+  EXPECT_TRUE(s->stray_files.empty());
+}
+
+TEST_F(log_test, RollBeforeThePreparerGetsToItMakesTheSegmentItself) {
+  log_options o = small_segments();
+  o.preparer = std::make_shared<segment_preparer>();
+  // Hold the preparer's thread, so that every preparation is still queued at its roll.
+  std::promise<void> release;
+  o.preparer->submit([f = release.get_future().share()] { f.wait(); });
+  auto s0 = scan();
+  ASSERT_TRUE(s0);
+  auto w = log_writer::open(fs_, log_dir(), 7, 1, *s0, o);
+  ASSERT_TRUE(w) << w.error().to_string();
+  append_synced(**w, 1, 300, [](log_writer&) {});
+  EXPECT_EQ((*w)->prepared_segments(), 0u);
+  w->reset();          // cancels the preparation still queued
+  release.set_value();
+  o.preparer.reset();  // runs the cancelled jobs: they must leave nothing behind
+  std::vector<std::string> seen;
+  auto s = scan(recovery_mode::absolute, &seen);
+  ASSERT_TRUE(s) << s.error().to_string();
+  EXPECT_EQ(seen.size(), 300u);
+  EXPECT_TRUE(s->stray_files.empty());
+  EXPECT_TRUE(s->free_segments.empty());
 }
 
 TEST_F(log_test, ReleasedSegmentsAreRecycledAndStaleRecordsAreNotReplayed) {

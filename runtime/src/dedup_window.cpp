@@ -10,7 +10,12 @@ event_digest digest_of(std::string_view event_id) noexcept {
   return {h.high64, h.low64};
 }
 
-dedup_window::dedup_window(std::size_t capacity) : capacity_(capacity) {}
+dedup_window::dedup_window(std::size_t capacity) : capacity_(capacity) {
+  // All the room up front: growing the set by doubling rehashes every ID at once, a stall of
+  // 10-20 ms at 2^17 entries that showed as the p99 of every acknowledgement behind it.
+  ring_.reserve(capacity_);
+  set_.reserve(capacity_);
+}
 
 void dedup_window::insert(const event_digest& d) {
   if (capacity_ == 0) return;
@@ -28,8 +33,8 @@ void dedup_window::insert(const event_digest& d) {
 void dedup_window::end_bulk() {
   if (!bulk_) return;
   bulk_ = false;
-  set_.clear();
-  set_.reserve(ring_.size());
+  set_.clear();  // frees a large table: reserve again
+  set_.reserve(capacity_);
   for (const auto& d : ring_) set_.insert(d);
 }
 
@@ -37,6 +42,7 @@ void dedup_window::clear() {
   ring_.clear();
   evictions_ = 0;
   set_.clear();
+  set_.reserve(capacity_);
   head_ = 0;
   bulk_ = false;
 }

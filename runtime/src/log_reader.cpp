@@ -211,7 +211,9 @@ result<log_scan> scan_log(file_system& fs, const std::string& log_dir,
     if (parse_segment_name(n, base)) {
       segs.emplace_back(base, path_join(log_dir, n));
     } else if (n.size() > 4 && n.substr(n.size() - 4) == ".tmp" &&
-               parse_segment_name(std::string_view(n).substr(0, n.size() - 4), base)) {
+               (parse_segment_name(std::string_view(n).substr(0, n.size() - 4), base) ||
+                is_free_segment_name(std::string_view(n).substr(0, n.size() - 4)))) {
+      // A segment, or a free segment prepared ahead (segment_preparer), cut short by a crash.
       scan.stray_files.push_back(path_join(log_dir, n));
     } else if (is_free_segment_name(n)) {
       scan.free_segments.push_back(path_join(log_dir, n));

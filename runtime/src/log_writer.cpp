@@ -1,13 +1,90 @@
 #include "statefold/log_writer.hpp"
 
 #include <algorithm>
+#include <condition_variable>
 #include <cstdlib>
 
 #include "statefold/planted.hpp"
+#include "statefold/segment_preparer.hpp"
 
 namespace statefold {
 
 using namespace log_format;
+
+namespace {
+
+// Writes zeros over [from, to) of `f`, 1 MiB at a time.
+status zero_fill(file& f, uint64_t from, uint64_t to) {
+  static const std::string zeros(1u << 20, '\0');
+  for (uint64_t off = from; off < to; off += zeros.size()) {
+    const auto n = static_cast<std::size_t>(std::min<uint64_t>(zeros.size(), to - off));
+    SF_RETURN_IF_ERROR(f.write_at(off, std::string_view(zeros).substr(0, n)));
+  }
+  return status::ok();
+}
+
+// zero_fill for a background writer: each 1 MiB slice goes to the device before the next is
+// written, so the log's own fdatasync never queues behind tens of MiB of zeros (it did: 64 MiB
+// written back at once held every sync of the partition for 30-60 ms). Stops early (ok) once
+// `stop` is set.
+status zero_fill_paced(file& f, uint64_t to, const std::atomic<bool>& stop) {
+  static const std::string zeros(1u << 20, '\0');
+  for (uint64_t off = 0; off < to && !stop.load(std::memory_order_relaxed); off += zeros.size()) {
+    const auto n = static_cast<std::size_t>(std::min<uint64_t>(zeros.size(), to - off));
+    SF_RETURN_IF_ERROR(f.write_at(off, std::string_view(zeros).substr(0, n)));
+    SF_RETURN_IF_ERROR(f.write_back(off, n));
+  }
+  return status::ok();
+}
+
+}  // namespace
+
+/// A free segment built ahead of need on a segment_preparer's thread. The job shares this with
+/// the writer and never touches the writer itself, so either may go first.
+struct log_writer::spare {
+  enum class phase { queued, running, done };
+  std::mutex mu;
+  std::condition_variable cv;
+  phase at = phase::queued;
+  std::atomic<bool> cancelled{false};
+  bool made = false;  // `path` exists, zero-filled, synced, and its directory synced
+  std::string path;   // free-<n>.seg
+
+  // The job: free-<n>.seg.tmp, zero-filled to `bytes`, fdatasync, rename, fsync the
+  // directory — the same sequence as a new segment (log_format.md, section 4) minus the
+  // header, which a recycled segment gets when it is taken into use.
+  static void run(file_system& fs, const std::shared_ptr<spare>& s, const std::string& dir,
+                  uint64_t bytes) {
+    {
+      std::lock_guard lock(s->mu);
+      if (s->cancelled) {
+        s->at = phase::done;
+        s->cv.notify_all();
+        return;
+      }
+      s->at = phase::running;
+    }
+    const std::string tmp = s->path + ".tmp";
+    status st = [&]() -> status {
+      SF_ASSIGN_OR_RETURN(auto f, fs.open(tmp, open_mode::create));
+      SF_RETURN_IF_ERROR(f->truncate(0));
+      SF_RETURN_IF_ERROR(zero_fill_paced(*f, bytes, s->cancelled));
+      if (s->cancelled) return status{errc::io_error, "cancelled"};
+      SF_RETURN_IF_ERROR(f->sync());
+      f.reset();
+      SF_RETURN_IF_ERROR(fs.rename(tmp, s->path));
+      return fs.sync_dir(dir);
+    }();
+    // A failure here costs nothing but the head start: the writer then makes its segment
+    // itself, and reports the error if the disk is really failing. A leftover .tmp is
+    // removed here or, after a crash, by the next recovery (a stray file).
+    if (!st.is_ok()) ignore(fs.remove(tmp));
+    std::lock_guard lock(s->mu);
+    s->made = st.is_ok();
+    s->at = phase::done;
+    s->cv.notify_all();
+  }
+};
 
 std::size_t log_batch::bytes() const noexcept {
   std::size_t n = 0;
@@ -20,7 +97,43 @@ log_writer::log_writer(file_system& fs, std::string log_dir, uint32_t partition,
     : fs_(fs), log_dir_(std::move(log_dir)), partition_(partition), epoch_(epoch),
       options_(std::move(options)) {}
 
-log_writer::~log_writer() = default;
+log_writer::~log_writer() {
+  // A running job must not rename into a log that a new writer may be scanning already.
+  if (spare_) {
+    spare_->cancelled = true;
+    std::unique_lock lock(spare_->mu);
+    spare_->cv.wait(lock, [&] { return spare_->at != spare::phase::running; });
+  }
+}
+
+void log_writer::maybe_prepare_spare(uint64_t segment_used) {
+  if (!options_.preparer || !options_.preallocate || spare_ || !free_.empty() ||
+      segment_used * 2 < options_.segment_bytes)
+    return;
+  spare_ = std::make_shared<spare>();
+  spare_->path = path_join(log_dir_, "free-" + std::to_string(++free_seq_) + ".seg");
+  options_.preparer->submit([&fs = fs_, s = spare_, dir = log_dir_, bytes = options_.segment_bytes] {
+    spare::run(fs, s, dir, bytes);
+  });
+}
+
+void log_writer::collect_spare(bool wait) {
+  if (!spare_) return;
+  std::unique_lock lock(spare_->mu);
+  if (spare_->at == spare::phase::queued && wait) {
+    // Still behind other partitions' jobs: making the segment here is sooner.
+    spare_->cancelled = true;
+  } else if (spare_->at == spare::phase::running && wait) {
+    spare_->cv.wait(lock, [&] { return spare_->at == spare::phase::done; });
+  }
+  if (spare_->at == spare::phase::done && spare_->made) {
+    free_.push_back(spare_->path);
+    prepared_.fetch_add(1, std::memory_order_relaxed);
+  }
+  const bool finished = spare_->at == spare::phase::done || spare_->cancelled;
+  lock.unlock();
+  if (finished) spare_.reset();
+}
 
 result<std::unique_ptr<log_writer>> log_writer::open(file_system& fs, std::string log_dir,
                                                      uint32_t partition, uint64_t epoch,
@@ -162,6 +275,7 @@ log_batch log_writer::take_batch() {
 
 result<std::shared_ptr<file>> log_writer::create_segment(uint64_t base) {
   if (options_.fence_check) SF_RETURN_IF_ERROR(options_.fence_check());
+  collect_spare(/*wait=*/true);
   const std::string path = path_join(log_dir_, segment_name(base));
   const std::string header = segment_header(base);
   std::unique_ptr<file> f;
@@ -183,14 +297,8 @@ result<std::shared_ptr<file>> log_writer::create_segment(uint64_t base) {
     SF_ASSIGN_OR_RETURN(f, fs_.open(staged, open_mode::create));
     SF_RETURN_IF_ERROR(f->truncate(0));
     SF_RETURN_IF_ERROR(f->write_at(0, header));
-    if (options_.preallocate) {
-      const std::string zeros(1u << 20, '\0');
-      for (uint64_t off = segment_header_size; off < options_.segment_bytes; off += zeros.size()) {
-        std::size_t n = static_cast<std::size_t>(
-            std::min<uint64_t>(zeros.size(), options_.segment_bytes - off));
-        SF_RETURN_IF_ERROR(f->write_at(off, std::string_view(zeros).substr(0, n)));
-      }
-    }
+    if (options_.preallocate)
+      SF_RETURN_IF_ERROR(zero_fill(*f, segment_header_size, options_.segment_bytes));
   }
   SF_RETURN_IF_ERROR(f->sync());
   SF_RETURN_IF_ERROR(fs_.rename(staged, path));
@@ -229,6 +337,10 @@ result<uint64_t> log_writer::persist(log_batch& batch, persist_mode mode) {
       if (!st.is_ok() && planted::active(planted::bug::fsync_retried_after_eio)) st = p.seg->f->sync();
       if (!st.is_ok()) return fail(st);
     }
+  }
+  if (!batch.pieces_.empty()) {
+    const piece& last = batch.pieces_.back();
+    maybe_prepare_spare(last.offset + last.bytes.size());
   }
   if (batch.last_lsn_ > durable_lsn_.load(std::memory_order_relaxed))
     durable_lsn_.store(batch.last_lsn_, std::memory_order_release);

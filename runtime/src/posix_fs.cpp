@@ -66,6 +66,14 @@ class posix_file final : public file {
     return status::ok();
   }
 
+  status write_back(uint64_t offset, uint64_t len) override {
+    const unsigned flags =
+        SYNC_FILE_RANGE_WAIT_BEFORE | SYNC_FILE_RANGE_WRITE | SYNC_FILE_RANGE_WAIT_AFTER;
+    if (::sync_file_range(fd_, static_cast<off_t>(offset), static_cast<off_t>(len), flags) != 0)
+      return os_error_at("sync_file_range", path_, offset, len, errno);
+    return status::ok();
+  }
+
   status truncate(uint64_t size) override {
     if (::ftruncate(fd_, static_cast<off_t>(size)) != 0)
       return os_error("truncate to " + std::to_string(size) + " bytes", path_, errno);

@@ -39,6 +39,7 @@
 #include "statefold/detail/partition_actor.hpp"
 #include "statefold/engine_options.hpp"
 #include "statefold/partition_state.hpp"
+#include "statefold/segment_preparer.hpp"
 
 namespace statefold {
 
@@ -139,6 +140,9 @@ class engine {
   std::unique_ptr<data_dir> dir_;
   partitioner router_;
   std::shared_ptr<spdlog::logger> log_;
+  // Makes log segments ahead of need for every partition; outlives the actors (their writers
+  // wait for a running job of theirs when they are destroyed).
+  std::shared_ptr<segment_preparer> preparer_ = std::make_shared<segment_preparer>();
   std::unique_ptr<caf::actor_system_config> cfg_;
   std::unique_ptr<caf::actor_system> sys_;
   mutable std::shared_mutex slots_mu_;
@@ -167,8 +171,12 @@ partition_options engine<Model>::partition_options_for(uint32_t p) const {
   po.partition = p;
   po.epoch = dir_->epoch();
   po.dedup_window = options_.dedup_window;
+  const uint64_t share = options_.expected_entities / options_.partitions;
+  po.expected_entities = static_cast<std::size_t>(share + share / 8);
   po.mode = options_.recovery;
   po.log = options_.log;
+  if (po.log.segment_bytes == 0) po.log.segment_bytes = engine_segment_bytes(options_.partitions);
+  if (!po.log.preparer) po.log.preparer = preparer_;
   const data_dir* d = dir_.get();
   po.log.fence_check = [d] { return d->check_epoch(); };
   po.inline_rebuild = false;  // the actor persists first, then reloads (partition_actor.hpp)

@@ -44,6 +44,10 @@ struct engine_options {
   durability mode = durability::sync;
   std::chrono::milliseconds sync_interval{5};        ///< for durability::interval
   std::size_t dedup_window = 1u << 18;               ///< event IDs remembered per partition
+  /// Entities expected in all; each partition makes room for its share (plus 1/8) up front,
+  /// instead of rehashing its whole map each time it doubles (a pause of tens of ms at a
+  /// million keys). 0: grow as needed.
+  uint64_t expected_entities = 0;
   uint64_t checkpoint_every_events = 1'000'000;      ///< per partition; 0: not by count
   std::chrono::seconds checkpoint_every{300};        ///< per partition; 0: not by time
   bool checkpoint_on_close = true;
@@ -52,13 +56,28 @@ struct engine_options {
   std::size_t max_in_flight = 1u << 17;              ///< submitted, not yet answered, per partition
   backpressure when_full = backpressure::wait;
   recovery_mode recovery = recovery_mode::tolerate_torn_tail;
-  log_options log;                                   ///< segment size, record size limit
+  /// Segment size, record size limit, recycling, preparing segments ahead. segment_bytes 0
+  /// (the default here): engine_segment_bytes(partitions). preparer nullptr (the default):
+  /// the engine runs one segment_preparer shared by its partitions.
+  log_options log = [] {
+    log_options l;
+    l.segment_bytes = 0;
+    return l;
+  }();
   std::chrono::milliseconds restart_backoff{50};     ///< first restart delay; doubles, max 5 s
   /// Where the bytes go; nullptr: the real disk. Tests pass a fault_file_system.
   file_system* fs = nullptr;
   /// Where the engine logs (recoveries, restarts, failures); nullptr: spdlog's default.
   std::shared_ptr<spdlog::logger> logger;
 };
+
+/// The engine's default segment size: 256 MiB of preallocated log in all, between 4 MiB and
+/// 64 MiB per partition (64 MiB up to 4 partitions, 4 MiB at 64). Each new segment is
+/// zero-filled, so 64 partitions of 64 MiB would write 4 GiB before the first event.
+constexpr uint64_t engine_segment_bytes(uint32_t partitions) {
+  const uint64_t share = (256ull << 20) / (partitions ? partitions : 1);
+  return share < (4ull << 20) ? (4ull << 20) : share > (64ull << 20) ? (64ull << 20) : share;
+}
 
 /// The answer for one submitted event. `applied` and `duplicate` arrive only once the event
 /// (or, for a duplicate, everything the partition had applied when it saw it) is durable

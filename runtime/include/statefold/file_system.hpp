@@ -37,6 +37,10 @@ class file {
   virtual status write_at(uint64_t offset, std::string_view data) = 0;
   /// fdatasync: every byte written so far, and the size, is durable when this returns ok.
   virtual status sync() = 0;
+  /// Writes [offset, offset + len) back to the device now and waits for it — a pacing hint
+  /// (sync_file_range), NOT a durability guarantee: no metadata, no cache flush. Background
+  /// writers use it to keep their share of the device queue small. Default: nothing.
+  virtual status write_back(uint64_t /*offset*/, uint64_t /*len*/) { return status::ok(); }
   virtual status truncate(uint64_t size) = 0;
   virtual result<uint64_t> size() = 0;
   virtual const std::string& path() const = 0;

@@ -44,11 +44,17 @@
 
 namespace statefold {
 
+class segment_preparer;
+
 struct log_options {
   uint64_t segment_bytes = 64ull << 20;   ///< roll when the next record would not fit
   uint32_t max_record_bytes = 1u << 20;   ///< larger payloads are refused (invalid_argument)
   bool preallocate = true;                ///< zero-fill a new segment to segment_bytes
   std::size_t max_free_segments = 2;      ///< released segments kept for recycling
+  /// With preallocate: builds the next segment (as a free segment) in the background once the
+  /// current one is half full, so that a roll does not stall the persister. nullptr: a
+  /// segment is made when the first record for it is persisted. (segment_preparer.hpp)
+  std::shared_ptr<segment_preparer> preparer;
   /// Called before a new segment is created; an error (e.g. errc::fenced when the MANIFEST
   /// names a newer epoch) fails the writer.
   std::function<status()> fence_check;
@@ -125,6 +131,8 @@ class log_writer {
   /// newest segment. Call only when every record below `lsn` has been persisted.
   status release_before(uint64_t lsn);
   std::size_t segment_count() const;
+  /// Segments made ahead by log_options::preparer and taken into the free list so far.
+  uint64_t prepared_segments() const noexcept { return prepared_.load(std::memory_order_relaxed); }
 
   // -- either ---------------------------------------------------------------------------------
 
@@ -146,6 +154,10 @@ class log_writer {
   log_writer(file_system& fs, std::string log_dir, uint32_t partition, uint64_t epoch,
              log_options options);
   result<std::shared_ptr<file>> create_segment(uint64_t base);
+  // The segment being prepared ahead (log_options::preparer), if any.
+  struct spare;
+  void maybe_prepare_spare(uint64_t segment_used);
+  void collect_spare(bool wait);
   status fail(status st);
   std::string segment_header(uint64_t base) const;
   // Starts a record in the current piece (rolling first if `size` will not fit); returns the
@@ -176,6 +188,7 @@ class log_writer {
   std::vector<segment> segments_;       // existing segments, LSN order
   std::vector<std::string> free_;       // recyclable segment paths
   uint64_t free_seq_ = 0;
+  std::shared_ptr<spare> spare_;        // a job on options_.preparer, until collected
 
   // Shared.
   std::atomic<uint64_t> durable_lsn_{0};
@@ -183,6 +196,7 @@ class log_writer {
   mutable std::mutex failure_mu_;
   status failure_;
   std::atomic<std::size_t> segment_count_{0};
+  std::atomic<uint64_t> prepared_{0};
 };
 
 template <class Encode>

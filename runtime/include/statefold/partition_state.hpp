@@ -79,6 +79,9 @@ struct partition_options {
   recovery_mode mode = recovery_mode::tolerate_torn_tail;
   log_options log;
   std::size_t keep_checkpoints = 2;     ///< at least 2 (smaller values are raised to 2)
+  /// Entities to make room for up front. The state map otherwise grows by doubling, and each
+  /// doubling rehashes every entry while the partition waits (tens of ms at a million keys).
+  std::size_t expected_entities = 0;
   std::function<void(uint64_t records, uint64_t bytes)> progress;  ///< during replay
   /// true: a throwing handler makes apply() sync and reload the state at once (single-
   /// threaded use). false: apply() only marks needs_rebuild(); the owner persists what is
@@ -201,6 +204,7 @@ class partition_state {
   status rebuild();
   void reset() {
     entities_.clear();
+    entities_.reserve(o_.expected_entities);
     window_.clear();
     sources_.clear();
     pending_sources_.clear();
