@@ -28,6 +28,7 @@
 #include <CLI/CLI.hpp>
 #include <atomic>
 #include <chrono>
+#include <condition_variable>
 #include <cstdio>
 #include <filesystem>
 #include <map>
@@ -73,7 +74,8 @@ engine_options engine_opts(const std::string& dir, file_system* fs) {
 }
 
 struct cycle_stats {
-  uint64_t cycles = 0, killed_mid_run = 0, acked = 0, redelivered = 0;
+  std::atomic<uint64_t> cycles{0};  // read by the progress line while workers run
+  uint64_t killed_mid_run = 0, acked = 0, redelivered = 0;
 };
 
 // Reopens the directory and checks the oracle. `acked_max[k]` is the highest sequence number
@@ -295,7 +297,8 @@ int main(int argc, char** argv) {
     c->add_option("--seconds", seconds, "run cycles for this long");
     c->add_option("--seed", seed, "seed");
   }
-  kill->add_option("--workers", workers, "parallel workers (one per core)");
+  for (auto* c : {kill, power})
+    c->add_option("--workers", workers, "parallel workers, each on its own directory (one per core)");
   worker->add_option("--from", from)->required();
   worker->add_option("--events", events)->required();
   CLI11_PARSE(app, argc, argv);
@@ -305,7 +308,7 @@ int main(int argc, char** argv) {
 
   std::filesystem::create_directories(dir);
   const auto t0 = std::chrono::steady_clock::now();
-  std::vector<cycle_stats> stats(*kill ? workers : 1);
+  std::vector<cycle_stats> stats(static_cast<std::size_t>(std::max(1, workers)));
   std::vector<std::string> errors(stats.size());
   std::vector<std::thread> ts;
   std::atomic<bool> ok{true};
@@ -318,10 +321,31 @@ int main(int argc, char** argv) {
       if (!good) ok = false;
     });
   }
+  // A progress line every 30 s on stderr: long runs (scripts/torture.sh) are not silent.
+  std::mutex progress_mu;
+  std::condition_variable progress_cv;
+  bool finished = false;
+  std::thread progress([&] {
+    std::unique_lock lock(progress_mu);
+    while (!progress_cv.wait_for(lock, std::chrono::seconds(30), [&] { return finished; })) {
+      uint64_t n = 0;
+      for (const auto& s : stats) n += s.cycles.load();
+      const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+      std::fprintf(stderr, "statefold-torture %s: %llu cycles in %.0f s (%.1f/s), %s\n",
+                   *kill ? "kill" : "powerloss", static_cast<unsigned long long>(n), secs, n / secs,
+                   ok ? "all passed so far" : "FAILED (details at the end)");
+    }
+  });
   for (auto& t : ts) t.join();
+  {
+    std::lock_guard lock(progress_mu);
+    finished = true;
+  }
+  progress_cv.notify_one();
+  progress.join();
   cycle_stats total;
   for (const auto& s : stats) {
-    total.cycles += s.cycles;
+    total.cycles += s.cycles.load();
     total.killed_mid_run += s.killed_mid_run;
     total.acked += s.acked;
     total.redelivered += s.redelivered;
@@ -329,7 +353,7 @@ int main(int argc, char** argv) {
   const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   std::printf("%s cycles: %llu in %.0f s (%llu killed mid-run), %llu acknowledgements (%llu redelivered duplicates); "
               "acknowledged lost 0, duplicates applied 0, holes 0, failed recoveries 0%s\n",
-              *kill ? "kill -9" : "power-loss", static_cast<unsigned long long>(total.cycles), secs,
+              *kill ? "kill -9" : "power-loss", static_cast<unsigned long long>(total.cycles.load()), secs,
               static_cast<unsigned long long>(total.killed_mid_run), static_cast<unsigned long long>(total.acked),
               static_cast<unsigned long long>(total.redelivered), ok ? "" : " — NOT TRUE, see below");
   for (const auto& e : errors)
