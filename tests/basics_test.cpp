@@ -2,6 +2,9 @@
 // the dedup window, status/result, the envelope codec.
 
 #include <gtest/gtest.h>
+#include <set>
+#include <random>
+#include <deque>
 
 #include "statefold/crc32c.hpp"
 #include "statefold/dedup_window.hpp"
@@ -74,6 +77,37 @@ TEST(dedup_window_test, RemembersTheLastNAndEvictsOldestFirst) {
   std::vector<event_digest> order;
   w.for_each([&](const event_digest& d) { order.push_back(d); });
   EXPECT_EQ(order, (std::vector<event_digest>{digest_of("b"), digest_of("c"), digest_of("d")}));
+}
+
+// The table behind the window, under the window's own load (insert one, erase the oldest)
+// with digests forced into a few home slots, so that runs are long and wrap around the end of
+// the table: every answer must match a model.
+TEST(dedup_window_test, DigestSetMatchesAModelUnderFifoChurnWithCollidingHomes) {
+  constexpr std::size_t window = 24;  // a table of 64 slots
+  digest_set set(window);
+  std::set<std::pair<uint64_t, uint64_t>> model;
+  std::deque<event_digest> fifo;
+  std::mt19937_64 rng(11);
+  for (int i = 0; i < 200'000; ++i) {
+    // Homes 60..63 and 0..3 only (the low 6 bits), the rest of `lo` and `hi` random; now and
+    // then the all-zero digest, which cannot live in a slot.
+    event_digest d{rng() % 4, ((rng() >> 6) << 6) | ((60 + rng() % 8) & 63)};
+    if (rng() % 1000 == 0) d = {0, 0};
+    const bool present = model.count({d.hi, d.lo}) > 0;
+    ASSERT_EQ(set.contains(d), present) << "step " << i;
+    if (present) continue;
+    if (fifo.size() == window) {
+      set.erase(fifo.front());
+      model.erase({fifo.front().hi, fifo.front().lo});
+      fifo.pop_front();
+    }
+    set.insert(d);
+    model.insert({d.hi, d.lo});
+    fifo.push_back(d);
+    for (const auto& e : fifo) ASSERT_TRUE(set.contains(e)) << "step " << i;
+  }
+  set.clear();
+  for (const auto& e : fifo) EXPECT_FALSE(set.contains(e));
 }
 
 TEST(dedup_window_test, ZeroCapacityDisablesDedup) {
