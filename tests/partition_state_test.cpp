@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 
 #include <map>
+#include <random>
 
 #include "statefold/fault_fs.hpp"
 #include "statefold/partition_state.hpp"
@@ -13,6 +14,7 @@ namespace statefold {
 namespace {
 
 using testkit::ledger;
+using testkit::ledger_event;
 using testkit::ledger_model;
 using testkit::ledger_state;
 using testkit::temp_dir;
@@ -430,6 +432,110 @@ TEST_F(partition_state_test, DedupEvictionCountSurvivesACheckpointedRestart) {
   }
   auto p = open(posix_file_system(), o);
   EXPECT_EQ(p->stats().dedup_evictions, 12u);
+}
+
+// -- incremental checkpoints -------------------------------------------------------------------
+
+class incremental_checkpoint_test : public partition_state_test {
+ protected:
+  // The next event for `key`: a fresh ID, the key's next sequence number.
+  ledger_event event_for(const std::string& key) {
+    ++next_;
+    return ledger("e" + std::to_string(next_), key, ++seq_[key], next_);
+  }
+  void apply(partition& p, const std::string& key) {
+    auto r = p.apply(event_for(key));
+    ASSERT_EQ(r.kind, outcome::applied) << r.reason;
+  }
+  // Builds the checkpoint `budget` entities at a time, applying `per_step` events in between
+  // (old keys and new ones, chosen by `pick`).
+  template <class Pick>
+  checkpoint_job build_while_applying(partition& p, std::size_t budget, int per_step, Pick pick) {
+    for (int step = 0; step < 100000; ++step) {
+      for (int i = 0; i < per_step; ++i) apply(p, pick());
+      auto r = p.continue_checkpoint(budget);
+      EXPECT_TRUE(r) << r.error().to_string();
+      if (!r) break;
+      if (*r) return std::move(**r);
+    }
+    ADD_FAILURE() << "the checkpoint never completed";
+    return {};
+  }
+  static std::map<std::string, ledger_state> entities_of(const checkpoint_job& job) {
+    std::map<std::string, ledger_state> out;
+    auto c = decode_checkpoint(job.image, "test image", 0);
+    EXPECT_TRUE(c) << c.error().to_string();
+    if (!c) return out;
+    EXPECT_EQ(c->lsn, job.lsn);
+    for (const auto& [k, v] : c->entities) EXPECT_TRUE(ledger_model::decode_state(v, out[std::string(k)]));
+    return out;
+  }
+
+  std::map<std::string, uint64_t> seq_;
+  int next_ = 0;
+  std::mt19937 rng_{5};
+};
+
+TEST_F(incremental_checkpoint_test, ImageIsTheStateAtItsLsnWhileEventsChangeAndCreateEntities) {
+  partition_options o = options();
+  o.log.segment_bytes = 1 << 20;
+  o.expected_entities = 4096;  // no growth of the map during the checkpoint
+  auto p = open(posix_file_system(), o);
+  for (int k = 0; k < 500; ++k) apply(*p, "k" + std::to_string(k));
+  const auto at_begin = snapshot(*p);
+  const uint64_t lsn = p->next_lsn() - 1;
+  ASSERT_TRUE(p->begin_checkpoint());
+  EXPECT_TRUE(p->checkpoint_in_progress());
+  EXPECT_FALSE(p->begin_checkpoint()) << "one at a time";
+  checkpoint_job job = build_while_applying(*p, 7, 5, [&] {
+    return rng_() % 3 ? "k" + std::to_string(rng_() % 500) : "new" + std::to_string(rng_() % 300);
+  });
+  EXPECT_FALSE(p->checkpoint_in_progress());
+  EXPECT_EQ(job.lsn, lsn);
+  EXPECT_EQ(entities_of(job), at_begin);
+
+  // Written, it recovers with the log's tail to the state the partition has now.
+  ASSERT_TRUE(p->sync());
+  ASSERT_TRUE(p->write_checkpoint(job).is_ok());
+  p->checkpoint_done(job.lsn);
+  const auto now = snapshot(*p);
+  p.reset();
+  auto q = open(posix_file_system(), o);
+  EXPECT_TRUE(q->recovery().used_checkpoint);
+  EXPECT_EQ(q->recovery().checkpoint_lsn, lsn);
+  EXPECT_EQ(snapshot(*q), now);
+}
+
+TEST_F(incremental_checkpoint_test, MapGrowingDuringTheCheckpointCapturesTheRestFirst) {
+  partition_options o = options();
+  o.log.segment_bytes = 1 << 20;
+  o.expected_entities = 0;  // the map grows by doubling, and will while the checkpoint runs
+  auto p = open(posix_file_system(), o);
+  for (int k = 0; k < 40; ++k) apply(*p, "k" + std::to_string(k));
+  const auto at_begin = snapshot(*p);
+  ASSERT_TRUE(p->begin_checkpoint());
+  int fresh = 0;
+  checkpoint_job job = build_while_applying(*p, 1, 20, [&] {
+    return rng_() % 4 ? "new" + std::to_string(fresh++) : "k" + std::to_string(rng_() % 40);
+  });
+  // 40 entries sit in a table of 63 slots that grows past 55: the checkpoint, one entity per
+  // step, was still open when the map grew (which is when it captures the rest at once).
+  EXPECT_GE(fresh, 16) << "the map must have grown while the checkpoint was open";
+  EXPECT_EQ(entities_of(job), at_begin);
+}
+
+TEST_F(incremental_checkpoint_test, RebuildAfterAThrowingHandlerAbandonsTheCheckpoint) {
+  auto p = open();
+  feed(*p, 0, 100);
+  ASSERT_TRUE(p->begin_checkpoint());
+  // A throwing handler reloads the state from disk (inline), which drops the open checkpoint.
+  auto r = p->apply(ledger("boom", "k1", 999, -999));  // the handler throws on -999
+  EXPECT_EQ(r.kind, outcome::rejected);
+  EXPECT_FALSE(p->checkpoint_in_progress());
+  auto c = p->continue_checkpoint(SIZE_MAX);
+  ASSERT_TRUE(c);
+  EXPECT_FALSE(*c);
+  EXPECT_TRUE(p->begin_checkpoint());  // and a new one can start
 }
 
 }  // namespace

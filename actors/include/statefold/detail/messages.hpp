@@ -29,6 +29,7 @@ using tick_atom = caf::atom_constant<caf::atom("sf_tick")>;
 using query_atom = caf::atom_constant<caf::atom("sf_query")>;
 using close_atom = caf::atom_constant<caf::atom("sf_close")>;
 using restart_atom = caf::atom_constant<caf::atom("sf_restrt")>;
+using ckpt_step_atom = caf::atom_constant<caf::atom("sf_ckstep")>;
 
 /// Errors at the actor boundary.
 enum class actor_errc : uint8_t {

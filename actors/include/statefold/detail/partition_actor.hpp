@@ -159,7 +159,10 @@ struct partition_actor_state {
   std::deque<std::shared_ptr<submit_work<Model>>> waiting;   // applied, awaiting their sync
   std::deque<std::shared_ptr<submit_work<Model>>> stash;     // held back during a rebuild
   std::deque<std::shared_ptr<query_work<Model>>> held_queries;  // likewise: no half-changed reads
+  // engine::checkpoint() callers: `checkpoint_waiters` wait for a checkpoint that begins after
+  // their request; `checkpoint_covered` for the one in progress, which began after theirs.
   std::vector<std::function<void(status)>> checkpoint_waiters;
+  std::vector<std::function<void(status)>> checkpoint_covered;
   std::function<void(status)> on_closed;
   uint64_t taken_lsn = 0;             // highest LSN handed to the flusher
   uint64_t events_since_checkpoint = 0;
@@ -168,6 +171,8 @@ struct partition_actor_state {
   bool flushing = false;
   bool rebuilding = false;
   bool checkpoint_wanted = false;
+  bool checkpoint_stepping = false;                 // a ckpt_step message is on its way
+  std::optional<checkpoint_job> checkpoint_ready;   // built, for the next flush to write
   bool tick_due = false;
   bool closing = false;
   bool failed = false;
@@ -230,18 +235,20 @@ class partition_logic {
     const bool pending = ps.next_lsn() - 1 > st.taken_lsn;
     const auto now = std::chrono::steady_clock::now();
     const bool checkpoint_due =
-        !st.rebuilding &&
+        !st.rebuilding && !ps.checkpoint_in_progress() &&
         (st.checkpoint_wanted ||
          (o.checkpoint_every_events > 0 && st.events_since_checkpoint >= o.checkpoint_every_events) ||
          (o.checkpoint_every.count() > 0 && st.events_since_checkpoint > 0 &&
           now - st.last_checkpoint >= o.checkpoint_every));
-    if (!pending && !checkpoint_due) {
+    if (checkpoint_due) start_checkpoint(self, now);
+    const bool checkpoint_ready = st.checkpoint_ready.has_value();
+    if (!pending && !checkpoint_ready) {
       if (st.rebuilding) finish_rebuild(self);
       else if (st.closing) maybe_close(self);
       return;
     }
     // Interval durability syncs on the timer; a checkpoint, a rebuild or a close goes now.
-    if (o.mode == durability::interval && !checkpoint_due && !st.tick_due && !st.rebuilding &&
+    if (o.mode == durability::interval && !checkpoint_ready && !st.tick_due && !st.rebuilding &&
         !st.closing)
       return;
     st.tick_due = false;
@@ -250,13 +257,10 @@ class partition_logic {
     job->batch = ps.take_flush();
     job->mode = o.mode == durability::none ? persist_mode::write_only : persist_mode::fdatasync;
     st.taken_lsn = ps.next_lsn() - 1;
-    if (checkpoint_due) {
-      job->checkpoint = ps.prepare_checkpoint();
-      st.events_since_checkpoint = 0;
-      st.last_checkpoint = now;
-      if (!job->checkpoint) answer_checkpoint_waiters(self, status::ok());  // nothing new
-      st.checkpoint_wanted = false;
-    }
+    // This flush covers the checkpoint's LSN (taken when it began, before everything taken
+    // now), so the flusher may write it right after the sync.
+    job->checkpoint = std::move(st.checkpoint_ready);
+    st.checkpoint_ready.reset();
     st.flushing = true;
     self->request(st.flusher, caf::infinite, persist_atom::value, work_ptr(job))
         .then([self](flushed_atom, work_ptr w) { on_flushed(self, work_cast<flush_work<Model>>(w)); },
@@ -265,6 +269,61 @@ class partition_logic {
                                                     std::to_string(self->state.ctx.partition) +
                                                     " is gone: " + caf::to_string(err)});
               });
+  }
+
+  // Entities captured per step of an incremental checkpoint: about a millisecond of work, so
+  // that events queued behind a step wait at most that long (partition_state::begin_checkpoint).
+  static constexpr std::size_t checkpoint_step_entities = 8192;
+
+  static void start_checkpoint(self_ptr self, std::chrono::steady_clock::time_point now) {
+    auto& st = self->state;
+    st.events_since_checkpoint = 0;
+    st.last_checkpoint = now;
+    st.checkpoint_wanted = false;
+    st.checkpoint_covered = std::move(st.checkpoint_waiters);
+    st.checkpoint_waiters.clear();
+    if (!st.ps->begin_checkpoint()) {
+      answer_covered(self, status::ok());  // nothing new since the last one
+      return;
+    }
+    continue_checkpoint(self);
+  }
+
+  // One step; the next goes through the mailbox, behind the events that arrived meanwhile.
+  static void continue_checkpoint(self_ptr self) {
+    auto& st = self->state;
+    auto r = st.ps->continue_checkpoint(checkpoint_step_entities);
+    if (!r) {
+      st.ctx.log->warn("partition {}: checkpoint not written: {}", st.ctx.partition, r.error().to_string());
+      answer_covered(self, r.error());
+      return;
+    }
+    if (*r) {
+      st.checkpoint_ready = std::move(**r);
+      maybe_flush(self);
+      return;
+    }
+    if (!st.checkpoint_stepping) {
+      st.checkpoint_stepping = true;
+      self->send(self, ckpt_step_atom::value);
+    }
+  }
+
+  static void on_checkpoint_step(self_ptr self) {
+    auto& st = self->state;
+    st.checkpoint_stepping = false;
+    // A rebuild in between abandons the checkpoint (the state was reloaded): start again.
+    if (!st.ps->checkpoint_in_progress()) {
+      if (!st.checkpoint_ready && !st.checkpoint_covered.empty()) {
+        for (auto& f : st.checkpoint_covered) st.checkpoint_waiters.push_back(std::move(f));
+        st.checkpoint_covered.clear();
+        st.checkpoint_wanted = true;
+      }
+      maybe_flush(self);
+      return;
+    }
+    continue_checkpoint(self);
+    maybe_close(self);
   }
 
   static void on_flushed(self_ptr self, const std::shared_ptr<flush_work<Model>>& job) {
@@ -287,7 +346,7 @@ class partition_logic {
         st.ctx.log->warn("partition {}: checkpoint at LSN {} failed: {}", st.ctx.partition,
                          job->checkpoint->lsn, job->checkpoint_status.to_string());
       }
-      answer_checkpoint_waiters(self, job->checkpoint_status);
+      answer_covered(self, job->checkpoint_status);
     }
     maybe_flush(self);
   }
@@ -313,7 +372,14 @@ class partition_logic {
     maybe_flush(self);
   }
 
+  static void answer_covered(self_ptr self, const status& s) {
+    auto waiters = std::move(self->state.checkpoint_covered);
+    self->state.checkpoint_covered.clear();
+    for (auto& f : waiters) f(s);
+  }
+
   static void answer_checkpoint_waiters(self_ptr self, const status& s) {
+    answer_covered(self, s);
     auto waiters = std::move(self->state.checkpoint_waiters);
     self->state.checkpoint_waiters.clear();
     for (auto& f : waiters) f(s);
@@ -322,7 +388,7 @@ class partition_logic {
   static void maybe_close(self_ptr self) {
     auto& st = self->state;
     if (!st.closing || st.flushing || !st.waiting.empty() || st.rebuilding || !st.stash.empty() ||
-        st.checkpoint_wanted)
+        st.checkpoint_wanted || st.ps->checkpoint_in_progress() || st.checkpoint_ready)
       return;
     if (st.on_closed) st.on_closed(status::ok());
     st.on_closed = nullptr;
@@ -410,6 +476,7 @@ caf::behavior partition_actor(partition_actor_type<Model>* self,
   self->delayed_send(self, period, tick_atom::value);
   return {
       [self](submit_atom, work_ptr w) { logic::on_submit(self, work_cast<submit_work<Model>>(w)); },
+      [self](ckpt_step_atom) { logic::on_checkpoint_step(self); },
       [self, period](tick_atom) {
         self->state.tick_due = true;
         logic::maybe_flush(self);
