@@ -9,11 +9,11 @@ std::string recovery_report::summary() const {
   if (!used_checkpoint && events_replayed == 0 && next_lsn == 1 && bytes_cut == 0 && damage.empty() &&
       notes.empty())
     return "partition " + std::to_string(partition) + ": new, empty";
-  char buf[256];
+  char buf[320];
   std::snprintf(buf, sizeof buf,
-                "partition %u recovered in %.3f s: %s, %llu events replayed (%.1f MB read), "
-                "next LSN %llu, %llu entities",
-                partition, seconds,
+                "partition %u recovered in %.3f s (checkpoint %.3f s, replay %.3f s): %s, "
+                "%llu events replayed (%.1f MB read), next LSN %llu, %llu entities",
+                partition, seconds, checkpoint_seconds, replay_seconds,
                 used_checkpoint ? ("checkpoint at LSN " + std::to_string(checkpoint_lsn)).c_str()
                                 : "no checkpoint (full replay)",
                 static_cast<unsigned long long>(events_replayed), bytes_read / 1e6,
@@ -47,6 +47,9 @@ result<recovery_result> recover_partition(file_system& fs, const std::string& lo
                                           checkpoint_store& checkpoints,
                                           const recovery_options& o, const recovery_hooks& hooks) {
   const auto t0 = std::chrono::steady_clock::now();
+  auto since = [](std::chrono::steady_clock::time_point t) {
+    return std::chrono::duration<double>(std::chrono::steady_clock::now() - t).count();
+  };
   recovery_result out;
   recovery_report& rep = out.report;
   rep.partition = o.partition;
@@ -80,21 +83,27 @@ result<recovery_result> recover_partition(file_system& fs, const std::string& lo
                           " skipped: the log now starts at LSN " + std::to_string(first_lsn));
       continue;
     }
+    const auto tc = std::chrono::steady_clock::now();
     auto c = checkpoints.load(lsn);
     if (!c) {
+      rep.checkpoint_seconds += since(tc);
       // Damage falls back to an older checkpoint; a read error is never taken for damage.
       if (c.error().code() == errc::io_error) return c.error();
       rep.notes.push_back("checkpoint " + std::to_string(lsn) + " skipped: " + c.error().to_string());
       continue;
     }
-    if (status st = hooks.load_checkpoint(*c); !st.is_ok()) {
+    status loaded = hooks.load_checkpoint(*c);
+    rep.checkpoint_seconds += since(tc);
+    if (status st = loaded; !st.is_ok()) {
       rep.notes.push_back("checkpoint " + std::to_string(lsn) + " skipped: " + st.to_string());
       continue;
     }
     so.from_lsn = lsn + 1;
     replayed = 0;
     if (hooks.before_replay) hooks.before_replay();
+    const auto tr = std::chrono::steady_clock::now();
     SF_ASSIGN_OR_RETURN(out.scan, scan_log(fs, log_dir, so, visit));
+    rep.replay_seconds += since(tr);
     if (!out.scan.segments.empty() && out.scan.next_lsn < lsn + 1) {
       // A verified checkpoint proves that LSN `lsn` was durable (checkpoints are written only
       // after the sync that covers them), so the log has lost acknowledged records — or the
@@ -151,7 +160,9 @@ result<recovery_result> recover_partition(file_system& fs, const std::string& lo
     so.from_lsn = 1;
     replayed = 0;
     if (hooks.before_replay) hooks.before_replay();
+    const auto tr = std::chrono::steady_clock::now();
     SF_ASSIGN_OR_RETURN(out.scan, scan_log(fs, log_dir, so, visit));
+    rep.replay_seconds += since(tr);
   }
 
   rep.events_replayed = out.scan.records_visited;
@@ -170,7 +181,7 @@ result<recovery_result> recover_partition(file_system& fs, const std::string& lo
       SF_RETURN_IF_ERROR(checkpoints.remove_from(out.scan.next_lsn));
     SF_RETURN_IF_ERROR(repair_log(fs, log_dir, out.scan));
   }
-  rep.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  rep.seconds = since(t0);
   return out;
 }
 

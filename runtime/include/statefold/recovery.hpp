@@ -41,7 +41,9 @@ struct recovery_report {
   std::string damage;                ///< what was cut (torn tail or point-in-time), if anything
   std::vector<std::string> notes;    ///< fallbacks, removed leftovers, discarded segments
   uint64_t entities = 0;
-  double seconds = 0;
+  double seconds = 0;                ///< the whole recovery
+  double checkpoint_seconds = 0;     ///< reading, verifying and loading checkpoints
+  double replay_seconds = 0;         ///< scanning the log and replaying its tail
   std::string summary() const;
 };
 
