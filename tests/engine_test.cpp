@@ -141,6 +141,47 @@ TEST_F(engine_test, CloseAndReopenGiveTheSameState) {
   for (const auto& st : e->stats()) EXPECT_TRUE(st.recovery.used_checkpoint) << st.partition;
 }
 
+// A checkpoint of 60 k entities is built in several steps on the actor and written in several
+// slices by the flusher, while events keep being acknowledged; checkpoint() answers only once
+// a checkpoint that began after the call is durable, and a reopen starts from it.
+TEST_F(engine_test, LargeCheckpointIsBuiltAndWrittenInStepsWhileEventsAreAcknowledged) {
+  engine_options o = options();
+  o.partitions = 1;
+  o.checkpoint_on_close = false;
+  std::vector<std::pair<std::string, ledger_state>> before;
+  uint64_t lsn_at_request = 0;
+  {
+    auto e = open(o);
+    auto submit_range = [&](int from, int to) {
+      for (int i = from; i < to; i += 500) {
+        std::vector<ledger_event> batch;
+        for (int j = i; j < std::min(to, i + 500); ++j)
+          batch.push_back(ledger("e" + std::to_string(j), "k" + std::to_string(j % 60000), j / 60000 + 1, 7));
+        ASSERT_TRUE(e->submit_batch(std::move(batch), [](std::vector<submit_result>&) {}).is_ok());
+      }
+    };
+    submit_range(0, 60000);
+    lsn_at_request = e->stats()[0].core.next_lsn - 1;  // submit_batch applies in order: >= this
+    std::thread more([&] { submit_range(60000, 120000); });
+    ASSERT_TRUE(e->checkpoint().is_ok());
+    more.join();
+    auto all = e->export_all();
+    ASSERT_TRUE(all) << all.error().to_string();
+    before = std::move(all).value();
+    const auto st = e->stats()[0];
+    EXPECT_GE(st.core.checkpoints_written, 1u);
+    EXPECT_GE(st.core.last_checkpoint_lsn, lsn_at_request);
+    ASSERT_TRUE(e->close().is_ok());
+  }
+  auto e = open(o);
+  const auto st = e->stats()[0];
+  EXPECT_TRUE(st.recovery.used_checkpoint);
+  EXPECT_GE(st.recovery.checkpoint_lsn, lsn_at_request);
+  auto after = e->export_all();
+  ASSERT_TRUE(after) << after.error().to_string();
+  EXPECT_EQ(*after, before);
+}
+
 TEST_F(engine_test, DuplicatesAreAnsweredDuplicateBeforeAndAfterARestart) {
   {
     auto e = open(options());

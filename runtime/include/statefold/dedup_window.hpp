@@ -72,7 +72,8 @@ class dedup_window {
   /// Visits entries oldest first.
   template <class F>
   void for_each(F&& f) const {
-    for (std::size_t i = 0; i < ring_.size(); ++i) f(ring_[(head_ + i) % capacity_]);
+    for (std::size_t i = head_; i < ring_.size(); ++i) f(ring_[i]);  // oldest: head_ on
+    for (std::size_t i = 0; i < head_; ++i) f(ring_[i]);
   }
 
  private:

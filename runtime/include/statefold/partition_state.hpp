@@ -166,7 +166,13 @@ class partition_state {
   /// also ends it. Persist every batch taken up to the job's LSN before writing it.
   result<std::optional<checkpoint_job>> continue_checkpoint(std::size_t budget);
   /// Persister: writes the image durably, prunes old checkpoints, releases segments.
-  status write_checkpoint(const checkpoint_job& job);
+  status write_checkpoint(checkpoint_job job);
+  /// Persister, the same in steps: begin, then continue until it returns true; persists may
+  /// run in between (the actor runtime's flusher does, so that log syncs never wait for a
+  /// whole image). One at a time; an error ends it (the old checkpoints and segments stay).
+  status begin_checkpoint_write(checkpoint_job job);
+  result<bool> continue_checkpoint_write(std::size_t bytes);
+  bool checkpoint_write_in_progress() const noexcept { return writing_.has_value(); }
   /// Owner: record a checkpoint the persister wrote.
   void checkpoint_done(uint64_t lsn) {
     counters_.last_checkpoint_lsn = lsn;
@@ -250,6 +256,8 @@ class partition_state {
     uint64_t lsn;
     uint64_t remaining;  // entities of the image not captured yet
     typename entity_map::iterator cursor;
+    uint64_t total = 0;     // entities in the image
+    bool reserved = false;  // the image's room was made, from the first entities' size
     bool complete = false;  // every entity captured (capture_rest); waiting to be collected
   };
   void capture(typename entity_map::iterator it) {
@@ -260,6 +268,12 @@ class partition_state {
   // Captures up to `budget` entities from the cursor on; true when the cursor reached the end.
   bool capture_from_cursor(std::size_t budget) {
     auto& c = *ckpt_;
+    if (!c.reserved && c.total - c.remaining >= 1024) {
+      // Room for the whole image, estimated from what the first entities took (+1/8).
+      const std::size_t per = c.builder.size() / (c.total - c.remaining) + 1;
+      c.builder.reserve(c.builder.size() + (per + per / 8) * c.remaining);
+      c.reserved = true;
+    }
     for (; c.cursor != entities_.end() && budget > 0; ++c.cursor) {
       if (c.cursor->second.ckpt_gen == ckpt_gen_) continue;  // captured already, or new
       capture(c.cursor);
@@ -288,6 +302,7 @@ class partition_state {
   dedup_window window_;
   std::optional<checkpoint_in_progress_t> ckpt_;
   uint32_t ckpt_gen_ = 0;
+  std::optional<checkpoint_store::staged_write> writing_;  // persister side
   std::map<std::string, uint64_t> sources_;
   struct pending_source {
     uint64_t lsn;
@@ -499,7 +514,8 @@ bool partition_state<Model>::begin_checkpoint() {
   b.add_sources({sources_.begin(), sources_.end()});
   b.add_dedup(window_);
   b.begin_entities(entities_.size());
-  ckpt_.emplace(checkpoint_in_progress_t{std::move(b), lsn, entities_.size(), entities_.begin()});
+  ckpt_.emplace(checkpoint_in_progress_t{std::move(b), lsn, entities_.size(), entities_.begin(),
+                                         entities_.size()});
   return true;
 }
 
@@ -520,7 +536,14 @@ result<std::optional<checkpoint_job>> partition_state<Model>::continue_checkpoin
 }
 
 template <model Model>
-status partition_state<Model>::write_checkpoint(const checkpoint_job& job) {
+status partition_state<Model>::write_checkpoint(checkpoint_job job) {
+  SF_RETURN_IF_ERROR(begin_checkpoint_write(std::move(job)));
+  return continue_checkpoint_write(SIZE_MAX).to_status();
+}
+
+template <model Model>
+status partition_state<Model>::begin_checkpoint_write(checkpoint_job job) {
+  if (writing_) return {errc::invalid_argument, "a checkpoint write is in progress already"};
   if (writer_->durable_lsn() < job.lsn)
     return {errc::invalid_argument, "checkpoint at LSN " + std::to_string(job.lsn) +
                                         " written before the log is durable up to it"};
@@ -528,14 +551,26 @@ status partition_state<Model>::write_checkpoint(const checkpoint_job& job) {
     SF_ASSIGN_OR_RETURN(auto before, store_.list());
     if (!before.empty()) SF_RETURN_IF_ERROR(writer_->release_before(job.lsn + 1));
   }
-  SF_RETURN_IF_ERROR(store_.write(job.lsn, job.image));
+  SF_ASSIGN_OR_RETURN(auto w, store_.begin_write(job.lsn, std::move(job.image)));
+  writing_.emplace(std::move(w));
+  return status::ok();
+}
+
+template <model Model>
+result<bool> partition_state<Model>::continue_checkpoint_write(std::size_t bytes) {
+  if (!writing_) return false;
+  auto done = writing_->step(bytes);
+  if (done && !*done) return false;
+  status st = done ? writing_->finish() : done.error();
+  writing_.reset();
+  SF_RETURN_IF_ERROR(st);
   // Only now that the new checkpoint is durable may older checkpoints and segments go. Two
   // at least: segments are released up to the older kept checkpoint, so that a damaged
   // newest checkpoint can always fall back.
   SF_RETURN_IF_ERROR(store_.prune(std::max<std::size_t>(o_.keep_checkpoints, 2)));
   SF_ASSIGN_OR_RETURN(auto kept, store_.list());
   if (kept.size() >= 2) SF_RETURN_IF_ERROR(writer_->release_before(kept.back() + 1));
-  return status::ok();
+  return true;
 }
 
 template <model Model>
@@ -548,8 +583,9 @@ status partition_state<Model>::checkpoint() {
     return {errc::invalid_argument, "partition " + std::to_string(o_.partition) +
                                         ": an entity state exceeds 4 GiB; checkpoint not written"};
   }
-  SF_RETURN_IF_ERROR(write_checkpoint(*job));
-  checkpoint_done(job->lsn);
+  const uint64_t lsn = job->lsn;
+  SF_RETURN_IF_ERROR(write_checkpoint(std::move(*job)));
+  checkpoint_done(lsn);
   return status::ok();
 }
 

@@ -30,6 +30,8 @@ using query_atom = caf::atom_constant<caf::atom("sf_query")>;
 using close_atom = caf::atom_constant<caf::atom("sf_close")>;
 using restart_atom = caf::atom_constant<caf::atom("sf_restrt")>;
 using ckpt_step_atom = caf::atom_constant<caf::atom("sf_ckstep")>;
+using ckpt_write_atom = caf::atom_constant<caf::atom("sf_ckwrite")>;
+using ckpt_done_atom = caf::atom_constant<caf::atom("sf_ckdone")>;
 
 /// Errors at the actor boundary.
 enum class actor_errc : uint8_t {

@@ -95,11 +95,20 @@ struct flush_work final : work_item {
   std::shared_ptr<partition_state<Model>> ps;
   log_batch batch;
   persist_mode mode = persist_mode::fdatasync;
-  std::optional<checkpoint_job> checkpoint;
+  std::optional<checkpoint_job> checkpoint;  // to write once the batch is durable
   // Results, filled in by the flusher.
   status st;
   uint64_t durable = 0;
-  status checkpoint_status;
+};
+
+/// A checkpoint image the flusher writes in steps, between the persists that keep arriving;
+/// the partition actor hears of it (ckpt_done) when it is durable or has failed.
+template <class Model>
+struct checkpoint_write_work final : work_item {
+  std::shared_ptr<partition_state<Model>> ps;
+  caf::actor reply_to;
+  uint64_t lsn = 0;
+  status st;
 };
 
 /// Queries answered by the partition actor through a callback (run on the actor's thread).
@@ -129,20 +138,42 @@ struct partition_context {
 // -- flusher -----------------------------------------------------------------------------------
 
 /// Runs detached (its own thread): blocking writes, fdatasync and checkpoint files never
-/// stall the CAF scheduler.
+/// stall the CAF scheduler. A checkpoint is written 512 KiB per message (~1.5 ms of device
+/// time here), so a persist waits for at most one slice, not for the whole image (~100 ms at
+/// a million entities).
 template <class Model>
-caf::behavior flusher_actor(caf::event_based_actor*) {
+caf::behavior flusher_actor(caf::event_based_actor* self) {
+  constexpr std::size_t checkpoint_slice = 512u << 10;
   return {
-      [](persist_atom, work_ptr w) -> caf::message {
+      [self](persist_atom, work_ptr w) -> caf::message {
         auto job = work_cast<flush_work<Model>>(w);
         auto r = job->ps->persist(job->batch, job->mode);
-        if (r) {
-          job->durable = *r;
-          if (job->checkpoint) job->checkpoint_status = job->ps->write_checkpoint(*job->checkpoint);
-        } else {
+        if (!r) {
           job->st = r.error();
+          return caf::make_message(flushed_atom::value, std::move(w));
+        }
+        job->durable = *r;
+        if (job->checkpoint) {
+          auto cw = std::make_shared<checkpoint_write_work<Model>>();
+          cw->ps = job->ps;
+          cw->reply_to = caf::actor_cast<caf::actor>(self->current_sender());
+          cw->lsn = job->checkpoint->lsn;
+          cw->st = job->ps->begin_checkpoint_write(std::move(*job->checkpoint));
+          job->checkpoint.reset();
+          if (cw->st.is_ok()) self->send(self, ckpt_write_atom::value, work_ptr(cw));
+          else self->send(cw->reply_to, ckpt_done_atom::value, work_ptr(cw));
         }
         return caf::make_message(flushed_atom::value, std::move(w));
+      },
+      [self](ckpt_write_atom, work_ptr w) {
+        auto cw = work_cast<checkpoint_write_work<Model>>(w);
+        auto r = cw->ps->continue_checkpoint_write(checkpoint_slice);
+        if (r && !*r) {
+          self->send(self, ckpt_write_atom::value, std::move(w));  // behind queued persists
+          return;
+        }
+        cw->st = r ? status::ok() : r.error();
+        self->send(cw->reply_to, ckpt_done_atom::value, std::move(w));
       },
   };
 }
@@ -172,6 +203,7 @@ struct partition_actor_state {
   bool rebuilding = false;
   bool checkpoint_wanted = false;
   bool checkpoint_stepping = false;                 // a ckpt_step message is on its way
+  bool checkpoint_writing = false;                  // the flusher is writing one
   std::optional<checkpoint_job> checkpoint_ready;   // built, for the next flush to write
   bool tick_due = false;
   bool closing = false;
@@ -235,7 +267,8 @@ class partition_logic {
     const bool pending = ps.next_lsn() - 1 > st.taken_lsn;
     const auto now = std::chrono::steady_clock::now();
     const bool checkpoint_due =
-        !st.rebuilding && !ps.checkpoint_in_progress() &&
+        !st.rebuilding && !ps.checkpoint_in_progress() && !st.checkpoint_ready &&
+        !st.checkpoint_writing &&
         (st.checkpoint_wanted ||
          (o.checkpoint_every_events > 0 && st.events_since_checkpoint >= o.checkpoint_every_events) ||
          (o.checkpoint_every.count() > 0 && st.events_since_checkpoint > 0 &&
@@ -243,7 +276,10 @@ class partition_logic {
     if (checkpoint_due) start_checkpoint(self, now);
     const bool checkpoint_ready = st.checkpoint_ready.has_value();
     if (!pending && !checkpoint_ready) {
-      if (st.rebuilding) finish_rebuild(self);
+      // The reload reads the checkpoint directory: not while the flusher writes into it.
+      if (st.rebuilding) {
+        if (!st.checkpoint_writing) finish_rebuild(self);
+      }
       else if (st.closing) maybe_close(self);
       return;
     }
@@ -261,6 +297,7 @@ class partition_logic {
     // now), so the flusher may write it right after the sync.
     job->checkpoint = std::move(st.checkpoint_ready);
     st.checkpoint_ready.reset();
+    if (job->checkpoint) st.checkpoint_writing = true;
     st.flushing = true;
     self->request(st.flusher, caf::infinite, persist_atom::value, work_ptr(job))
         .then([self](flushed_atom, work_ptr w) { on_flushed(self, work_cast<flush_work<Model>>(w)); },
@@ -338,17 +375,22 @@ class partition_logic {
       st.waiting.front()->done->finish();
       st.waiting.pop_front();
     }
-    if (job->checkpoint) {
-      if (job->checkpoint_status.is_ok()) {
-        st.ps->checkpoint_done(job->checkpoint->lsn);
-      } else {
-        // The old checkpoints and every segment are still there: keep going, say so.
-        st.ctx.log->warn("partition {}: checkpoint at LSN {} failed: {}", st.ctx.partition,
-                         job->checkpoint->lsn, job->checkpoint_status.to_string());
-      }
-      answer_covered(self, job->checkpoint_status);
-    }
     maybe_flush(self);
+  }
+
+  static void on_checkpoint_written(self_ptr self, const std::shared_ptr<checkpoint_write_work<Model>>& cw) {
+    auto& st = self->state;
+    st.checkpoint_writing = false;
+    if (cw->st.is_ok()) {
+      st.ps->checkpoint_done(cw->lsn);
+    } else {
+      // The old checkpoints and every segment are still there: keep going, say so.
+      st.ctx.log->warn("partition {}: checkpoint at LSN {} failed: {}", st.ctx.partition, cw->lsn,
+                       cw->st.to_string());
+    }
+    answer_covered(self, cw->st);
+    maybe_flush(self);
+    maybe_close(self);
   }
 
   static void finish_rebuild(self_ptr self) {
@@ -388,7 +430,8 @@ class partition_logic {
   static void maybe_close(self_ptr self) {
     auto& st = self->state;
     if (!st.closing || st.flushing || !st.waiting.empty() || st.rebuilding || !st.stash.empty() ||
-        st.checkpoint_wanted || st.ps->checkpoint_in_progress() || st.checkpoint_ready)
+        st.checkpoint_wanted || st.ps->checkpoint_in_progress() || st.checkpoint_ready ||
+        st.checkpoint_writing)
       return;
     if (st.on_closed) st.on_closed(status::ok());
     st.on_closed = nullptr;
@@ -477,6 +520,9 @@ caf::behavior partition_actor(partition_actor_type<Model>* self,
   return {
       [self](submit_atom, work_ptr w) { logic::on_submit(self, work_cast<submit_work<Model>>(w)); },
       [self](ckpt_step_atom) { logic::on_checkpoint_step(self); },
+      [self](ckpt_done_atom, work_ptr w) {
+        logic::on_checkpoint_written(self, work_cast<checkpoint_write_work<Model>>(w));
+      },
       [self, period](tick_atom) {
         self->state.tick_due = true;
         logic::maybe_flush(self);
