@@ -245,13 +245,25 @@ run_out run_engine(const options& o, const engine_config& c, const workload_spec
   fresh_dir(o.dir);
   // Batches are built before the clock starts and moved in: the timed region measures the
   // engine, not the producers' string copies (which compete for the same cores).
-  // Batch k goes to producer k % producers: the producers share one stream, as consumers of
-  // one topic would, so arrival order stays close to event order (a redelivered duplicate
-  // never arrives hundreds of thousands of events before its first delivery).
+  // Each producer owns the keys with key_hash(key) % producers == its index, in event order,
+  // as a consumer owns its topic partitions (the baselines split the same way). A redelivered
+  // duplicate then always follows its first delivery on the same producer. (Splitting one
+  // stream between producers reordered it by whole seconds when one producer starved in
+  // backpressure: duplicates older than the dedup window came back as new events.)
   std::vector<std::vector<std::vector<event>>> prebuilt(o.producers);
-  for (std::size_t i = 0, k = 0; i < events.size(); i += o.batch, ++k)
-    prebuilt[k % o.producers].emplace_back(events.begin() + i,
-                                           events.begin() + std::min(events.size(), i + o.batch));
+  {
+    std::vector<std::vector<event>> open(o.producers);
+    for (const auto& ev : events) {
+      auto& b = open[key_hash(ev.key) % static_cast<uint64_t>(o.producers)];
+      b.push_back(ev);
+      if (b.size() == o.batch) {
+        prebuilt[&b - open.data()].push_back(std::move(b));
+        b = {};
+      }
+    }
+    for (int t = 0; t < o.producers; ++t)
+      if (!open[t].empty()) prebuilt[t].push_back(std::move(open[t]));
+  }
   const uint64_t rss_base = live_rss_bytes();
   reset_peak_rss();
   auto opened = sf_engine::open(make_engine_options(o, c, w));
@@ -826,6 +838,7 @@ int main(int argc, char** argv) {
   app.add_option("--baseline-events", o.baseline_events, "events per Redis / RocksDB run");
   app.add_option("--keys", o.keys, "keys of the headline workload");
   app.add_option("--reps", o.reps, "repetitions of the scaling and baseline runs");
+  app.add_option("--producers", o.producers, "threads submitting batches (and baseline clients)");
   app.add_option("--sections", o.sections, "any of scaling,baselines,variations,recovery");
   app.add_option("--recovery-entities", o.recovery_entities, "entities in the recovery checkpoint");
   app.add_option("--recovery-tail", o.recovery_tail, "events in the recovery log tail");
