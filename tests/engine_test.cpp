@@ -300,19 +300,25 @@ TEST_F(engine_test, EioInOnePartitionRestartsItWhileTheOthersKeepAcknowledging) 
   EXPECT_TRUE(e->close().is_ok());
 }
 
+// One applied event per partition; then partition 1's log fails, and so does every attempt to
+// recover it (listing its directory fails): it stays down until `ffs` is cleared.
+void take_partition_1_down(ledger_engine& e, fault_file_system& ffs, std::vector<std::string>& key_of) {
+  key_of = one_key_per_partition(e);
+  for (uint32_t p = 0; p < key_of.size(); ++p)
+    ASSERT_EQ(e.submit(ledger("a" + std::to_string(p), key_of[p], 1, 1)).get().kind, outcome::applied);
+  ffs.fail_on("p-0001/", fs_op::list, 1, errc::io_error, /*persistent=*/true);
+  ffs.fail_on("p-0001/", fs_op::sync, 1, errc::io_error);
+  ASSERT_EQ(e.submit(ledger("b1", key_of[1], 2, 1)).get().kind, outcome::failed);
+}
+
 TEST_F(engine_test, ExportAllFailsNamingAPartitionThatStaysDownInsteadOfExportingTheRest) {
   fault_file_system ffs(posix_file_system());
   auto o = options();
   o.fs = &ffs;
   o.restart_backoff = std::chrono::milliseconds(10);
   auto e = open(o);
-  const auto key_of = one_key_per_partition(*e);
-  for (uint32_t p = 0; p < key_of.size(); ++p)
-    ASSERT_EQ(e->submit(ledger("a" + std::to_string(p), key_of[p], 1, 1)).get().kind, outcome::applied);
-  // Partition 1's log fails, and so does every attempt to recover it: it stays down.
-  ffs.fail_on("p-0001/", fs_op::list, 1, errc::io_error, /*persistent=*/true);
-  ffs.fail_on("p-0001/", fs_op::sync, 1, errc::io_error);
-  ASSERT_EQ(e->submit(ledger("b1", key_of[1], 2, 1)).get().kind, outcome::failed);
+  std::vector<std::string> key_of;
+  ASSERT_NO_FATAL_FAILURE(take_partition_1_down(*e, ffs, key_of));
 
   const auto t0 = std::chrono::steady_clock::now();
   auto all = e->export_all(std::chrono::milliseconds(1000));
@@ -337,12 +343,8 @@ TEST_F(engine_test, ExportAllWaitsForARestartingPartitionAndReturnsEverything) {
   o.fs = &ffs;
   o.restart_backoff = std::chrono::milliseconds(10);
   auto e = open(o);
-  const auto key_of = one_key_per_partition(*e);
-  for (uint32_t p = 0; p < key_of.size(); ++p)
-    ASSERT_EQ(e->submit(ledger("a" + std::to_string(p), key_of[p], 1, 1)).get().kind, outcome::applied);
-  ffs.fail_on("p-0001/", fs_op::list, 1, errc::io_error, /*persistent=*/true);
-  ffs.fail_on("p-0001/", fs_op::sync, 1, errc::io_error);
-  ASSERT_EQ(e->submit(ledger("b1", key_of[1], 2, 1)).get().kind, outcome::failed);
+  std::vector<std::string> key_of;
+  ASSERT_NO_FATAL_FAILURE(take_partition_1_down(*e, ffs, key_of));
   // While its recovery keeps failing, partition 1 is down for sure, and its backoff grows.
   ASSERT_FALSE(e->export_all(std::chrono::milliseconds(200)));
   EXPECT_EQ(e->stats()[1].restarts, 0u);

@@ -124,4 +124,21 @@ std::string file_tail(const std::string& path, std::size_t max_bytes) {
   return s;
 }
 
+status add_up(const char* who, std::vector<client_tally>& tallies, std::size_t events,
+              baseline_result& r) {
+  std::vector<double> latencies;
+  for (auto& t : tallies) {
+    r.applied += t.applied;
+    r.duplicates += t.duplicates;
+    latencies.insert(latencies.end(), t.latencies_ms.begin(), t.latencies_ms.end());
+  }
+  if (r.applied + r.duplicates != events)
+    return status(errc::failed, std::string(who) + ": " + std::to_string(r.applied) + " applied + " +
+                                    std::to_string(r.duplicates) + " duplicates != " +
+                                    std::to_string(events) + " events sent");
+  fill_percentiles(latencies, r);
+  r.events_per_s = static_cast<double>(events) / r.seconds;
+  return status::ok();
+}
+
 }  // namespace statefold::bench

@@ -55,6 +55,17 @@ class first_error {
 /// Sorts `ms` and fills p50/p99/p999 of `r`.
 void fill_percentiles(std::vector<double>& ms, baseline_result& r);
 
+/// What one client thread counted.
+struct client_tally {
+  uint64_t applied = 0, duplicates = 0;
+  std::vector<double> latencies_ms;  // per group
+};
+
+/// Sums the clients' tallies into `r` (applied, duplicates, percentiles, events/s over
+/// r.seconds); an error when not every event was answered.
+status add_up(const char* who, std::vector<client_tally>& tallies, std::size_t events,
+              baseline_result& r);
+
 /// A "name: value" field of a /proc file (e.g. "write_bytes" in /proc/<pid>/io, "VmHWM" in
 /// /proc/<pid>/status, in the unit the file uses). nullopt when unreadable or absent.
 std::optional<uint64_t> proc_field(const std::string& path, std::string_view name);

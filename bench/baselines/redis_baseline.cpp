@@ -334,11 +334,6 @@ std::string redis_server::tail() const {
   return msg;
 }
 
-struct client_tally {
-  uint64_t applied = 0, duplicates = 0;
-  std::vector<double> latencies_ms;
-};
-
 // One consumer: for each group, append an EVALSHA per event, then read every reply.
 void run_client(redisContext* c, int client, const std::string& sha,
                 const std::vector<event_ref>& events, const baseline_options& o,
@@ -467,19 +462,8 @@ result<baseline_result> run_redis_baseline(const baseline_options& o,
   admin.reset();
   SF_RETURN_IF_ERROR(server->stop());
 
-  std::vector<double> latencies;
-  for (auto& t : tallies) {
-    r.applied += t.applied;
-    r.duplicates += t.duplicates;
-    latencies.insert(latencies.end(), t.latencies_ms.begin(), t.latencies_ms.end());
-  }
-  if (r.applied + r.duplicates != events.size())
-    return status(errc::failed, "redis baseline: " + std::to_string(r.applied) + " applied + " +
-                                    std::to_string(r.duplicates) + " duplicates != " +
-                                    std::to_string(events.size()) + " events sent");
-  fill_percentiles(latencies, r);
+  SF_RETURN_IF_ERROR(add_up("redis baseline", tallies, events.size(), r));
   const double n = static_cast<double>(events.size());
-  r.events_per_s = n / r.seconds;
   // An AOF rewrite during a long run shrinks the files: growth is then a lower bound.
   r.file_growth_per_event =
       static_cast<double>(after.aof_bytes > before.aof_bytes ? after.aof_bytes - before.aof_bytes : 0) / n;

@@ -92,11 +92,6 @@ class wal_syncer {
   std::thread thread_;  // last: starts after the members it uses
 };
 
-struct client_tally {
-  uint64_t applied = 0, duplicates = 0;
-  std::vector<double> latencies_ms;
-};
-
 void encode_state(const counter_model::state& s, std::string& out) {
   out.clear();
   counter_model::encode_state(s, out);  // count, sum: 2 x u64 little-endian
@@ -233,19 +228,8 @@ result<baseline_result> run_rocksdb_baseline(const baseline_options& o,
   if (!closed.ok()) return rocks_error("close " + path, closed);
   db.reset();
 
-  std::vector<double> latencies;
-  for (auto& t : tallies) {
-    r.applied += t.applied;
-    r.duplicates += t.duplicates;
-    latencies.insert(latencies.end(), t.latencies_ms.begin(), t.latencies_ms.end());
-  }
-  if (r.applied + r.duplicates != events.size())
-    return status(errc::failed, "rocksdb baseline: " + std::to_string(r.applied) + " applied + " +
-                                    std::to_string(r.duplicates) + " duplicates != " +
-                                    std::to_string(events.size()) + " events");
-  fill_percentiles(latencies, r);
+  SF_RETURN_IF_ERROR(add_up("rocksdb baseline", tallies, events.size(), r));
   const double n = static_cast<double>(events.size());
-  r.events_per_s = n / r.seconds;
   r.file_growth_per_event =
       static_cast<double>(dir_after > dir_before ? dir_after - dir_before : 0) / n;
   std::string written_from;
