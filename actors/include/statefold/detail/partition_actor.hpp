@@ -279,8 +279,9 @@ class partition_logic {
       // The reload reads the checkpoint directory: not while the flusher writes into it.
       if (st.rebuilding) {
         if (!st.checkpoint_writing) finish_rebuild(self);
+      } else if (st.closing) {
+        maybe_close(self);
       }
-      else if (st.closing) maybe_close(self);
       return;
     }
     // Interval durability syncs on the timer; a checkpoint, a rebuild or a close goes now.
