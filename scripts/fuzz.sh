@@ -120,7 +120,12 @@ for t in "${targets[@]}"; do
                          \( -name 'crash-*' -o -name 'leak-*' -o -name 'timeout-*' -o -name 'oom-*' \) | sort)
   reports=$(grep -cE 'ERROR: (AddressSanitizer|LeakSanitizer|libFuzzer)|runtime error: |FUZZ FINDING' "$logf" || true)
   n=${#found[@]}
-  # A failed run without an artifact (e.g. a report outside an input) is a finding too.
+  # An interrupt (SIGINT: libFuzzer exits 72 after "run interrupted") ends a run early; it is
+  # not a finding. A failed run without an artifact otherwise is (e.g. a report outside an input).
+  if [[ $rc -eq 72 && $reports -eq 0 ]] && grep -q 'libFuzzer: run interrupted' "$logf"; then
+    warn "$t: interrupted after ${elapsed}s"
+    rc=0
+  fi
   if [[ $n -eq 0 && ( $rc -ne 0 || $reports -gt 0 ) ]]; then n=1; found=("(no artifact: exit $rc, see $logf)"); fi
   findings_total=$((findings_total + n))
   summary+=("$(printf '%-16s execs %10s  exec/s %6s  new units %5d  findings %d  %4ds' \
