@@ -40,6 +40,14 @@ class engine_test : public ::testing::Test {
     return o;
   }
 
+  // options() on a fault-injecting file system, with a short restart backoff.
+  engine_options options_on(fault_file_system& ffs) {
+    engine_options o = options();
+    o.fs = &ffs;
+    o.restart_backoff = std::chrono::milliseconds(10);
+    return o;
+  }
+
   std::unique_ptr<ledger_engine> open(engine_options o) {
     auto e = ledger_engine::open(std::move(o));
     EXPECT_TRUE(e) << e.error().to_string();
@@ -270,10 +278,7 @@ std::vector<std::string> one_key_per_partition(const ledger_engine& e) {
 
 TEST_F(engine_test, EioInOnePartitionRestartsItWhileTheOthersKeepAcknowledging) {
   fault_file_system ffs(posix_file_system());
-  auto o = options();
-  o.fs = &ffs;
-  o.restart_backoff = std::chrono::milliseconds(10);
-  auto e = open(o);
+  auto e = open(options_on(ffs));
   const auto key_of = one_key_per_partition(*e);
   ASSERT_EQ(e->submit(ledger("a1", key_of[1], 1, 1)).get().kind, outcome::applied);
   ffs.fail_on("p-0001/", fs_op::sync, 1, errc::io_error);
@@ -313,10 +318,7 @@ void take_partition_1_down(ledger_engine& e, fault_file_system& ffs, std::vector
 
 TEST_F(engine_test, ExportAllFailsNamingAPartitionThatStaysDownInsteadOfExportingTheRest) {
   fault_file_system ffs(posix_file_system());
-  auto o = options();
-  o.fs = &ffs;
-  o.restart_backoff = std::chrono::milliseconds(10);
-  auto e = open(o);
+  auto e = open(options_on(ffs));
   std::vector<std::string> key_of;
   ASSERT_NO_FATAL_FAILURE(take_partition_1_down(*e, ffs, key_of));
 
@@ -339,10 +341,7 @@ TEST_F(engine_test, ExportAllFailsNamingAPartitionThatStaysDownInsteadOfExportin
 
 TEST_F(engine_test, ExportAllWaitsForARestartingPartitionAndReturnsEverything) {
   fault_file_system ffs(posix_file_system());
-  auto o = options();
-  o.fs = &ffs;
-  o.restart_backoff = std::chrono::milliseconds(10);
-  auto e = open(o);
+  auto e = open(options_on(ffs));
   std::vector<std::string> key_of;
   ASSERT_NO_FATAL_FAILURE(take_partition_1_down(*e, ffs, key_of));
   // While its recovery keeps failing, partition 1 is down for sure, and its backoff grows.

@@ -13,26 +13,18 @@ using namespace log_format;
 
 namespace {
 
-// Writes zeros over [from, to) of `f`, 1 MiB at a time.
-status zero_fill(file& f, uint64_t from, uint64_t to) {
+// Writes zeros over [from, to) of `f`, 1 MiB at a time. A background writer passes `stop`
+// and `paced`: each slice then goes to the device before the next is written, so the log's
+// own fdatasync never queues behind tens of MiB of zeros (it did: 64 MiB written back at once
+// held every sync of the partition for 30-60 ms); it stops early (ok) once `stop` is set.
+status zero_fill(file& f, uint64_t from, uint64_t to, const std::atomic<bool>* stop = nullptr,
+                 bool paced = false) {
   static const std::string zeros(1u << 20, '\0');
   for (uint64_t off = from; off < to; off += zeros.size()) {
+    if (stop && stop->load(std::memory_order_relaxed)) break;
     const auto n = static_cast<std::size_t>(std::min<uint64_t>(zeros.size(), to - off));
     SF_RETURN_IF_ERROR(f.write_at(off, std::string_view(zeros).substr(0, n)));
-  }
-  return status::ok();
-}
-
-// zero_fill for a background writer: each 1 MiB slice goes to the device before the next is
-// written, so the log's own fdatasync never queues behind tens of MiB of zeros (it did: 64 MiB
-// written back at once held every sync of the partition for 30-60 ms). Stops early (ok) once
-// `stop` is set.
-status zero_fill_paced(file& f, uint64_t to, const std::atomic<bool>& stop) {
-  static const std::string zeros(1u << 20, '\0');
-  for (uint64_t off = 0; off < to && !stop.load(std::memory_order_relaxed); off += zeros.size()) {
-    const auto n = static_cast<std::size_t>(std::min<uint64_t>(zeros.size(), to - off));
-    SF_RETURN_IF_ERROR(f.write_at(off, std::string_view(zeros).substr(0, n)));
-    SF_RETURN_IF_ERROR(f.write_back(off, n));
+    if (paced) SF_RETURN_IF_ERROR(f.write_back(off, n));
   }
   return status::ok();
 }
@@ -68,7 +60,7 @@ struct log_writer::spare {
     status st = [&]() -> status {
       SF_ASSIGN_OR_RETURN(auto f, fs.open(tmp, open_mode::create));
       SF_RETURN_IF_ERROR(f->truncate(0));
-      SF_RETURN_IF_ERROR(zero_fill_paced(*f, bytes, s->cancelled));
+      SF_RETURN_IF_ERROR(zero_fill(*f, 0, bytes, &s->cancelled, /*paced=*/true));
       if (s->cancelled) return status{errc::io_error, "cancelled"};
       SF_RETURN_IF_ERROR(f->sync());
       f.reset();
