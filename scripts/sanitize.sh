@@ -7,14 +7,19 @@
 #         runs every test except the consumer and bench labels. scripts/ubsan.supp,
 #         when present, is passed as UBSan suppressions (CAF-internal reports only),
 #         scripts/lsan.supp as LSan suppressions (sanitizer-runtime allocations only).
-#   tsan  ThreadSanitizer. NOT TRUSTWORTHY with Debian's CAF: libcaf_core is not built with
-#         -fsanitize=thread, so TSan cannot see the synchronisation inside CAF's mailboxes
-#         and reports every hand-off through a message as a race (hundreds of reports in
-#         engine_test). A real verdict needs CAF 0.17.6 rebuilt with -fsanitize=thread.
-#         Builds and runs only the actor layer and booking tests
-#         (engine_test, partition_actor_test, booking_e2e). scripts/tsan.supp, when
-#         present, is passed as suppressions: it may only hold entries for frames
-#         entirely inside the (uninstrumented) Debian CAF library.
+#   tsan  ThreadSanitizer, against a CAF built with -fsanitize=thread. Debian's libcaf_core
+#         is not instrumented (TSan would not see the synchronisation inside CAF's
+#         mailboxes), so the first tsan run fetches the CAF 0.17.6 source (Debian's orig
+#         tarball, sha256 checked, cached in <build>/caf-src), builds libcaf_core only
+#         (no io/examples/tools/tests/OpenSSL/Python) with -fsanitize=thread -g -O1 and
+#         installs it into <build>/caf-tsan (~10 min on 2 cores, once; reused while the
+#         stamp file there matches). statefold is then configured against that prefix
+#         and its binaries load the instrumented libcaf_core through their RPATH.
+#         Runs the tests that have threads: engine_test, partition_actor_test,
+#         readme_example_test, booking_e2e (with statefold-booking), log_test (segment
+#         preparer) and partition_state_test. scripts/tsan.supp, when present, is passed
+#         as suppressions (each entry justified there).
+#         Needs curl or wget and the Debian mirror (or CAF_TSAN_TARBALL, see below).
 #   all   asan, then tsan (tsan runs even when asan failed).
 #
 # Extra arguments are appended to the ctest command line (e.g. -R log_test, -V).
@@ -27,6 +32,8 @@
 #   TSAN_BUILD_DIR   build folder of tsan in mode all (default: <repo>/build-tsan)
 #   JOBS             parallel build/test jobs (default: 2)
 #   CMAKE_ARGS       extra cmake configure arguments (word-split)
+#   CAF_TSAN_TARBALL a local copy of actor-framework_0.17.6.orig.tar.gz to use instead of
+#                    downloading it (its sha256 is checked all the same)
 # The packages are not installed here: run scripts/test.sh once first if they are missing.
 set -euo pipefail
 
@@ -64,6 +71,10 @@ sanitizer_pattern='ERROR: (AddressSanitizer|LeakSanitizer)|runtime error: |WARNI
 
 declare -a summary=()
 overall=0
+# Extra configure arguments of the suite being run (set by run_tsan), and a function run
+# after its build (name; empty: none) that fails the suite when it fails.
+declare -a suite_cmake_args=()
+suite_check=
 
 show_log() {
   local file=$1
@@ -94,7 +105,7 @@ run_suite() {
   if [[ ! -f "$dir/CMakeCache.txt" ]] && command -v ninja >/dev/null 2>&1; then
     cmake_args+=(-G Ninja)
   fi
-  cmake_args+=("${extra_cmake_args[@]}")
+  cmake_args+=("${suite_cmake_args[@]}" "${extra_cmake_args[@]}")
   if ! cmake "${cmake_args[@]}" >"$logs/configure.log" 2>&1; then
     show_log "$logs/configure.log"
     summary+=("$(printf '%-5s FAIL  configure failed, see %s  %4ds' "$name" "$logs/configure.log" $((SECONDS - start)))")
@@ -108,6 +119,10 @@ run_suite() {
   if ! cmake "${build_args[@]}" >"$logs/build.log" 2>&1; then
     show_log "$logs/build.log"
     summary+=("$(printf '%-5s FAIL  build failed, see %s  %4ds' "$name" "$logs/build.log" $((SECONDS - start)))")
+    return 1
+  fi
+  if [[ -n "$suite_check" ]] && ! "$suite_check" "$dir"; then
+    summary+=("$(printf '%-5s FAIL  post-build check %s failed  %4ds' "$name" "$suite_check" $((SECONDS - start)))")
     return 1
   fi
 
@@ -157,16 +172,118 @@ run_asan() {
     -- -LE "consumer|bench" "${ctest_extra[@]}"
 }
 
+# CAF 0.17.6 built with ThreadSanitizer, for the tsan suite. The source is Debian's orig
+# tarball (the upstream release, unchanged); Debian 12's libcaf-dev is the same version.
+caf_version=0.17.6
+caf_tarball=actor-framework_${caf_version}.orig.tar.gz
+caf_url=http://deb.debian.org/debian/pool/main/a/actor-framework/$caf_tarball
+caf_sha256=e2bf5bd243f08bb7d8adde197cfe3e6d71314ed3378fe0692f8932f4c3b3928c
+# -std=c++11 as Debian's build (CAF adds it when no -std is given); -O1 keeps stacks usable.
+caf_tsan_flags="-std=c++11 -fsanitize=thread -g -O1 -fno-omit-frame-pointer"
+
+# fetch_caf_tarball DEST: downloads (or copies CAF_TSAN_TARBALL) and checks the sha256.
+fetch_caf_tarball() {
+  local dest=$1
+  if [[ -f "$dest" ]] && echo "$caf_sha256  $dest" | sha256sum --check --status; then
+    return 0
+  fi
+  rm -f "$dest" "$dest.part"
+  if [[ -n "${CAF_TSAN_TARBALL:-}" ]]; then
+    log "tsan: CAF source from $CAF_TSAN_TARBALL"
+    cp "$CAF_TSAN_TARBALL" "$dest.part"
+  elif command -v curl >/dev/null 2>&1; then
+    log "tsan: downloading $caf_url"
+    curl -fsSL --retry 3 -o "$dest.part" "$caf_url" || { rm -f "$dest.part"; return 1; }
+  elif command -v wget >/dev/null 2>&1; then
+    log "tsan: downloading $caf_url"
+    wget -q -O "$dest.part" "$caf_url" || { rm -f "$dest.part"; return 1; }
+  else
+    warn "neither curl nor wget found"; return 1
+  fi
+  if ! echo "$caf_sha256  $dest.part" | sha256sum --check --status; then
+    warn "$caf_tarball: sha256 mismatch (expected $caf_sha256, got $(sha256sum "$dest.part" | cut -d' ' -f1))"
+    rm -f "$dest.part"
+    return 1
+  fi
+  mv "$dest.part" "$dest"
+}
+
+# build_caf_tsan BUILD_DIR: makes sure BUILD_DIR/caf-tsan holds a TSan-instrumented
+# libcaf_core (built once; rebuilt when the stamp, i.e. version, flags or compiler, differs).
+build_caf_tsan() {
+  local dir=$1
+  local src_cache="$dir/caf-src" build="$dir/caf-build" prefix="$dir/caf-tsan"
+  local logs="$dir/logs" stamp_file="$dir/caf-tsan/statefold-caf.stamp"
+  local stamp
+  stamp="caf $caf_version sha256 $caf_sha256 flags '$caf_tsan_flags' cxx $(c++ -dumpfullversion 2>/dev/null || echo '?')"
+  if [[ -f "$stamp_file" && "$(cat "$stamp_file")" == "$stamp" \
+        && -f "$prefix/lib/libcaf_core.so" && -f "$prefix/include/caf/all.hpp" ]]; then
+    log "tsan: instrumented CAF $caf_version found in $prefix"
+    return 0
+  fi
+  local start=$SECONDS
+  mkdir -p "$src_cache" "$logs"
+  fetch_caf_tarball "$src_cache/$caf_tarball" || return 1
+  rm -rf "$src_cache/actor-framework-$caf_version" "$build" "$prefix"
+  tar -xzf "$src_cache/$caf_tarball" -C "$src_cache"
+  log "tsan: building CAF $caf_version libcaf_core with -fsanitize=thread (log: $logs/caf-build.log)"
+  {
+    cmake -S "$src_cache/actor-framework-$caf_version" -B "$build" \
+      $(command -v ninja >/dev/null 2>&1 && echo -G Ninja) \
+      -DCMAKE_BUILD_TYPE=RelWithDebInfo \
+      "-DCMAKE_CXX_FLAGS=$caf_tsan_flags" \
+      "-DCMAKE_CXX_FLAGS_RELWITHDEBINFO=-g -O1" \
+      -DCMAKE_SHARED_LINKER_FLAGS=-fsanitize=thread \
+      -DCMAKE_EXE_LINKER_FLAGS=-fsanitize=thread \
+      "-DCMAKE_INSTALL_PREFIX=$prefix" -DCMAKE_INSTALL_LIBDIR=lib \
+      -DCAF_NO_IO=yes -DCAF_NO_EXAMPLES=yes -DCAF_NO_TOOLS=yes -DCAF_NO_UNIT_TESTS=yes \
+      -DCAF_NO_OPENSSL=yes -DCAF_NO_OPENCL=yes -DCAF_NO_PYTHON=yes \
+      -DCAF_LOG_LEVEL=QUIET \
+    && cmake --build "$build" -j "$jobs" \
+    && cmake --install "$build"
+  } >"$logs/caf-build.log" 2>&1 || { show_log "$logs/caf-build.log"; return 1; }
+  [[ -f "$prefix/lib/libcaf_core.so" ]] || { warn "no $prefix/lib/libcaf_core.so after the CAF build"; return 1; }
+  printf '%s\n' "$stamp" >"$stamp_file"
+  log "tsan: CAF built and installed into $prefix in $((SECONDS - start))s"
+}
+
+# check_tsan_caf BUILD_DIR: every tsan test binary must load the instrumented libcaf_core.
+check_tsan_caf() {
+  local dir=$1 prefix="$1/caf-tsan" bin resolved ok=0
+  for bin in "$dir/tests/engine_test" "$dir/tests/partition_actor_test" \
+             "$dir/tests/readme_example_test" "$dir/apps/booking/statefold-booking"; do
+    [[ -x "$bin" ]] || continue
+    resolved=$(ldd "$bin" | awk '$1 ~ /^libcaf_core/ {print $3}')
+    if [[ "$(realpath -m "$resolved")" != "$(realpath -m "$prefix/lib")"/* ]]; then
+      warn "$bin loads libcaf_core from '${resolved:-nowhere}', not from $prefix/lib"
+      ok=1
+    fi
+  done
+  [[ $ok -eq 0 ]] && log "tsan: test binaries load libcaf_core from $prefix/lib"
+  return $ok
+}
+
 run_tsan() {
-  local tsan_options=halt_on_error=1:second_deadlock_stack=1
+  local start=$SECONDS
+  if ! build_caf_tsan "$tsan_dir"; then
+    summary+=("$(printf '%-5s FAIL  building the instrumented CAF failed (see %s)  %4ds' tsan "$tsan_dir/logs/caf-build.log" $((SECONDS - start)))")
+    return 1
+  fi
+  local prefix="$tsan_dir/caf-tsan"
+  local tsan_options=halt_on_error=1:second_deadlock_stack=1:history_size=4
   if [[ -f "$tsan_supp" ]]; then
     tsan_options+=":suppressions=$tsan_supp"
-    log "tsan: suppressions from $tsan_supp (CAF-internal frames only)"
+    log "tsan: suppressions from $tsan_supp"
   fi
+  # FindCAF.cmake's cache entries point at the prefix (given explicitly, so that a cache
+  # made against /usr is overridden); CAF::io is not used by statefold.
+  local -a suite_cmake_args=("-DCAF_ROOT=$prefix" "-DCAF_INCLUDE_DIR=$prefix/include"
+    "-DCAF_CORE_LIBRARY=$prefix/lib/libcaf_core.so" "-DCAF_IO_LIBRARY=CAF_IO_LIBRARY-NOTFOUND")
+  local suite_check=check_tsan_caf
   run_suite tsan "$tsan_dir" "-fsanitize=thread -fno-omit-frame-pointer" \
-    "engine_test partition_actor_test booking_e2e_test statefold-booking" \
+    "engine_test partition_actor_test readme_example_test booking_e2e_test statefold-booking log_test partition_state_test" \
     "TSAN_OPTIONS=$tsan_options" \
-    -- -R "engine_test|partition_actor_test|booking_e2e" "${ctest_extra[@]}"
+    -- -R "^(engine_test|partition_actor_test|readme_example_test|booking_e2e_test|log_test|log_fault_test|partition_state_test|incremental_checkpoint_test)\." "${ctest_extra[@]}"
 }
 
 print_summary() {

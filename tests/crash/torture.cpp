@@ -131,6 +131,14 @@ uint64_t resume_index(const std::vector<uint64_t>& acked_max, uint64_t lag) {
 int run_worker(const std::string& dir, uint64_t from, uint64_t events) {
   spdlog::set_level(spdlog::level::err);
   auto e = ledger_engine::open(engine_opts(dir, nullptr));
+  // The driver's other thread may be spawning a process at this moment: until that child
+  // execs, it holds a copy of every descriptor of the driver, the LOCK our verifier just
+  // released included (O_CLOEXEC acts only at exec). That lock goes away within
+  // milliseconds; a service that spawns processes while reopening an engine would retry too.
+  for (int attempt = 0; !e && e.error().code() == errc::locked && attempt < 100; ++attempt) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    e = ledger_engine::open(engine_opts(dir, nullptr));
+  }
   if (!e) {
     std::fprintf(stderr, "worker: %s\n", e.error().to_string().c_str());
     return 1;
