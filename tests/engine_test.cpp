@@ -66,9 +66,11 @@ TEST_F(engine_test, SubmitAcknowledgesOnlyDurableEventsAndGetSeesThem) {
   auto st = e->stats();
   EXPECT_GE(st[r.partition].core.durable_lsn, r.lsn);  // acknowledged => durable
   auto s = e->get("k");
-  ASSERT_TRUE(s);
-  EXPECT_EQ(s->sum, 10);
-  EXPECT_FALSE(e->get("unknown"));
+  ASSERT_TRUE(s && *s);
+  EXPECT_EQ((*s)->sum, 10);
+  auto unknown = e->get("unknown");
+  ASSERT_TRUE(unknown) << unknown.error().to_string();
+  EXPECT_FALSE(*unknown);
   EXPECT_TRUE(e->close().is_ok());
 }
 
@@ -198,7 +200,7 @@ TEST_F(engine_test, DuplicatesAreAnsweredDuplicateBeforeAndAfterARestart) {
   }  // the destructor closes
   auto e = open(options());
   EXPECT_EQ(e->submit(ledger("once", "k", 1, 5)).get().kind, outcome::duplicate);
-  EXPECT_EQ(e->get("k")->count, 1u);
+  EXPECT_EQ(e->get("k").value()->count, 1u);
 }
 
 TEST_F(engine_test, AcknowledgedEventsSurviveAPowerLossWhileOthersAreInFlight) {
@@ -299,8 +301,8 @@ TEST_F(engine_test, EioInOnePartitionRestartsItWhileTheOthersKeepAcknowledging) 
   }
   EXPECT_TRUE(again.kind == outcome::applied || again.kind == outcome::duplicate) << again.reason;
   auto s = e->get(key_of[1]);
-  ASSERT_TRUE(s);
-  EXPECT_EQ(s->count, 2u);
+  ASSERT_TRUE(s && *s);
+  EXPECT_EQ((*s)->count, 2u);
   EXPECT_EQ(e->stats()[1].restarts, 1u);
   EXPECT_TRUE(e->close().is_ok());
 }
@@ -361,6 +363,34 @@ TEST_F(engine_test, ExportAllWaitsForARestartingPartitionAndReturnsEverything) {
   EXPECT_TRUE(e->close().is_ok());
 }
 
+// get() on a down partition must not answer "unknown key" (it did, before: a nullopt).
+TEST_F(engine_test, GetOnAPartitionThatStaysDownFailsNamingItThenWaitsForItsRestart) {
+  fault_file_system ffs(posix_file_system());
+  auto e = open(options_on(ffs));
+  std::vector<std::string> key_of;
+  ASSERT_NO_FATAL_FAILURE(take_partition_1_down(*e, ffs, key_of));
+
+  const auto t0 = std::chrono::steady_clock::now();
+  auto down = e->get(key_of[1], std::chrono::milliseconds(500));
+  ASSERT_FALSE(down) << "a down partition answered " << (*down ? "a state" : "unknown key");
+  EXPECT_GE(std::chrono::steady_clock::now() - t0, std::chrono::milliseconds(500));
+  EXPECT_EQ(down.error().code(), errc::failed);
+  const std::string why = down.error().message();
+  EXPECT_NE(why.find("partition 1 is restarting"), std::string::npos) << why;
+  EXPECT_NE(why.find("not back within 500 ms"), std::string::npos) << why;
+  auto up = e->get(key_of[0], std::chrono::milliseconds(0));  // other partitions answer
+  ASSERT_TRUE(up) << up.error().to_string();
+  EXPECT_TRUE(*up);
+
+  ffs.clear_faults();  // the disk recovers: the next get waits for the restart
+  auto back = e->get(key_of[1]);
+  ASSERT_TRUE(back) << back.error().to_string();
+  ASSERT_TRUE(*back);
+  EXPECT_GE((*back)->count, 1u);  // a1 was acknowledged
+  EXPECT_TRUE(e->close().is_ok());
+  EXPECT_FALSE(e->get(key_of[0]));  // closed
+}
+
 TEST_F(engine_test, AThrowingHandlerIsRejectedAndItsPartitionKeepsItsState) {
   auto e = open(options());
   std::vector<ledger_event> batch = {ledger("x1", "k", 1, 5), ledger("boom", "k", 2, -999),
@@ -373,8 +403,9 @@ TEST_F(engine_test, AThrowingHandlerIsRejectedAndItsPartitionKeepsItsState) {
   EXPECT_NE(rs[1].reason.find("refused by the handler"), std::string::npos);
   EXPECT_EQ(rs[2].kind, outcome::applied);
   auto s = e->get("k");
-  EXPECT_EQ(s->sum, 12);  // the handler's half-change before throwing is gone
-  EXPECT_EQ(s->count, 2u);
+  ASSERT_TRUE(s && *s);
+  EXPECT_EQ((*s)->sum, 12);  // the handler's half-change before throwing is gone
+  EXPECT_EQ((*s)->count, 2u);
   EXPECT_EQ(e->stats()[rs[0].partition].core.rebuilds, 1u);
 }
 

@@ -372,7 +372,12 @@ int cmd_get(const run_options& o, const std::string& id) {
     std::fprintf(stderr, "statefold-booking: %s\n", opened.error().to_string().c_str());
     return 1;
   }
-  auto s = opened.value()->get(id);
+  auto got = opened.value()->get(id);
+  if (!got) {
+    std::fprintf(stderr, "statefold-booking: get %s: %s\n", id.c_str(), got.error().to_string().c_str());
+    return 1;
+  }
+  const auto& s = *got;
   if (!s || s->status == booking::booking_status::unknown) {
     std::fprintf(stderr, "statefold-booking: booking '%s' is unknown in %s\n", id.c_str(), o.data.c_str());
     return 1;

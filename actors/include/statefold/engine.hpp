@@ -4,7 +4,7 @@
 //
 //   auto e = statefold::engine<my_model>::open({.dir = "data", .partitions = 4});
 //   e.value()->submit(event, [](const statefold::submit_result& r) { ... });   // any thread
-//   auto state = e.value()->get("booking-7");
+//   auto state = e.value()->get("booking-7");  // result<optional<state>>
 //   e.value()->close();
 //
 // One CAF actor per partition owns that partition's state (partition_state<Model>); a
@@ -77,8 +77,12 @@ class engine {
                       std::vector<event_meta> metas = {});
 
   /// A copy of the key's current state; it may include applied events that are not yet
-  /// durable. nullopt for an unknown key.
-  std::optional<state_type> get(std::string_view key);
+  /// durable. nullopt for an unknown key. If the key's partition is down (restarting), waits
+  /// for it up to `wait_for_restart`, then fails with errc::failed naming the partition, as
+  /// export_all does: a down partition is never answered as "unknown key". Blocks the
+  /// calling thread; never call it from a callback.
+  result<std::optional<state_type>> get(
+      std::string_view key, std::chrono::milliseconds wait_for_restart = std::chrono::seconds(30));
   /// Every entity, sorted by key: all partitions, or an error — never a partial export.
   /// Each partition is read at one point in its event order; partitions are read one after
   /// another (not one global instant).
@@ -123,6 +127,12 @@ class engine {
   // partition that dies before answering breaks it: ask() then throws std::future_error.
   template <class T>
   T ask(uint32_t p, std::function<void(detail::query_work<Model>&, std::shared_ptr<std::promise<T>>)> fill);
+  // ask(), and if partition p is down, again after each restart until `deadline`; nullopt
+  // if it is still down then.
+  template <class T>
+  std::optional<T> ask_when_up(
+      uint32_t p, std::chrono::steady_clock::time_point deadline,
+      std::function<void(detail::query_work<Model>&, std::shared_ptr<std::promise<T>>)> fill);
   // Waits until partition p has been restarted since restarts_[p] read `seen`; false at
   // `deadline`.
   bool await_restart(uint32_t p, uint64_t seen, std::chrono::steady_clock::time_point deadline);
@@ -459,18 +469,39 @@ T engine<Model>::ask(uint32_t p,
 }
 
 template <model Model>
-std::optional<typename Model::state> engine<Model>::get(std::string_view key) {
-  using R = std::optional<state_type>;
-  const std::string k(key);
-  try {
-    return ask<R>(router_.partition_of(key), [&](detail::query_work<Model>& q, auto pr) {
-      q.kind = detail::query_work<Model>::get;
-      q.key = k;
-      q.on_get = [pr](R s) { pr->set_value(std::move(s)); };
-    });
-  } catch (const std::future_error&) {
-    return std::nullopt;  // the partition stopped before answering (it is restarting)
+template <class T>
+std::optional<T> engine<Model>::ask_when_up(
+    uint32_t p, std::chrono::steady_clock::time_point deadline,
+    std::function<void(detail::query_work<Model>&, std::shared_ptr<std::promise<T>>)> fill) {
+  for (;;) {
+    // Read before asking: a restart that lands after the failed ask is then not missed.
+    const uint64_t seen = restarts_[p]->load();
+    try {
+      return ask<T>(p, fill);
+    } catch (const std::future_error&) {
+      // The partition stopped before answering: it is down, and the supervisor restarts it.
+    }
+    if (!await_restart(p, seen, deadline)) return std::nullopt;
   }
+}
+
+template <model Model>
+result<std::optional<typename Model::state>> engine<Model>::get(
+    std::string_view key, std::chrono::milliseconds wait_for_restart) {
+  using R = std::optional<state_type>;
+  if (closing_.load()) return status{errc::failed, "get: the engine is closed"};
+  const std::string k(key);
+  const uint32_t p = router_.partition_of(key);
+  std::optional<R> s = ask_when_up<R>(p, std::chrono::steady_clock::now() + wait_for_restart,
+                                      [&](detail::query_work<Model>& q, auto pr) {
+                                        q.kind = detail::query_work<Model>::get;
+                                        q.key = k;
+                                        q.on_get = [pr](R v) { pr->set_value(std::move(v)); };
+                                      });
+  if (!s)
+    return status{errc::failed, "get " + k + ": " + describe_outage(p) + "; not back within " +
+                                    std::to_string(wait_for_restart.count()) + " ms"};
+  return std::move(*s);
 }
 
 template <model Model>
@@ -501,21 +532,10 @@ result<std::vector<std::pair<std::string, typename Model::state>>> engine<Model>
   R all;
   std::vector<uint32_t> down;
   for (uint32_t p = 0; p < router_.partitions(); ++p) {
-    std::optional<R> part;
-    for (;;) {
-      // Read before asking: a restart that lands after the failed ask is then not missed.
-      const uint64_t seen = restarts_[p]->load();
-      try {
-        part = ask<R>(p, [](detail::query_work<Model>& q, auto pr) {
-          q.kind = detail::query_work<Model>::export_all;
-          q.on_export = [pr](R v) { pr->set_value(std::move(v)); };
-        });
-        break;
-      } catch (const std::future_error&) {
-        // The partition stopped before answering: it is down, and the supervisor restarts it.
-      }
-      if (!await_restart(p, seen, deadline)) break;
-    }
+    std::optional<R> part = ask_when_up<R>(p, deadline, [](detail::query_work<Model>& q, auto pr) {
+      q.kind = detail::query_work<Model>::export_all;
+      q.on_export = [pr](R v) { pr->set_value(std::move(v)); };
+    });
     if (!part) {
       down.push_back(p);
       continue;
