@@ -9,6 +9,8 @@
 #   JOBS              parallel build/test jobs (default: nproc)
 #   CMAKE_ARGS        extra cmake configure arguments (word-split)
 #   SKIP_PACKAGES=1   don't check/install the apt packages of scripts/packages.txt
+#   SKIP_PLANTED=1    skip the planted-bug stage (scripts/planted_bugs.sh --quick); it is
+#                     also skipped when ctest arguments are given
 set -euo pipefail
 
 # shellcheck source=scripts/lib.sh
@@ -91,3 +93,13 @@ end
 begin test
 ctest --test-dir "$build_dir" --output-on-failure --no-tests=error -j "$jobs" "$@"
 end
+
+# 5. planted bugs: the tests must catch each bug planted in a test-only build (a second build
+# folder, $build_dir/planted, of just the test binaries needed; a few fast tests per bug; the
+# table is in scripts/planted_bugs.sh, whose full mode is the long version). Not with a ctest
+# selection (scripts/test.sh -R log_test): that asks for those tests only.
+if [[ "${SKIP_PLANTED:-0}" != 1 && $# -eq 0 ]]; then
+  begin planted
+  BUILD_DIR="$build_dir/planted" JOBS="$jobs" bash "$STATEFOLD_SCRIPTS_DIR/planted_bugs.sh" --quick
+  end
+fi
