@@ -12,19 +12,22 @@
 #         mailboxes), so the first tsan run fetches the CAF 0.17.6 source (Debian's orig
 #         tarball, sha256 checked, cached in <build>/caf-src), builds libcaf_core only
 #         (no io/examples/tools/tests/OpenSSL/Python) with -fsanitize=thread -g -O1 and
-#         installs it into <build>/caf-tsan (~10 min on 2 cores, once; reused while the
+#         installs it into <build>/caf-tsan (~6 min on 2 cores, once; reused while the
 #         stamp file there matches). statefold is then configured against that prefix
 #         and its binaries load the instrumented libcaf_core through their RPATH.
 #         Runs the tests that have threads: engine_test, partition_actor_test,
 #         readme_example_test, booking_e2e (with statefold-booking), log_test (segment
 #         preparer) and partition_state_test. scripts/tsan.supp, when present, is passed
-#         as suppressions (each entry justified there).
+#         as suppressions (each entry justified there). Reports are written to
+#         <build>/logs/tsan/report.<pid> (TSan log_path), so that those of child
+#         processes whose stderr a test discards are counted too.
 #         Needs curl or wget and the Debian mirror (or CAF_TSAN_TARBALL, see below).
 #   all   asan, then tsan (tsan runs even when asan failed).
 #
 # Extra arguments are appended to the ctest command line (e.g. -R log_test, -V).
 # A suite FAILs when configure, build or a test fails, or when a sanitizer report
-# appears anywhere in the ctest log (also from child processes such as statefold-booking).
+# appears anywhere in the ctest log (also from child processes such as statefold-booking)
+# or, for tsan, in its report folder.
 #
 # Environment:
 #   BUILD_DIR        build folder for a single mode (default: <repo>/build-asan or build-tsan)
@@ -71,10 +74,12 @@ sanitizer_pattern='ERROR: (AddressSanitizer|LeakSanitizer)|runtime error: |WARNI
 
 declare -a summary=()
 overall=0
-# Extra configure arguments of the suite being run (set by run_tsan), and a function run
-# after its build (name; empty: none) that fails the suite when it fails.
+# Extra configure arguments of the suite being run (set by run_tsan), a function run
+# after its build (name; empty: none) that fails the suite when it fails, and a folder the
+# sanitizer writes its reports into (log_path; empty: reports go to stderr only).
 declare -a suite_cmake_args=()
 suite_check=
+suite_report_dir=
 
 show_log() {
   local file=$1
@@ -127,6 +132,10 @@ run_suite() {
   fi
 
   log "$name: test (${env_vars[*]})"
+  if [[ -n "$suite_report_dir" ]]; then
+    rm -rf "$suite_report_dir"
+    mkdir -p "$suite_report_dir"
+  fi
   local rc=0
   env "${env_vars[@]}" ctest --test-dir "$dir" --output-on-failure --no-tests=error -j "$jobs" \
     "${ctest_args[@]}" 2>&1 | tee "$logs/ctest.log" || rc=$?   # pipefail: ctest's status
@@ -145,6 +154,20 @@ run_suite() {
     result=FAIL; detail+="; $reports sanitizer report line(s) in $last"
     echo "---- sanitizer report lines ($last) ----" >&2
     grep -nE "$sanitizer_pattern" "$last" | head -n 20 | cut -c1-300 >&2 || true
+  fi
+  # Reports written through log_path: every process's, also those whose stderr a test
+  # discards (booking_e2e sends its killed children's stderr to /dev/null).
+  if [[ -n "$suite_report_dir" ]]; then
+    local -a files=()
+    mapfile -t files < <(find "$suite_report_dir" -type f -size +0 | sort)
+    if [[ ${#files[@]} -gt 0 ]]; then
+      result=FAIL; detail+="; ${#files[@]} report file(s) in $suite_report_dir"
+      local f
+      for f in "${files[@]:0:3}"; do
+        echo "---- $f (first 40 lines) ----" >&2
+        head -n 40 "$f" | cut -c1-300 >&2
+      done
+    fi
   fi
   summary+=("$(printf '%-5s %s  %s  %4ds' "$name" "$result" "$detail" $((SECONDS - start)))")
   [[ $result == PASS ]]
@@ -244,6 +267,7 @@ build_caf_tsan() {
   } >"$logs/caf-build.log" 2>&1 || { show_log "$logs/caf-build.log"; return 1; }
   [[ -f "$prefix/lib/libcaf_core.so" ]] || { warn "no $prefix/lib/libcaf_core.so after the CAF build"; return 1; }
   printf '%s\n' "$stamp" >"$stamp_file"
+  rm -rf "$build"  # objects only (~160 MB); the extracted source stays for the debug info
   log "tsan: CAF built and installed into $prefix in $((SECONDS - start))s"
 }
 
@@ -270,7 +294,9 @@ run_tsan() {
     return 1
   fi
   local prefix="$tsan_dir/caf-tsan"
-  local tsan_options=halt_on_error=1:second_deadlock_stack=1:history_size=4
+  # Reports go to logs/tsan/report.<pid> (log_path), from every process the tests start.
+  local suite_report_dir="$tsan_dir/logs/tsan"
+  local tsan_options=halt_on_error=1:second_deadlock_stack=1:history_size=4:log_path=$suite_report_dir/report
   if [[ -f "$tsan_supp" ]]; then
     tsan_options+=":suppressions=$tsan_supp"
     log "tsan: suppressions from $tsan_supp"
