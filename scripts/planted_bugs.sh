@@ -148,7 +148,10 @@ harness() {
   out=$(cd "$build_dir" && STATEFOLD_PLANT="$bug" TMPDIR="$tmp" \
         ctest -j"$jobs" --timeout 300 --no-tests=error "$@" 2>&1) || rc=$?
   rm -rf "$tmp"
-  grep -E '^\s+[0-9]+ - ' <<<"$out" | sed -E 's/^\s+[0-9]+ - //; s/ \(.*//' | sort -u || true
+  # Only the list under "The following tests FAILED:" (ctest lists skipped tests the same
+  # way elsewhere, and a skipped test has not caught anything).
+  sed -n '/^The following tests FAILED:/,$p' <<<"$out" | grep -E '^\s+[0-9]+ - ' |
+    grep -vE '\((Skipped|Disabled)\)$' | sed -E 's/^\s+[0-9]+ - //; s/ \(.*//' | sort -u || true
   return $rc
 }
 

@@ -238,9 +238,11 @@ build_caf_tsan() {
   local src_cache="$dir/caf-src" build="$dir/caf-build" prefix="$dir/caf-tsan"
   local logs="$dir/logs" stamp_file="$dir/caf-tsan/statefold-caf.stamp"
   local stamp
-  stamp="caf $caf_version sha256 $caf_sha256 flags '$caf_tsan_flags' cxx $(c++ -dumpfullversion 2>/dev/null || echo '?')"
+  local cxx=${CXX:-c++}
+  stamp="caf $caf_version sha256 $caf_sha256 flags '$caf_tsan_flags' cxx $("$cxx" -dumpfullversion 2>/dev/null || echo '?')"
   if [[ -f "$stamp_file" && "$(cat "$stamp_file")" == "$stamp" \
-        && -f "$prefix/lib/libcaf_core.so" && -f "$prefix/include/caf/all.hpp" ]]; then
+        && -f "$prefix/lib/libcaf_core.so" && -f "$prefix/include/caf/all.hpp" ]] &&
+     nm -D "$prefix/lib/libcaf_core.so" | grep -q __tsan_func_entry; then
     log "tsan: instrumented CAF $caf_version found in $prefix"
     return 0
   fi
@@ -276,7 +278,11 @@ check_tsan_caf() {
   local dir=$1 prefix="$1/caf-tsan" bin resolved ok=0
   for bin in "$dir/tests/engine_test" "$dir/tests/partition_actor_test" \
              "$dir/tests/readme_example_test" "$dir/apps/booking/statefold-booking"; do
-    [[ -x "$bin" ]] || continue
+    if [[ ! -x "$bin" ]]; then
+      warn "$bin was not built"
+      ok=1
+      continue
+    fi
     resolved=$(ldd "$bin" | awk '$1 ~ /^libcaf_core/ {print $3}')
     if [[ "$(realpath -m "$resolved")" != "$(realpath -m "$prefix/lib")"/* ]]; then
       warn "$bin loads libcaf_core from '${resolved:-nowhere}', not from $prefix/lib"

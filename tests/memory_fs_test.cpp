@@ -115,6 +115,7 @@ std::vector<std::string> transcript(file_system& fs, const std::string& r) {
     auto f = open("log/a", open_mode::read);
     if (f) {
       note("write read-only", show(f->write_at(0, "x")));
+      note("empty write read-only", show(f->write_at(0, "")));
       note("truncate read-only", show(f->truncate(0)));
       note("sync read-only", show(f->sync()));
       read(f.get(), 0, 3);
@@ -138,6 +139,7 @@ std::vector<std::string> transcript(file_system& fs, const std::string& r) {
   note("create_dirs over a file", show(fs.create_dirs(p("log/a/deeper"))));
   note("create_dirs file itself", show(fs.create_dirs(p("log/a"))));
   open(std::string(256, 'n'), open_mode::create);  // name too long
+  open("missing/" + std::string(256, 'n'), open_mode::create);  // the missing directory first
   note("exists long name", show(fs.exists(p(std::string(256, 'n')))));
   open(std::string(255, 'n'), open_mode::create);  // just fits
   note("remove 255", show(fs.remove(p(std::string(255, 'n')))));

@@ -11,7 +11,6 @@
 #include <cstring>
 
 namespace statefold {
-namespace {
 
 status os_error(const std::string& what, const std::string& path, int err) {
   errc code = err == ENOSPC || err == EDQUOT ? errc::no_space
@@ -27,6 +26,8 @@ status os_error_at(const std::string& what, const std::string& path, uint64_t of
                             std::to_string(n) + " bytes)",
                   err);
 }
+
+namespace {
 
 class posix_file final : public file {
  public:

@@ -43,22 +43,6 @@ namespace {
 using node = memory_file_system::node;
 using tree = memory_file_system::tree;
 
-// The same wording and errc mapping as posix_fs.cpp.
-status os_error(const std::string& what, const std::string& path, int err) {
-  errc code = err == ENOSPC || err == EDQUOT ? errc::no_space
-              : err == ENOENT               ? errc::not_found
-              : err == EEXIST               ? errc::already_exists
-                                            : errc::io_error;
-  return {code, what + " " + path + ": " + std::strerror(err)};
-}
-
-status os_error_at(const std::string& what, const std::string& path, uint64_t offset,
-                   std::size_t n, int err) {
-  return os_error(what, path + " at offset " + std::to_string(offset) + " (" +
-                            std::to_string(n) + " bytes)",
-                  err);
-}
-
 constexpr std::size_t name_max = 255;   // NAME_MAX
 constexpr std::size_t path_max = 4096;  // PATH_MAX, terminating NUL included
 
@@ -88,7 +72,6 @@ int resolve(tree& t, const std::string& path_in, place& out) {
     const std::string_view c = path.substr(pos, end - pos);
     pos = end + 1;
     if (c.empty()) continue;
-    if (c.size() > name_max) return ENAMETOOLONG;
     if (have_last) {  // `last` is an intermediate component: it must be a directory
       if (last == "..") {
         cur = cur->parent;
@@ -99,6 +82,9 @@ int resolve(tree& t, const std::string& path_in, place& out) {
         cur = it->second.get();
       }
     }
+    // After the lookup of the component before it, as the kernel: a missing directory
+    // followed by an over-long name is ENOENT.
+    if (c.size() > name_max) return ENAMETOOLONG;
     last = c;
     have_last = true;
   }
@@ -137,8 +123,8 @@ class memory_file final : public file {
 
   status write_at(uint64_t offset, std::string_view data) override {
     std::lock_guard<std::mutex> g(t_->mu);
+    if (data.empty()) return status::ok();  // posix_fs's pwrite loop does not run at all
     if (!writable_) return os_error_at("write", path_, offset, data.size(), EBADF);
-    if (data.empty()) return status::ok();
     if (offset > memory_file_system::max_file_size ||
         data.size() > memory_file_system::max_file_size - offset)
       return os_error_at("write", path_, offset, data.size(), EFBIG);

@@ -474,6 +474,7 @@ std::optional<T> engine<Model>::ask_when_up(
     uint32_t p, std::chrono::steady_clock::time_point deadline,
     std::function<void(detail::query_work<Model>&, std::shared_ptr<std::promise<T>>)> fill) {
   for (;;) {
+    if (closing_.load()) return std::nullopt;  // nothing restarts any more
     // Read before asking: a restart that lands after the failed ask is then not missed.
     const uint64_t seen = restarts_[p]->load();
     try {
@@ -498,6 +499,7 @@ result<std::optional<typename Model::state>> engine<Model>::get(
                                         q.key = k;
                                         q.on_get = [pr](R v) { pr->set_value(std::move(v)); };
                                       });
+  if (!s && closing_.load()) return status{errc::failed, "get: the engine is closed"};
   if (!s)
     return status{errc::failed, "get " + k + ": " + describe_outage(p) + "; not back within " +
                                     std::to_string(wait_for_restart.count()) + " ms"};
@@ -508,7 +510,8 @@ template <model Model>
 bool engine<Model>::await_restart(uint32_t p, uint64_t seen,
                                   std::chrono::steady_clock::time_point deadline) {
   std::unique_lock lock(outage_mu_);
-  return restarted_.wait_until(lock, deadline, [&] { return restarts_[p]->load() != seen; });
+  return restarted_.wait_until(lock, deadline,
+                               [&] { return restarts_[p]->load() != seen || closing_.load(); });
 }
 
 template <model Model>
@@ -542,6 +545,8 @@ result<std::vector<std::pair<std::string, typename Model::state>>> engine<Model>
     }
     std::move(part->begin(), part->end(), std::back_inserter(all));
   }
+  if (!down.empty() && closing_.load())
+    return status{errc::failed, "export_all: the engine was closed during the export"};
   if (!down.empty()) {
     std::string why;
     for (uint32_t p : down) why += (why.empty() ? "" : "; ") + describe_outage(p);
@@ -599,7 +604,11 @@ status engine<Model>::close() {
   std::lock_guard lock(close_mu_);
   if (closed_) return close_status_;
   closed_ = true;
-  closing_.store(true);
+  {
+    std::lock_guard outage_lock(outage_mu_);  // a reader waiting for a restart sees it
+    closing_.store(true);
+  }
+  restarted_.notify_all();
   if (!sys_) {  // open() failed before the actors started
     dir_.reset();
     return close_status_;

@@ -4,7 +4,8 @@
 //
 // Two implementations: `posix_file_system()` (the real disk: pwrite, fdatasync, rename,
 // directory fsync, flock) and `fault_file_system` (fault_fs.hpp), which wraps another file
-// system to inject errors and to simulate a crash or power loss.
+// system to inject errors and to simulate a crash or power loss. (The tests add a third, in
+// memory: tests/testkit/memory_fs.hpp, for the log-reader fuzz target.)
 //
 // Durability rules the callers rely on (the POSIX contract, which fault_file_system enforces):
 // - bytes written to a file are durable only after `file::sync()` returns ok;
@@ -85,6 +86,13 @@ class file_system {
 
 /// The process-wide POSIX file system.
 file_system& posix_file_system();
+
+/// An OS error as a status, the way posix_file_system reports it: ENOSPC/EDQUOT no_space,
+/// ENOENT not_found, EEXIST already_exists, anything else io_error; the message is
+/// "<what> <path>: <strerror>" (os_error_at adds "at offset <o> (<n> bytes)" to the path).
+status os_error(const std::string& what, const std::string& path, int err);
+status os_error_at(const std::string& what, const std::string& path, uint64_t offset,
+                   std::size_t n, int err);
 
 /// "dir/name" joining helpers; paths are plain strings.
 std::string path_join(std::string_view dir, std::string_view name);
