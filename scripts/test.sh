@@ -93,6 +93,14 @@ end
 begin test
 ctest --test-dir "$build_dir" --output-on-failure --no-tests=error -j "$jobs" "$@"
 end
+# The reliability figures the crash, log and checkpoint tests print (docs/reliability.md).
+figures=$(grep -hE '^(crash points|I/O-error points|kill -9 cycles|power-loss cycles|damaged files): ' \
+            "$build_dir/Testing/Temporary/LastTest.log" 2>/dev/null || true)
+if [[ -n "$figures" ]]; then
+  echo
+  echo "---- reliability figures (docs/reliability.md) ----"
+  printf '%s\n' "$figures"
+fi
 
 # 5. planted bugs: the tests must catch each bug planted in a test-only build (a second build
 # folder, $build_dir/planted, of just the test binaries needed; a few fast tests per bug; the
