@@ -240,9 +240,15 @@ build_caf_tsan() {
   local stamp
   local cxx=${CXX:-c++}
   stamp="caf $caf_version sha256 $caf_sha256 flags '$caf_tsan_flags' cxx $("$cxx" -dumpfullversion 2>/dev/null || echo '?')"
-  if [[ -f "$stamp_file" && "$(cat "$stamp_file")" == "$stamp" \
-        && -f "$prefix/lib/libcaf_core.so" && -f "$prefix/include/caf/all.hpp" ]] &&
-     nm -D "$prefix/lib/libcaf_core.so" | grep -q __tsan_func_entry; then
+  # Instrumented for real: it calls into the TSan runtime. (Not `nm | grep -q`: under
+  # pipefail, nm's SIGPIPE when grep stops reading would fail the test.)
+  local instrumented=0
+  if [[ -f "$prefix/lib/libcaf_core.so" ]] &&
+     grep -q __tsan_func_entry < <(nm -D "$prefix/lib/libcaf_core.so"); then
+    instrumented=1
+  fi
+  if [[ $instrumented -eq 1 && -f "$stamp_file" && "$(cat "$stamp_file")" == "$stamp" \
+        && -f "$prefix/include/caf/all.hpp" ]]; then
     log "tsan: instrumented CAF $caf_version found in $prefix"
     return 0
   fi
