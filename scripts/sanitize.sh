@@ -7,6 +7,7 @@
 #         runs every test except the consumer and bench labels. scripts/ubsan.supp,
 #         when present, is passed as UBSan suppressions (CAF-internal reports only),
 #         scripts/lsan.supp as LSan suppressions (sanitizer-runtime allocations only).
+#         Reports are written to <build>/logs/asan/report.<pid> (log_path), as for tsan.
 #   tsan  ThreadSanitizer, against a CAF built with -fsanitize=thread. Debian's libcaf_core
 #         is not instrumented (TSan would not see the synchronisation inside CAF's
 #         mailboxes), so the first tsan run fetches the CAF 0.17.6 source (Debian's orig
@@ -27,7 +28,7 @@
 # Extra arguments are appended to the ctest command line (e.g. -R log_test, -V).
 # A suite FAILs when configure, build or a test fails, or when a sanitizer report
 # appears anywhere in the ctest log (also from child processes such as statefold-booking)
-# or, for tsan, in its report folder.
+# or in its report folder (log_path).
 #
 # Environment:
 #   BUILD_DIR        build folder for a single mode (default: <repo>/build-asan or build-tsan)
@@ -159,7 +160,9 @@ run_suite() {
   # discards (booking_e2e sends its killed children's stderr to /dev/null).
   if [[ -n "$suite_report_dir" ]]; then
     local -a files=()
-    mapfile -t files < <(find "$suite_report_dir" -type f -size +0 | sort)
+    # Files with a report in them: LSan also writes its "Suppressions used" summary there.
+    mapfile -t files < <(find "$suite_report_dir" -type f -size +0 -print0 |
+                           xargs -0 -r grep -lE "$sanitizer_pattern" | sort)
     if [[ ${#files[@]} -gt 0 ]]; then
       result=FAIL; detail+="; ${#files[@]} report file(s) in $suite_report_dir"
       local f
@@ -175,7 +178,10 @@ run_suite() {
 
 run_asan() {
   local flags="-fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined"
-  local ubsan_options=print_stacktrace=1:halt_on_error=1
+  # Reports go to logs/asan/report.<pid> (log_path), from every process the tests start:
+  # booking_e2e drops its children's stderr.
+  local suite_report_dir="$asan_dir/logs/asan"
+  local ubsan_options=print_stacktrace=1:halt_on_error=1:log_path=$suite_report_dir/report
   if [[ -f "$ubsan_supp" ]]; then
     # UBSan applies suppressions to recoverable checks only. The 'null' check is made
     # recoverable so that scripts/ubsan.supp can silence the CAF-internal report;
@@ -190,7 +196,7 @@ run_asan() {
     log "asan: LSan suppressions from $lsan_supp (sanitizer-runtime allocations only)"
   fi
   run_suite asan "$asan_dir" "$flags" "" \
-    ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
+    "ASAN_OPTIONS=detect_leaks=1:abort_on_error=1:log_path=$suite_report_dir/report" \
     "UBSAN_OPTIONS=$ubsan_options" "${lsan_env[@]}" \
     -- -LE "consumer|bench" "${ctest_extra[@]}"
 }
