@@ -34,7 +34,7 @@
 #include <nlohmann/json.hpp>
 #include <thread>
 
-#include "baseline_run.hpp"  // proc_field
+#include "baseline_run.hpp"  // proc_field, split_by_key
 #include "baselines.hpp"
 #include "harness.hpp"
 #include "statefold/engine.hpp"
@@ -246,24 +246,17 @@ run_out run_engine(const options& o, const engine_config& c, const workload_spec
   // Batches are built before the clock starts and moved in: the timed region measures the
   // engine, not the producers' string copies (which compete for the same cores).
   // Each producer owns the keys with key_hash(key) % producers == its index, in event order,
-  // as a consumer owns its topic partitions (the baselines split the same way). A redelivered
+  // as a consumer owns its topic partitions (split_by_key, as for the baselines). A redelivered
   // duplicate then always follows its first delivery on the same producer. (Splitting one
   // stream between producers reordered it by whole seconds when one producer starved in
   // backpressure: duplicates older than the dedup window came back as new events.)
   std::vector<std::vector<std::vector<event>>> prebuilt(o.producers);
-  {
-    std::vector<std::vector<event>> open(o.producers);
-    for (const auto& ev : events) {
-      auto& b = open[key_hash(ev.key) % static_cast<uint64_t>(o.producers)];
-      b.push_back(ev);
-      if (b.size() == o.batch) {
-        prebuilt[&b - open.data()].push_back(std::move(b));
-        b = {};
-      }
+  const auto owned = split_by_key(events, o.producers);
+  for (int t = 0; t < o.producers; ++t)
+    for (std::size_t i = 0; i < owned[t].size(); i += o.batch) {
+      auto& b = prebuilt[t].emplace_back();
+      for (std::size_t j = i; j < std::min(owned[t].size(), i + o.batch); ++j) b.push_back(*owned[t][j]);
     }
-    for (int t = 0; t < o.producers; ++t)
-      if (!open[t].empty()) prebuilt[t].push_back(std::move(open[t]));
-  }
   const uint64_t rss_base = live_rss_bytes();
   reset_peak_rss();
   auto opened = sf_engine::open(make_engine_options(o, c, w));
