@@ -490,7 +490,6 @@ template <model Model>
 result<std::optional<typename Model::state>> engine<Model>::get(
     std::string_view key, std::chrono::milliseconds wait_for_restart) {
   using R = std::optional<state_type>;
-  if (closing_.load()) return status{errc::failed, "get: the engine is closed"};
   const std::string k(key);
   const uint32_t p = router_.partition_of(key);
   std::optional<R> s = ask_when_up<R>(p, std::chrono::steady_clock::now() + wait_for_restart,
@@ -499,7 +498,7 @@ result<std::optional<typename Model::state>> engine<Model>::get(
                                         q.key = k;
                                         q.on_get = [pr](R v) { pr->set_value(std::move(v)); };
                                       });
-  if (!s && closing_.load()) return status{errc::failed, "get: the engine is closed"};
+  if (!s && closing_.load()) return status{errc::failed, "get: the engine is closed"};  // before or during
   if (!s)
     return status{errc::failed, "get " + k + ": " + describe_outage(p) + "; not back within " +
                                     std::to_string(wait_for_restart.count()) + " ms"};
