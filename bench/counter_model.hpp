@@ -8,6 +8,7 @@
 #include <string_view>
 
 #include "statefold/coding.hpp"
+#include "statefold/model.hpp"
 
 namespace statefold::bench {
 
@@ -32,7 +33,9 @@ struct counter_model {
     put_u64(out, static_cast<uint64_t>(e.amount));
     out.append(e.pad);
   }
-  static bool decode_event(std::string_view in, event& e) {
+  static bool decode_event(std::string_view in, const event_context& ctx, event& e) {
+    e.id = ctx.event_id;
+    e.key = ctx.key;
     byte_reader r(in);
     uint64_t a;
     if (!r.u64(a)) return false;

@@ -75,7 +75,7 @@ TEST(dedup_window_test, RemembersTheLastNAndEvictsOldestFirst) {
   EXPECT_EQ(w.size(), 3u);
   EXPECT_EQ(w.evictions(), 1u);
   std::vector<event_digest> order;
-  w.for_each([&](const event_digest& d) { order.push_back(d); });
+  w.for_each([&](const dedup_entry& e) { order.push_back(e.id); });
   EXPECT_EQ(order, (std::vector<event_digest>{digest_of("b"), digest_of("c"), digest_of("d")}));
 }
 
@@ -94,20 +94,30 @@ TEST(dedup_window_test, DigestSetMatchesAModelUnderFifoChurnWithCollidingHomes) 
     event_digest d{rng() % 4, ((rng() >> 6) << 6) | ((60 + rng() % 8) & 63)};
     if (rng() % 1000 == 0) d = {0, 0};
     const bool present = model.count({d.hi, d.lo}) > 0;
-    ASSERT_EQ(set.contains(d), present) << "step " << i;
+    ASSERT_EQ(set.find(d) != nullptr, present) << "step " << i;
+    if (present) ASSERT_EQ(set.find(d)->body, d.lo ^ 0x5a5a) << "step " << i;
     if (present) continue;
     if (fifo.size() == window) {
       set.erase(fifo.front());
       model.erase({fifo.front().hi, fifo.front().lo});
       fifo.pop_front();
     }
-    set.insert(d);
+    set.insert({d, d.lo ^ 0x5a5a});
     model.insert({d.hi, d.lo});
     fifo.push_back(d);
-    for (const auto& e : fifo) ASSERT_TRUE(set.contains(e)) << "step " << i;
+    for (const auto& e : fifo) ASSERT_TRUE(set.find(e)) << "step " << i;
   }
   set.clear();
-  for (const auto& e : fifo) EXPECT_FALSE(set.contains(e));
+  for (const auto& e : fifo) EXPECT_FALSE(set.find(e));
+}
+
+TEST(dedup_window_test, IdentityIsKeyAndEventIdNotTheirConcatenation) {
+  EXPECT_NE(identity_of("b1", "e1"), identity_of("b2", "e1"));  // same ID, another key
+  EXPECT_NE(identity_of("ab", "c"), identity_of("a", "bc"));    // the key's length is in it
+  EXPECT_EQ(identity_of("b1", "e1"), identity_of("b1", "e1"));
+  const std::string long_key(1000, 'k');  // beyond the stack buffer
+  EXPECT_EQ(identity_of(long_key, "e"), identity_of(long_key, "e"));
+  EXPECT_NE(identity_of(long_key, "e"), identity_of(long_key + "k", ""));
 }
 
 TEST(dedup_window_test, ZeroCapacityDisablesDedup) {
@@ -123,9 +133,11 @@ TEST(envelope_test, RoundTripWithAndWithoutOptionalFields) {
   meta.causation = "cause";
   meta.source = source_position{"bookings/2", 77};
   std::string out;
-  encode_envelope(out, "e-1", "booking-9", meta, [](std::string& o) { o.append("BODY"); });
+  encode_envelope(out, 1'700'000'000'123'456u, "e-1", "booking-9", meta,
+                  [](std::string& o) { o.append("BODY"); });
   auto v = decode_envelope(out);
   ASSERT_TRUE(v);
+  EXPECT_EQ(v->time_us, 1'700'000'000'123'456u);
   EXPECT_EQ(v->event_id, "e-1");
   EXPECT_EQ(v->key, "booking-9");
   EXPECT_EQ(v->session, "sess-1");
@@ -136,6 +148,19 @@ TEST(envelope_test, RoundTripWithAndWithoutOptionalFields) {
   EXPECT_EQ(v->body, "BODY");
   for (std::size_t cut = 0; cut + 4 < out.size(); ++cut)  // cuts inside the header fields
     EXPECT_FALSE(decode_envelope(std::string_view(out).substr(0, cut))) << cut;
+}
+
+TEST(envelope_test, PositionRecordRoundTripsAndCutsFail) {
+  std::string out;
+  encode_position(out, 42, "in.jsonl", {1000, 900, 0xabcdef});
+  auto v = decode_position(out);
+  ASSERT_TRUE(v) << v.error().to_string();
+  EXPECT_EQ(v->time_us, 42u);
+  EXPECT_EQ(v->source, "in.jsonl");
+  EXPECT_EQ(v->progress, (source_progress{1000, 900, 0xabcdef}));
+  for (std::size_t cut = 0; cut < out.size(); ++cut)
+    EXPECT_FALSE(decode_position(std::string_view(out).substr(0, cut))) << cut;
+  EXPECT_FALSE(decode_position(out + "x")) << "trailing bytes";
 }
 
 TEST(status_test, ResultCarriesValueOrError) {

@@ -16,10 +16,10 @@ using testkit::temp_dir;
 class checkpoint_test : public ::testing::Test {
  protected:
   std::string image(uint64_t lsn, uint64_t entities = 50) {
-    checkpoint_builder b(3, lsn, 2);
-    b.add_sources({{"bookings/3", 1234}, {"bookings/7", 99}});
+    checkpoint_builder b(3, lsn, 2, 7);
+    b.add_sources({{"bookings/3", {1234, 1000, 0xfeed}}, {"bookings/7", {99, 0, 0}}});
     dedup_window w(8);
-    for (int i = 0; i < 12; ++i) w.insert(digest_of("event-" + std::to_string(i)));
+    for (int i = 0; i < 12; ++i) w.insert(digest_of("event-" + std::to_string(i)), 100 + i);
     b.add_dedup(w);
     b.begin_entities(entities);
     for (uint64_t i = 0; i < entities; ++i)
@@ -51,10 +51,11 @@ TEST_F(checkpoint_test, RoundTripKeepsSourcesDedupAndEntities) {
   EXPECT_EQ(c->epoch, 2u);
   ASSERT_EQ(c->sources.size(), 2u);
   EXPECT_EQ(c->sources[0].first, "bookings/3");
-  EXPECT_EQ(c->sources[0].second, 1234u);
+  EXPECT_EQ(c->sources[0].second, (source_progress{1234, 1000, 0xfeed}));
+  EXPECT_EQ(c->codec_version, 7u);
   EXPECT_EQ(c->dedup.size(), 8u);
   EXPECT_EQ(c->dedup_evictions, 4u);
-  EXPECT_EQ(c->dedup.front(), digest_of("event-4"));  // oldest surviving entry first
+  EXPECT_EQ(c->dedup.front(), (dedup_entry{digest_of("event-4"), 104}));  // oldest surviving first
   ASSERT_EQ(c->entities.size(), 50u);
   EXPECT_EQ(c->entities[7].first, "key-7");
   EXPECT_EQ(c->entities[7].second, "state-49");

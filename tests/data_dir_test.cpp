@@ -109,5 +109,107 @@ TEST(data_dir_test, ManifestValuesAreParsedStrictly) {
   EXPECT_FALSE(decode_manifest(good + "junk", "M"));
 }
 
+// The dedup window is a property of the data: stored in MANIFEST, it can grow and never shrink.
+TEST(data_dir_test, TheDedupWindowIsStoredGrowsOnRequestAndIsNeverCutSilently) {
+  temp_dir t;
+  data_dir_config cfg;
+  cfg.dedup_window = 1000;
+  ASSERT_TRUE(data_dir::open(posix_file_system(), t.path(), cfg));
+  data_dir_config plain;  // no window asked for: the directory's
+  {
+    auto d = data_dir::open(posix_file_system(), t.path(), plain);
+    ASSERT_TRUE(d) << d.error().to_string();
+    EXPECT_EQ((*d)->info().dedup_window, 1000u);
+    EXPECT_TRUE((*d)->notes().empty());
+  }
+  data_dir_config smaller = plain;
+  smaller.dedup_window = 5;
+  auto refused = data_dir::open(posix_file_system(), t.path(), smaller);
+  ASSERT_FALSE(refused);
+  EXPECT_EQ(refused.error().code(), errc::config_mismatch);
+  EXPECT_NE(refused.error().message().find("dedup window of 1000"), std::string::npos)
+      << refused.error().message();
+  EXPECT_EQ(read_manifest(posix_file_system(), t.path())->dedup_window, 1000u) << "unchanged";
+  data_dir_config larger = plain;
+  larger.dedup_window = 4096;
+  {
+    auto d = data_dir::open(posix_file_system(), t.path(), larger);
+    ASSERT_TRUE(d) << d.error().to_string();
+    ASSERT_EQ((*d)->notes().size(), 1u);
+    EXPECT_NE((*d)->notes()[0].find("grown from 1000 to 4096"), std::string::npos);
+  }
+  EXPECT_EQ(read_manifest(posix_file_system(), t.path())->dedup_window, 4096u);
+}
+
+TEST(data_dir_test, AWindowOfZeroNeedsItsOwnFlag) {
+  temp_dir t;
+  data_dir_config cfg;
+  cfg.dedup_window = 0;
+  auto refused = data_dir::open(posix_file_system(), t.path(), cfg);
+  ASSERT_FALSE(refused);
+  EXPECT_EQ(refused.error().code(), errc::invalid_argument);
+  EXPECT_NE(refused.error().message().find("deduplication by event ID off"), std::string::npos);
+  EXPECT_FALSE(posix_file_system().exists(t / "MANIFEST").value()) << "nothing created";
+  cfg.allow_no_dedup = true;
+  ASSERT_TRUE(data_dir::open(posix_file_system(), t.path(), cfg));
+  EXPECT_EQ(read_manifest(posix_file_system(), t.path())->dedup_window, 0u);
+  // Once a directory has a window, 0 shrinks it like any smaller value.
+  temp_dir u;
+  ASSERT_TRUE(data_dir::open(posix_file_system(), u.path(), {}));
+  auto shrink = data_dir::open(posix_file_system(), u.path(), cfg);
+  ASSERT_FALSE(shrink);
+  EXPECT_EQ(shrink.error().code(), errc::config_mismatch);
+}
+
+TEST(data_dir_test, PartitionDataWithoutAManifestIsRefusedNeverReinitialised) {
+  temp_dir t;
+  ASSERT_TRUE(data_dir::open(posix_file_system(), t.path(), {4, 4096}));
+  ASSERT_TRUE(posix_file_system().create_dirs(t / "p-0000/log").is_ok());
+  ASSERT_TRUE(posix_file_system().create_dirs(t / "p-0001/ckpt").is_ok());
+  ASSERT_TRUE(posix_file_system().remove(t / "MANIFEST").is_ok());
+  auto d = data_dir::open(posix_file_system(), t.path(), {2, 4096});
+  ASSERT_FALSE(d);
+  EXPECT_EQ(d.error().code(), errc::corruption);
+  EXPECT_NE(d.error().message().find("MANIFEST is missing"), std::string::npos) << d.error().message();
+  EXPECT_NE(d.error().message().find("p-0000 and 1 more"), std::string::npos) << d.error().message();
+  EXPECT_FALSE(posix_file_system().exists(t / "MANIFEST").value());
+  // A leftover MANIFEST.tmp of an interrupted first open is not data: that directory opens.
+  temp_dir fresh;
+  testkit::write_bytes(fresh / "MANIFEST.tmp", "half");
+  EXPECT_TRUE(data_dir::open(posix_file_system(), fresh.path(), {}));
+}
+
+TEST(data_dir_test, AnotherModelOrCodecVersionIsRefused) {
+  temp_dir t;
+  data_dir_config cfg;
+  cfg.model = "booking";
+  cfg.codec_version = 2;
+  ASSERT_TRUE(data_dir::open(posix_file_system(), t.path(), cfg));
+  data_dir_config other = cfg;
+  other.model = "ledger";
+  auto a = data_dir::open(posix_file_system(), t.path(), other);
+  ASSERT_FALSE(a);
+  EXPECT_NE(a.error().message().find("written by model 'booking'"), std::string::npos) << a.error().message();
+  other = cfg;
+  other.codec_version = 3;
+  auto b = data_dir::open(posix_file_system(), t.path(), other);
+  ASSERT_FALSE(b);
+  EXPECT_NE(b.error().message().find("codec version 2"), std::string::npos) << b.error().message();
+  other.model = "bad name!";
+  EXPECT_EQ(data_dir::open(posix_file_system(), t.path(), other).error().code(), errc::invalid_argument);
+}
+
+TEST(data_dir_test, AnOlderFormatIsRefusedByName) {
+  const std::string v1 =
+      "statefold-manifest\nformat_version=1\npartitions=4\nkey_groups=4096\nhash_version=1\nepoch=3\n";
+  char crc[32];
+  std::snprintf(crc, sizeof crc, "crc32c=%08x\n", crc32c::value(v1));
+  auto d = decode_manifest(v1 + crc, "M");
+  ASSERT_FALSE(d);
+  EXPECT_EQ(d.error().code(), errc::unsupported);
+  EXPECT_NE(d.error().message().find("data format version 1, this build reads version 2"), std::string::npos)
+      << d.error().message();
+}
+
 }  // namespace
 }  // namespace statefold

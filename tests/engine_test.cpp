@@ -460,5 +460,94 @@ TEST_F(engine_test, ASecondEngineOnTheSameDirectoryIsRefused) {
   EXPECT_EQ(second.error().code(), errc::locked);
 }
 
+// -- sources: positions, fences, resume ------------------------------------------------------
+
+submit_result submit_at(ledger_engine& e, uint64_t pos, ledger_event ev) {
+  event_meta m;
+  m.source = source_position{"feed", pos};
+  return e.submit(std::move(ev), std::move(m)).get();
+}
+
+// A partition fails on position 2 of a source; once it is back, position 3 of the same source
+// must not be applied before 2 (or 2 would later count as consumed: lost, and the key's order
+// broken). The consumer rewinds to 2, which lifts the fence.
+TEST_F(engine_test, AfterAFailureLaterPositionsOfTheSourceWaitForTheConsumerToRewind) {
+  fault_file_system ffs(posix_file_system());
+  auto e = open(options_on(ffs));
+  const auto key_of = one_key_per_partition(*e);
+  ASSERT_EQ(submit_at(*e, 1, ledger("k1", key_of[1], 1, 1)).kind, outcome::applied);
+  ffs.fail_on("p-0001/", fs_op::write, 1, errc::no_space);
+  const auto lost = submit_at(*e, 2, ledger("k2", key_of[1], 2, 1));
+  ASSERT_EQ(lost.kind, outcome::failed) << lost.reason;
+  ASSERT_TRUE(e->get(key_of[1])) << "partition 1 is back";
+  const auto later = submit_at(*e, 3, ledger("k3", key_of[1], 3, 1));
+  EXPECT_EQ(later.kind, outcome::failed);
+  EXPECT_NE(later.reason.find("refuses position 3 of source 'feed': its event at position 2 was not applied"),
+            std::string::npos)
+      << later.reason;
+  // Other partitions are not fenced, and neither is another source.
+  EXPECT_EQ(submit_at(*e, 4, ledger("k4", key_of[0], 1, 1)).kind, outcome::applied);
+  std::string neighbour;  // another key of partition 1
+  for (int i = 0; neighbour.empty(); ++i)
+    if (auto k = "n" + std::to_string(i); e->router().partition_of(k) == 1) neighbour = k;
+  event_meta other;
+  other.source = source_position{"other", 9};
+  EXPECT_EQ(e->submit(ledger("o1", neighbour, 1, 1), other).get().kind, outcome::applied);
+  // A marker past the fence is not taken either: it would turn position 2 into "consumed".
+  ASSERT_TRUE(e->mark_consumed("feed", {5, 0, 0}).is_ok());
+  // The consumer rewinds to where the source is durable in every partition.
+  auto from = e->resume_point("feed");
+  ASSERT_TRUE(from) << from.error().to_string();
+  EXPECT_LE(from->next, 2u);
+  EXPECT_EQ(submit_at(*e, 2, ledger("k2", key_of[1], 2, 1)).kind, outcome::applied);
+  EXPECT_EQ(submit_at(*e, 3, ledger("k3", key_of[1], 3, 1)).kind, outcome::applied);
+  EXPECT_EQ(submit_at(*e, 4, ledger("k4", key_of[0], 1, 1)).kind, outcome::duplicate);
+  auto s = e->get(key_of[1]);
+  ASSERT_TRUE(s && *s);
+  EXPECT_EQ((*s)->count, 3u);
+  EXPECT_EQ((*s)->gaps, 0u) << "applied in order: 1, 2, 3";
+  EXPECT_EQ((*s)->repeats, 0u);
+  ASSERT_TRUE(e->close().is_ok());
+}
+
+TEST_F(engine_test, AnEventAnsweredBusyFencesItsSourceLikeAFailure) {
+  detail::source_fences fences;
+  std::vector<event_meta> metas(3);
+  for (uint64_t i = 0; i < 3; ++i) metas[i].source = source_position{"feed", 10 + i};
+  auto c = std::make_shared<detail::batch_completion>();
+  c->results.resize(3);
+  c->results[0].kind = outcome::applied;
+  c->results[1].kind = outcome::busy;
+  c->results[2].kind = outcome::busy;
+  c->metas = &metas;
+  c->fences = &fences;
+  c->finish();
+  EXPECT_EQ(fences.fence_of("feed"), 11u);
+  EXPECT_EQ(fences.admit("feed", 12), 11u) << "refused";
+  EXPECT_FALSE(fences.admit("feed", 11)) << "the rewind lifts it";
+  EXPECT_FALSE(fences.admit("feed", 12));
+  EXPECT_TRUE(fences.empty());
+}
+
+TEST_F(engine_test, ResumePointIsTheLowestDurablePositionOverAllPartitions) {
+  auto e = open(options());
+  const auto key_of = one_key_per_partition(*e);
+  ASSERT_EQ(submit_at(*e, 10, ledger("a", key_of[0], 1, 1)).kind, outcome::applied);
+  ASSERT_EQ(submit_at(*e, 20, ledger("b", key_of[1], 1, 1)).kind, outcome::applied);
+  auto none = e->resume_point("feed");
+  ASSERT_TRUE(none);
+  EXPECT_EQ(none->next, 0u) << "partition 2 has consumed nothing of it yet";
+  ASSERT_TRUE(e->mark_consumed("feed", {25, 25, 0xf00d}).is_ok());
+  ASSERT_TRUE(e->checkpoint().is_ok());  // makes the markers durable
+  auto all = e->resume_point("feed");
+  ASSERT_TRUE(all);
+  EXPECT_EQ(*all, (source_progress{25, 25, 0xf00d}));
+  ASSERT_TRUE(e->close().is_ok());
+  auto again = open(options());
+  EXPECT_EQ(*again->resume_point("feed"), (source_progress{25, 25, 0xf00d}));
+  EXPECT_EQ(submit_at(*again, 24, ledger("c", key_of[2], 1, 1)).kind, outcome::duplicate);
+  EXPECT_EQ(submit_at(*again, 25, ledger("c", key_of[2], 1, 1)).kind, outcome::applied);
+}
+
 }  // namespace
 }  // namespace statefold

@@ -102,7 +102,7 @@ TEST_F(partition_state_test, BeyondTheWindowAnOldIdIsAppliedAgainAsDocumented) {
   EXPECT_EQ(p->stats().dedup_evictions, 3u);
 }
 
-TEST_F(partition_state_test, SourceOffsetsAtOrBelowTheHighWaterMarkAreDuplicates) {
+TEST_F(partition_state_test, SourcePositionsBelowWhatWasConsumedAreDuplicates) {
   auto p = open();
   event_meta m;
   m.source = source_position{"bookings/0", 10};
@@ -114,7 +114,72 @@ TEST_F(partition_state_test, SourceOffsetsAtOrBelowTheHighWaterMarkAreDuplicates
   ASSERT_TRUE(p->sync());
   p.reset();
   p = open();
-  EXPECT_EQ(p->source_offsets().at("bookings/0"), 11u);
+  EXPECT_EQ(p->sources().at("bookings/0").next, 12u);  // every position below 12 is consumed
+  m.source->offset = 11;
+  EXPECT_EQ(p->apply(ledger("d", "k", 3, 1), m).kind, outcome::duplicate);
+}
+
+TEST_F(partition_state_test, TheSameEventIdOnAnotherKeyIsAnotherEvent) {
+  auto p = open();
+  EXPECT_EQ(p->apply(ledger("e1", "k1", 1, 5)).kind, outcome::applied);
+  EXPECT_EQ(p->apply(ledger("e1", "k2", 1, 7)).kind, outcome::applied);
+  EXPECT_EQ(p->apply(ledger("e1", "k1", 1, 5)).kind, outcome::duplicate);
+  EXPECT_EQ(p->find("k1")->sum, 5);
+  EXPECT_EQ(p->find("k2")->sum, 7);
+}
+
+TEST_F(partition_state_test, AnIdentityWithAnotherBodyIsAConflictBeforeAndAfterRestart) {
+  {
+    auto p = open();
+    ASSERT_EQ(p->apply(ledger("e1", "k", 1, 5)).kind, outcome::applied);
+    auto r = p->apply(ledger("e1", "k", 1, 6));  // same key and ID, another amount
+    EXPECT_EQ(r.kind, outcome::conflict);
+    EXPECT_NE(r.reason.find("different body"), std::string::npos) << r.reason;
+    EXPECT_EQ(p->find("k")->sum, 5);
+    EXPECT_EQ(p->stats().conflicts, 1u);
+    ASSERT_TRUE(p->sync());
+  }
+  auto replayed = open();  // the window rebuilt by replay keeps the body digests
+  EXPECT_EQ(replayed->apply(ledger("e1", "k", 1, 6)).kind, outcome::conflict);
+  EXPECT_EQ(replayed->apply(ledger("e1", "k", 1, 5)).kind, outcome::duplicate);
+  ASSERT_TRUE(replayed->checkpoint().is_ok());
+  replayed.reset();
+  auto from_checkpoint = open();  // and so does a checkpoint
+  EXPECT_TRUE(from_checkpoint->recovery().used_checkpoint);
+  EXPECT_EQ(from_checkpoint->apply(ledger("e1", "k", 1, 6)).kind, outcome::conflict);
+  EXPECT_EQ(from_checkpoint->apply(ledger("e1", "k", 1, 5)).kind, outcome::duplicate);
+}
+
+TEST_F(partition_state_test, AConsumersMarkerIsLoggedOnlyWhenNewsAndSurvivesRestarts) {
+  {
+    auto p = open();
+    event_meta m;
+    m.source = source_position{"in.jsonl", 100};
+    ASSERT_EQ(p->apply(ledger("a", "k", 1, 1), m).kind, outcome::applied);
+    auto none = p->mark_consumed("in.jsonl", {50, 0, 0});  // behind the event: no news
+    ASSERT_TRUE(none);
+    EXPECT_EQ(*none, 0u);
+    auto lsn = p->mark_consumed("in.jsonl", {500, 500, 0x1234});
+    ASSERT_TRUE(lsn);
+    EXPECT_EQ(*lsn, 2u);
+    EXPECT_EQ(p->committed_sources().count("in.jsonl"), 0u) << "not durable yet";
+    ASSERT_TRUE(p->sync());
+    EXPECT_EQ(p->committed_sources().at("in.jsonl"), (source_progress{500, 500, 0x1234}));
+    // A source this partition never saw an event of is still marked.
+    ASSERT_TRUE(p->mark_consumed("other", {7, 7, 9}));
+    ASSERT_TRUE(p->sync());
+  }
+  auto p = open();  // replayed from the log
+  EXPECT_EQ(p->sources().at("in.jsonl"), (source_progress{500, 500, 0x1234}));
+  EXPECT_EQ(p->sources().at("other"), (source_progress{7, 7, 9}));
+  event_meta m;
+  m.source = source_position{"in.jsonl", 499};
+  EXPECT_EQ(p->apply(ledger("b", "k", 2, 1), m).kind, outcome::duplicate);
+  ASSERT_TRUE(p->checkpoint().is_ok());
+  p.reset();
+  p = open();  // from the checkpoint
+  EXPECT_EQ(p->sources().at("in.jsonl"), (source_progress{500, 500, 0x1234}));
+  EXPECT_EQ(p->committed_sources().at("other"), (source_progress{7, 7, 9}));
 }
 
 TEST_F(partition_state_test, MalformedAndOversizedEventsAreRejectedAndNeverLogged) {
@@ -536,6 +601,66 @@ TEST_F(incremental_checkpoint_test, RebuildAfterAThrowingHandlerAbandonsTheCheck
   ASSERT_TRUE(c);
   EXPECT_FALSE(*c);
   EXPECT_TRUE(p->begin_checkpoint());  // and a new one can start
+}
+
+// -- the envelope reaches decode and apply -------------------------------------------------------
+
+// A model whose apply reads the key, the event ID and the source position from the event
+// context, and whose encoding carries none of them: replay must rebuild the same state.
+struct envelope_reading_model {
+  struct state {
+    std::string seen;  // "key/id@source:offset;" per event
+    friend bool operator==(const state&, const state&) = default;
+  };
+  struct event {
+    std::string id, key;
+  };
+  static std::string_view key(const event& e) { return e.key; }
+  static std::string_view event_id(const event& e) { return e.id; }
+  static effect apply(state& s, const event& e, const event_context& c) {
+    s.seen += std::string(c.key) + "/" + std::string(c.event_id) + "@" + std::string(c.source) +
+              ":" + std::to_string(c.source_offset) + ";";
+    if (e.key != c.key || e.id != c.event_id) throw std::runtime_error("decode lost the envelope");
+    return {};
+  }
+  static void encode_event(const event&, std::string&) {}
+  static bool decode_event(std::string_view in, const event_context& c, event& e) {
+    e.id = c.event_id;
+    e.key = c.key;
+    return in.empty();
+  }
+  static void encode_state(const state& s, std::string& out) { put_bytes(out, s.seen); }
+  static bool decode_state(std::string_view in, state& s) {
+    byte_reader r(in);
+    std::string_view v;
+    if (!r.bytes(v) || !r.empty()) return false;
+    s.seen = v;
+    return true;
+  }
+};
+
+TEST_F(partition_state_test, ReplayGivesDecodeAndApplyTheLoggedEnvelope) {
+  using p2 = partition_state<envelope_reading_model>;
+  std::map<std::string, envelope_reading_model::state> live;
+  {
+    auto p = p2::open(posix_file_system(), options());
+    ASSERT_TRUE(p) << p.error().to_string();
+    for (int i = 0; i < 50; ++i) {
+      event_meta m;
+      m.source = source_position{"in.jsonl", static_cast<uint64_t>(100 + i)};
+      auto r = (*p)->apply({"e" + std::to_string(i), "k" + std::to_string(i % 3)}, m);
+      ASSERT_EQ(r.kind, outcome::applied) << r.reason;
+    }
+    ASSERT_TRUE((*p)->sync());
+    (*p)->for_each([&](std::string_view k, const auto& s) { live[std::string(k)] = s; });
+  }
+  auto p = p2::open(posix_file_system(), options());
+  ASSERT_TRUE(p) << p.error().to_string();
+  std::map<std::string, envelope_reading_model::state> replayed;
+  (*p)->for_each([&](std::string_view k, const auto& s) { replayed[std::string(k)] = s; });
+  EXPECT_EQ(replayed, live);
+  ASSERT_EQ(live.size(), 3u);
+  EXPECT_NE(live["k1"].seen.find("k1/e1@in.jsonl:101;"), std::string::npos);
 }
 
 }  // namespace

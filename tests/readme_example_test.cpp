@@ -17,8 +17,9 @@ struct counter_model {                                  // describe your domain 
   static std::string_view event_id(const event& e) { return e.id; }
   static void apply(state& s, const event& e) { s.total += e.amount; }  // deterministic
   static void encode_event(const event& e, std::string& out) { statefold::put_u64(out, e.amount); }
-  static bool decode_event(std::string_view in, event& e) {
-    uint64_t v; statefold::byte_reader r(in); if (!r.u64(v)) return false; e.amount = v; return true; }
+  static bool decode_event(std::string_view in, const statefold::event_context& c, event& e) {
+    uint64_t v; statefold::byte_reader r(in); if (!r.u64(v)) return false;  // ID, key: from c
+    e = {std::string(c.event_id), std::string(c.key), static_cast<int64_t>(v)}; return true; }
   static void encode_state(const state& s, std::string& out) { statefold::put_u64(out, s.total); }
   static bool decode_state(std::string_view in, state& s) {
     uint64_t v; statefold::byte_reader r(in); if (!r.u64(v)) return false; s.total = v; return true; }

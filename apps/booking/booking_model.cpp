@@ -125,13 +125,15 @@ std::optional<event> parse_event(std::string_view line, std::string& why) {
   return e;
 }
 
-void model::apply(state& s, const event& e) {
+statefold::effect model::apply(state& s, const event& e) {
   s.last_event_id = e.event_id;
   if (!e.session.empty()) s.session = e.session;
   bool ok = false;
+  const char* verdict = "";
   switch (e.type) {
     case event_type::created:
       ok = s.status == booking_status::unknown;
+      verdict = "created twice";
       if (ok) {
         s.status = booking_status::pending;
         s.show = e.show;
@@ -142,22 +144,31 @@ void model::apply(state& s, const event& e) {
       break;
     case event_type::seats_changed:
       ok = s.status == booking_status::pending;
+      verdict = "seats changed when not pending";
       if (ok) s.seats = e.seats;
       break;
     case event_type::payment:
       ok = s.status == booking_status::pending || s.status == booking_status::confirmed;
+      verdict = s.status == booking_status::cancelled ? "payment after cancellation"
+                                                      : "payment before the booking was created";
       if (ok) s.paid_cents += e.amount_cents;
       break;
     case event_type::confirmed:
       ok = s.status == booking_status::pending && s.paid_cents >= s.seats * s.price_cents;
+      verdict = s.status == booking_status::pending ? "confirmed before full payment"
+                                                    : "confirmed when not pending";
       if (ok) s.status = booking_status::confirmed;
       break;
     case event_type::cancelled:
       ok = s.status == booking_status::pending || s.status == booking_status::confirmed;
+      verdict = "cancelled when not pending or confirmed";
       if (ok) s.status = booking_status::cancelled;
       break;
   }
+  if (s.status == booking_status::unknown && e.type != event_type::created)
+    verdict = "event before the booking was created";
   ++(ok ? s.events : s.rejected);
+  return {ok ? std::string_view() : std::string_view(verdict), false};
 }
 
 nlohmann::ordered_json to_json(std::string_view booking_id, const state& s) {
@@ -176,13 +187,11 @@ nlohmann::ordered_json to_json(std::string_view booking_id, const state& s) {
   return j;
 }
 
-// Binary codecs: a version byte first, so the formats can evolve.
+// Binary codecs: a version byte first, so the formats can evolve. The event ID, booking ID
+// and session are in statefold's envelope (logged once there): decode takes them from it.
 void model::encode_event(const event& e, std::string& out) {
-  put_u8(out, 1);
+  put_u8(out, 2);
   put_u8(out, static_cast<uint8_t>(e.type));
-  put_bytes(out, e.event_id);
-  put_bytes(out, e.booking_id);
-  put_bytes(out, e.session);
   switch (e.type) {
     case event_type::created:
       put_bytes(out, e.show);
@@ -204,17 +213,14 @@ void model::encode_event(const event& e, std::string& out) {
   }
 }
 
-bool model::decode_event(std::string_view in, event& e) {
+bool model::decode_event(std::string_view in, const statefold::event_context& ctx, event& e) {
   byte_reader r(in);
   uint8_t version, type;
-  std::string_view id, booking, session;
-  if (!r.u8(version) || version != 1 || !r.u8(type) || type < 1 || type > 5 || !r.bytes(id) ||
-      !r.bytes(booking) || !r.bytes(session))
-    return false;
+  if (!r.u8(version) || version != 2 || !r.u8(type) || type < 1 || type > 5) return false;
   e.type = static_cast<event_type>(type);
-  e.event_id = id;
-  e.booking_id = booking;
-  e.session = session;
+  e.event_id = ctx.event_id;
+  e.booking_id = ctx.key;
+  e.session = ctx.session;
   uint64_t a = 0, b = 0;
   std::string_view s1, s2;
   switch (e.type) {

@@ -22,6 +22,7 @@
 #include <nlohmann/json.hpp>
 
 #include "statefold/coding.hpp"
+#include "statefold/model.hpp"
 
 namespace booking {
 
@@ -70,9 +71,13 @@ struct model {
   using event = booking::event;
   static std::string_view key(const event& e) { return e.booking_id; }
   static std::string_view event_id(const event& e) { return e.event_id; }
-  static void apply(state& s, const event& e);
+  static constexpr std::string_view name = "booking";
+  static constexpr uint32_t codec_version = 2;
+  /// Applies the rules above; a broken rule is state (counted in `rejected`) and its verdict
+  /// ("payment after cancellation") is reported to the submitter.
+  static statefold::effect apply(state& s, const event& e);
   static void encode_event(const event& e, std::string& out);
-  static bool decode_event(std::string_view in, event& e);
+  static bool decode_event(std::string_view in, const statefold::event_context& ctx, event& e);
   static void encode_state(const state& s, std::string& out);
   static bool decode_state(std::string_view in, state& s);
 };

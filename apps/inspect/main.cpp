@@ -112,11 +112,23 @@ std::string relative_to(const std::string& dir, std::string_view path) {
   return std::string(path);
 }
 
+result<std::vector<std::string>> list_if_present(file_system& fs, const std::string& dir);
+
 /// Reads MANIFEST without locking. A directory without one gets the documented message.
 result<manifest> load_manifest(file_system& fs, const std::string& dir) {
   SF_ASSIGN_OR_RETURN(bool has_manifest, fs.exists(path_join(dir, "MANIFEST")));
-  if (!has_manifest)
+  if (!has_manifest) {
+    // Partition data without its MANIFEST is damage, not an empty directory: the MANIFEST's
+    // partition count decides which keys each partition holds.
+    auto names = list_if_present(fs, dir);
+    if (names)
+      for (const auto& n : *names)
+        if (is_partition_dir_name(n))
+          return status{errc::corruption, path_join(dir, "MANIFEST") +
+                                              " is missing, but the directory holds partition data (" +
+                                              n + "): the runtime refuses to open it"};
     return status{errc::not_found, dir + ": not a statefold data directory (no MANIFEST)"};
+  }
   return read_manifest(fs, dir);
 }
 
@@ -151,7 +163,7 @@ struct checkpoint_info {
   uint64_t entities = 0;
   uint64_t dedup_window = 0;
   uint64_t dedup_evictions = 0;
-  std::vector<std::pair<std::string, uint64_t>> sources;
+  std::vector<std::pair<std::string, source_progress>> sources;
 };
 
 /// Reads and verifies every checkpoint in `ckpt_dir`, oldest first. Lists the directory
@@ -460,7 +472,8 @@ int run_dump(file_system& fs, const std::string& dir, const dump_options& opt) {
 
 json checkpoint_json(const checkpoint_info& c) {
   json sources = json::object();
-  for (const auto& [name, offset] : c.sources) sources[name] = offset;
+  for (const auto& [name, p] : c.sources)
+    sources[name] = {{"next", p.next}, {"fingerprint_at", p.fingerprint_at}};
   return json{{"lsn", c.lsn},
               {"entities", c.entities},
               {"dedup_window", c.dedup_window},

@@ -21,7 +21,12 @@ bool parse_file_name(std::string_view name, uint64_t& lsn) {
 
 using namespace checkpoint_format;
 
-checkpoint_builder::checkpoint_builder(uint32_t partition, uint64_t lsn, uint64_t epoch)
+namespace {
+constexpr std::size_t dedup_entry_size = 24;  // identity hi, lo; body digest
+}  // namespace
+
+checkpoint_builder::checkpoint_builder(uint32_t partition, uint64_t lsn, uint64_t epoch,
+                                       uint32_t codec_version)
     : lsn_(lsn) {
   buf_.append(magic);
   put_u32(buf_, version);
@@ -29,26 +34,30 @@ checkpoint_builder::checkpoint_builder(uint32_t partition, uint64_t lsn, uint64_
   put_u64(buf_, lsn);
   put_u64(buf_, epoch);
   put_u64(buf_, 0);  // body length, patched by finish()
+  put_u32(buf_, codec_version);
 }
 
-void checkpoint_builder::add_sources(const std::vector<std::pair<std::string, uint64_t>>& s) {
+void checkpoint_builder::add_sources(const std::vector<std::pair<std::string, source_progress>>& s) {
   put_u32(buf_, static_cast<uint32_t>(s.size()));
-  for (const auto& [name, offset] : s) {
+  for (const auto& [name, p] : s) {
     put_bytes(buf_, name);
-    put_u64(buf_, offset);
+    put_u64(buf_, p.next);
+    put_u64(buf_, p.fingerprint_at);
+    put_u64(buf_, p.fingerprint);
   }
 }
 
 void checkpoint_builder::add_dedup(const dedup_window& w) {
   put_u64(buf_, w.evictions());
   put_u32(buf_, static_cast<uint32_t>(w.size()));
-  // 4 MB at the default window, on the partition's thread: one allocation, plain stores.
+  // 6 MB at the default window, on the partition's thread: one allocation, plain stores.
   std::size_t at = buf_.size();
-  buf_.resize(at + 16 * w.size());
-  w.for_each([&](const event_digest& d) {
-    store_u64(buf_.data() + at, d.hi);
-    store_u64(buf_.data() + at + 8, d.lo);
-    at += 16;
+  buf_.resize(at + dedup_entry_size * w.size());
+  w.for_each([&](const dedup_entry& e) {
+    store_u64(buf_.data() + at, e.id.hi);
+    store_u64(buf_.data() + at + 8, e.id.lo);
+    store_u64(buf_.data() + at + 16, e.body);
+    at += dedup_entry_size;
   });
 }
 
@@ -101,22 +110,25 @@ result<loaded_checkpoint> decode_checkpoint(std::string bytes, const std::string
   byte_reader r(all.substr(header_size, body_len));
   auto at = [&] { return header_size + body_len - r.remaining(); };
 
+  if (!r.u32(c.codec_version)) return bad("codec version truncated", at());
   uint32_t nsources;
-  if (!r.u32(nsources) || nsources > r.remaining() / 9) return bad("bad source count", at());
+  if (!r.u32(nsources) || nsources > r.remaining() / 25) return bad("bad source count", at());
   for (uint32_t i = 0; i < nsources; ++i) {
     std::string_view name;
-    uint64_t off;
-    if (!r.bytes(name) || !r.u64(off)) return bad("source entry truncated", at());
-    c.sources.emplace_back(std::string(name), off);
+    source_progress p;
+    if (!r.bytes(name) || !r.u64(p.next) || !r.u64(p.fingerprint_at) || !r.u64(p.fingerprint))
+      return bad("source entry truncated", at());
+    if (name.empty()) return bad("source entry with an empty name", at());
+    c.sources.emplace_back(std::string(name), p);
   }
   uint32_t ndedup;
-  if (!r.u64(c.dedup_evictions) || !r.u32(ndedup) || ndedup > r.remaining() / 16)
+  if (!r.u64(c.dedup_evictions) || !r.u32(ndedup) || ndedup > r.remaining() / dedup_entry_size)
     return bad("bad dedup window count", at());
   c.dedup.reserve(ndedup);
   for (uint32_t i = 0; i < ndedup; ++i) {
-    event_digest d;
-    if (!r.u64(d.hi) || !r.u64(d.lo)) return bad("dedup entry truncated", at());
-    c.dedup.push_back(d);
+    dedup_entry e;
+    if (!r.u64(e.id.hi) || !r.u64(e.id.lo) || !r.u64(e.body)) return bad("dedup entry truncated", at());
+    c.dedup.push_back(e);
   }
   uint64_t nentities;
   // Each entity takes at least 5 bytes (empty key: 1-byte length; 4-byte state length).

@@ -16,6 +16,27 @@ std::string partition_dir_name(uint32_t partition) {
   return buf;
 }
 
+bool is_partition_dir_name(std::string_view name) {
+  if (name.size() < 6 || name.substr(0, 2) != "p-") return false;
+  for (char c : name.substr(2))
+    if (c < '0' || c > '9') return false;
+  return true;
+}
+
+namespace {
+
+// A Model name goes into a line of text: letters, digits and "._-", at most 64 of them.
+bool valid_model_name(std::string_view n) {
+  if (n.size() > 64) return false;
+  for (char c : n)
+    if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+          c == '.' || c == '_' || c == '-'))
+      return false;
+  return true;
+}
+
+}  // namespace
+
 std::string encode_manifest(const manifest& m) {
   std::ostringstream s;
   s << "statefold-manifest\n"
@@ -23,6 +44,9 @@ std::string encode_manifest(const manifest& m) {
     << "partitions=" << m.partitions << "\n"
     << "key_groups=" << m.key_groups << "\n"
     << "hash_version=" << m.hash_version << "\n"
+    << "dedup_window=" << m.dedup_window << "\n"
+    << "model=" << m.model << "\n"
+    << "codec_version=" << m.codec_version << "\n"
     << "epoch=" << m.epoch << "\n";
   std::string body = s.str();
   char crc[32];
@@ -45,7 +69,9 @@ result<manifest> decode_manifest(std::string_view text, const std::string& path)
   if (stored != crc32c::value(body)) return bad("MANIFEST checksum mismatch");
   if (body.rfind("statefold-manifest\n", 0) != 0) return bad("not a statefold MANIFEST");
   manifest m;
-  int seen = 0;
+  enum : unsigned { f_format = 1, f_partitions = 2, f_key_groups = 4, f_hash = 8, f_epoch = 16,
+                    f_window = 32, f_model = 64, f_codec = 128 };
+  unsigned seen = 0;
   std::string_view rest = body.substr(std::string_view("statefold-manifest\n").size());
   while (!rest.empty()) {
     const auto nl = rest.find('\n');
@@ -54,31 +80,46 @@ result<manifest> decode_manifest(std::string_view text, const std::string& path)
     const auto eq = line.find('=');
     if (eq == std::string_view::npos) return bad("malformed line '" + std::string(line) + "'");
     const std::string_view key = line.substr(0, eq), val = line.substr(eq + 1);
+    if (key == "model") {  // the one text field
+      if (!valid_model_name(val)) return bad("invalid model name in '" + std::string(line) + "'");
+      m.model = std::string(val);
+      seen |= f_model;
+      continue;
+    }
     uint64_t v = 0;
     auto [p, err] = std::from_chars(val.data(), val.data() + val.size(), v);
     if (err != std::errc() || p != val.data() + val.size())
       return bad("not an unsigned number in '" + std::string(line) + "'");
-    auto u32 = [&](uint32_t& field, int bit) -> bool {
+    auto u32 = [&](uint32_t& field, unsigned bit) -> bool {
       if (v > UINT32_MAX) return false;
       field = static_cast<uint32_t>(v);
       seen |= bit;
       return true;
     };
     bool in_range = true;
-    if (key == "format_version") in_range = u32(m.format_version, 1);
-    else if (key == "partitions") in_range = u32(m.partitions, 2);
-    else if (key == "key_groups") in_range = u32(m.key_groups, 4);
-    else if (key == "hash_version") in_range = u32(m.hash_version, 8);
-    else if (key == "epoch") m.epoch = v, seen |= 16;
+    if (key == "format_version") in_range = u32(m.format_version, f_format);
+    else if (key == "partitions") in_range = u32(m.partitions, f_partitions);
+    else if (key == "key_groups") in_range = u32(m.key_groups, f_key_groups);
+    else if (key == "hash_version") in_range = u32(m.hash_version, f_hash);
+    else if (key == "codec_version") in_range = u32(m.codec_version, f_codec);
+    else if (key == "dedup_window") m.dedup_window = v, seen |= f_window;
+    else if (key == "epoch") m.epoch = v, seen |= f_epoch;
     // Unknown keys are tolerated: a newer minor writer may add informational fields.
     if (!in_range) return bad("value out of range in '" + std::string(line) + "'");
   }
-  if (seen != 31) return bad("missing field(s)");
+  // The version first: an older MANIFEST lacks the newer fields, and is named as older.
+  if (!(seen & f_format)) return bad("missing field format_version");
   if (m.format_version != data_format_version)
-    return status{errc::unsupported, path + ": data format version " +
-                                         std::to_string(m.format_version) +
-                                         ", this build reads version " +
-                                         std::to_string(data_format_version)};
+    return status{errc::unsupported,
+                  path + ": data format version " + std::to_string(m.format_version) +
+                      ", this build reads version " + std::to_string(data_format_version) +
+                      (m.format_version < data_format_version
+                           ? ". This build has no upgrade for it: read it with the statefold "
+                             "build that wrote it, or start a new data directory"
+                           : ". It was written by a newer statefold")};
+  const unsigned all = f_format | f_partitions | f_key_groups | f_hash | f_epoch | f_window |
+                       f_model | f_codec;
+  if (seen != all) return bad("missing field(s)");
   if (!partitioner::check(m.partitions, m.key_groups).is_ok())
     return bad("impossible partition/key-group counts " + std::to_string(m.partitions) + "/" +
                std::to_string(m.key_groups));
@@ -98,6 +139,14 @@ std::string data_dir::partition_dir(uint32_t partition) const {
 result<std::unique_ptr<data_dir>> data_dir::open(file_system& fs, std::string path,
                                                  const data_dir_config& config) {
   SF_RETURN_IF_ERROR(partitioner::check(config.partitions, config.key_groups));
+  if (!valid_model_name(config.model))
+    return status{errc::invalid_argument, "model name '" + config.model +
+                                              "': at most 64 letters, digits, '.', '_' or '-'"};
+  if (config.dedup_window == uint64_t{0} && !config.allow_no_dedup)
+    return status{errc::invalid_argument,
+                  "a dedup window of 0 turns deduplication by event ID off (a redelivered event "
+                  "without a source position is applied again); ask for it explicitly "
+                  "(allow_no_dedup) if that is what you want"};
   SF_ASSIGN_OR_RETURN(bool present, fs.exists(path));
   if (!present && !config.create_if_missing)
     return status{errc::not_found, path + ": data directory does not exist"};
@@ -116,14 +165,59 @@ result<std::unique_ptr<data_dir>> data_dir::open(file_system& fs, std::string pa
                         std::to_string(m.key_groups) + " key groups, configuration asks for " +
                         std::to_string(config.partitions) + " / " +
                         std::to_string(config.key_groups) +
-                        "; open with the recorded counts, or rescale offline"};
+                        "; open with the recorded counts (an offline rescale is not built yet)"};
     if (m.hash_version != hash_version)
       return status{errc::config_mismatch, mpath + ": key hash version " +
                                                std::to_string(m.hash_version) +
                                                ", this build uses " + std::to_string(hash_version)};
+    if (!m.model.empty() && m.model != config.model)
+      return status{errc::config_mismatch,
+                    mpath + ": the data was written by model '" + m.model + "', this program's model is '" +
+                        config.model + "'; open it with a program of that model"};
+    if (m.codec_version != config.codec_version)
+      return status{errc::config_mismatch,
+                    mpath + ": the data was written with codec version " +
+                        std::to_string(m.codec_version) + " of model '" + m.model +
+                        "', this program has codec version " + std::to_string(config.codec_version) +
+                        "; open it with the program version that wrote it (a rebuild to a new "
+                        "codec version is not built yet)"};
+    if (config.dedup_window) {
+      const uint64_t want = *config.dedup_window;
+      if (want < m.dedup_window && !(want == 0 && m.dedup_window == 0))
+        return status{errc::config_mismatch,
+                      mpath + ": the directory keeps a dedup window of " +
+                          std::to_string(m.dedup_window) +
+                          " event IDs per partition; the configuration asks for " +
+                          std::to_string(want) +
+                          ", which would forget IDs its checkpoints remember. Leave the window "
+                          "unset to use the directory's, or ask for at least " +
+                          std::to_string(m.dedup_window)};
+      if (want > m.dedup_window) {
+        d->notes_.push_back("dedup window grown from " + std::to_string(m.dedup_window) + " to " +
+                            std::to_string(want) + " event IDs per partition (recorded in " +
+                            mpath + ")");
+        m.dedup_window = want;
+      }
+    }
   } else {
+    // A partition directory without a MANIFEST is data whose key mapping is lost: refuse to
+    // create a new MANIFEST over it (it might say another partition count).
+    SF_ASSIGN_OR_RETURN(auto names, fs.list(path));
+    std::vector<std::string> found;
+    for (const auto& n : names)
+      if (is_partition_dir_name(n)) found.push_back(n);
+    if (!found.empty())
+      return status{errc::corruption,
+                    mpath + " is missing, but the directory holds partition data (" + found.front() +
+                        (found.size() > 1 ? " and " + std::to_string(found.size() - 1) + " more" : "") +
+                        "). Refusing to create a new MANIFEST over it: its partition count decides "
+                        "which keys each partition holds. Restore MANIFEST from a backup (a command "
+                        "to rebuild it from the data is not built yet)"};
     m.partitions = config.partitions;
     m.key_groups = config.key_groups;
+    m.dedup_window = config.dedup_window.value_or(default_dedup_window);
+    m.model = config.model;
+    m.codec_version = config.codec_version;
   }
   ++m.epoch;
   SF_RETURN_IF_ERROR(fs.write_file_atomic(mpath, encode_manifest(m)));

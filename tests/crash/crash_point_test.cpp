@@ -84,8 +84,8 @@ promises run_workload(file_system& fs, const std::string& dir, bool go_on_after_
       }
       ++next;
       if (k == 4) {
-        const auto& c = (*p)->committed_source_offsets();
-        if (auto it = c.find("topic/0"); it != c.end()) out.committed_offset = it->second;
+        const auto& c = (*p)->committed_sources();
+        if (auto it = c.find("topic/0"); it != c.end()) out.committed_offset = it->second.next - 1;
       }
     }
     auto d = (*p)->sync();
@@ -127,8 +127,8 @@ cycle_result recover_and_check(fault_file_system& ffs, const std::string& dir, p
     if (!p) return fail("recovery failed: " + p.error().to_string());
     recovered = (*p)->next_lsn() - 1;
     first = snapshot(**p);
-    const auto& hwm = (*p)->source_offsets();
-    const uint64_t have = hwm.count("topic/0") ? hwm.at("topic/0") : 0;
+    const auto& sources = (*p)->sources();
+    const uint64_t have = sources.count("topic/0") ? sources.at("topic/0").next - 1 : 0;
     if (have < made.committed_offset)
       return fail("source offset " + std::to_string(made.committed_offset) +
                   " was reported committed, but recovery only has events up to offset " +

@@ -44,7 +44,11 @@ inline void check_booking_event_round_trip(const booking::event& e, const char* 
   std::string bytes;
   booking::model::encode_event(e, bytes);
   booking::event back;
-  FUZZ_CHECK(booking::model::decode_event(bytes, back),
+  statefold::event_context ctx;
+  ctx.event_id = e.event_id;
+  ctx.key = e.booking_id;
+  ctx.session = e.session;
+  FUZZ_CHECK(booking::model::decode_event(bytes, ctx, back),
              std::string(origin) + ": booking event re-encoding does not decode");
   FUZZ_CHECK(same_event(e, back), std::string(origin) + ": booking event round trip differs");
   std::string again;

@@ -37,10 +37,10 @@ void fuzz_envelope(std::string_view in) {
   meta.causation = v->causation;
   if (v->has_source) meta.source = source_position{std::string(v->source), v->source_offset};
   std::string out;
-  encode_envelope(out, v->event_id, v->key, meta, [&](std::string& o) { o.append(v->body); });
+  encode_envelope(out, v->time_us, v->event_id, v->key, meta, [&](std::string& o) { o.append(v->body); });
   auto w = decode_envelope(out);
   FUZZ_CHECK(w.has_value(), "re-encoded envelope does not decode");
-  FUZZ_CHECK(w->event_id == v->event_id && w->key == v->key && w->session == v->session &&
+  FUZZ_CHECK(w->time_us == v->time_us && w->event_id == v->event_id && w->key == v->key && w->session == v->session &&
                  w->correlation == v->correlation && w->causation == v->causation &&
                  w->has_source == v->has_source && w->source == v->source &&
                  w->source_offset == v->source_offset && w->body == v->body,
@@ -65,7 +65,10 @@ void fuzz_json_line(std::string_view in) {
 
 void fuzz_binary_event(std::string_view in) {
   booking::event e;
-  if (!booking::model::decode_event(in, e)) return;
+  statefold::event_context ctx;
+  ctx.event_id = "fuzz-id";
+  ctx.key = "fuzz-key";
+  if (!booking::model::decode_event(in, ctx, e)) return;
   fuzz::check_booking_event_round_trip(e, "binary");
 }
 
@@ -83,11 +86,14 @@ void fuzz_states(std::string_view in) {
                "ledger state round trip differs");
   }
   testkit::ledger_event le;
-  if (testkit::ledger_model::decode_event(in, le)) {
+  statefold::event_context ctx;
+  ctx.event_id = "fuzz-id";
+  ctx.key = "fuzz-key";
+  if (testkit::ledger_model::decode_event(in, ctx, le)) {
     std::string bytes;
     testkit::ledger_model::encode_event(le, bytes);
     testkit::ledger_event back;
-    FUZZ_CHECK(testkit::ledger_model::decode_event(bytes, back) && back.seq == le.seq &&
+    FUZZ_CHECK(testkit::ledger_model::decode_event(bytes, ctx, back) && back.seq == le.seq &&
                    back.amount == le.amount,
                "ledger event round trip differs");
   }

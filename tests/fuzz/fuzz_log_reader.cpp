@@ -209,9 +209,14 @@ scan_outcome run_scan(file_system& fs, const std::string& dir, recovery_mode mod
     if (visited == 0) first = r.lsn;
     prev = r.lsn;
     ++visited;
-    FUZZ_CHECK(r.type == log_format::record_type::event, "visited a record of unknown type");
+    FUZZ_CHECK(r.type == log_format::record_type::event || r.type == log_format::record_type::position,
+               "visited a record of unknown type");
     FUZZ_CHECK(!r.file.empty(), "record without a file name");
     touch(r.payload);
+    if (r.type == log_format::record_type::position) {
+      if (auto pos = decode_position(r.payload)) touch(pos->source);
+      return status::ok();
+    }
     auto env = decode_envelope(r.payload);
     if (env) {
       for (std::string_view s : {env->event_id, env->key, env->session, env->correlation,

@@ -75,7 +75,7 @@ std::string envelope_of(const booking::event& e, bool with_meta) {
     meta.source = source_position{"bookings/0", 42};
   }
   std::string out;
-  encode_envelope(out, e.event_id, e.booking_id, meta,
+  encode_envelope(out, 1'700'000'000'000'000, e.event_id, e.booking_id, meta,
                   [&](std::string& o) { booking::model::encode_event(e, o); });
   return out;
 }
@@ -188,16 +188,16 @@ void log_seeds(const stdfs::path& out, const std::string& scratch) {
 }
 
 std::string checkpoint_image(bool empty) {
-  checkpoint_builder b(0, empty ? 0 : 5, 1);
+  checkpoint_builder b(0, empty ? 0 : 5, 1, booking::model::codec_version);
   if (empty) {
     b.add_sources({});
     b.add_dedup(dedup_window(0));
     b.begin_entities(0);
     return std::move(b).finish();
   }
-  b.add_sources({{"bookings/0", 42}, {"bookings/1", 7}});
+  b.add_sources({{"bookings/0", {43, 43, 0x1234}}, {"bookings/1", {8, 0, 0}}});
   dedup_window w(4);
-  for (const char* id : {"e1", "e2", "e3", "e4", "e5"}) w.insert(digest_of(id));  // one evicted
+  for (const char* id : {"e1", "e2", "e3", "e4", "e5"}) w.insert(identity_of("b1", id), 7);  // one evicted
   b.add_dedup(w);
   b.begin_entities(3);
   booking::state s;

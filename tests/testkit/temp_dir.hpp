@@ -13,6 +13,7 @@
 
 #include "statefold/coding.hpp"
 #include "statefold/file_system.hpp"
+#include "statefold/model.hpp"
 
 namespace statefold::testkit {
 
@@ -76,7 +77,9 @@ struct ledger_model {
     put_varint(out, e.seq);
     put_u64(out, static_cast<uint64_t>(e.amount));
   }
-  static bool decode_event(std::string_view in, event& e) {
+  static bool decode_event(std::string_view in, const event_context& ctx, event& e) {
+    e.id = ctx.event_id;  // not in the body: the envelope carries them
+    e.key = ctx.key;
     byte_reader r(in);
     uint64_t a;
     if (!r.varint(e.seq) || !r.u64(a) || !r.empty()) return false;

@@ -37,6 +37,7 @@
 #include "statefold/data_dir.hpp"
 #include "statefold/detail/messages.hpp"
 #include "statefold/detail/partition_actor.hpp"
+#include "statefold/detail/source_fences.hpp"
 #include "statefold/engine_options.hpp"
 #include "statefold/partition_state.hpp"
 #include "statefold/segment_preparer.hpp"
@@ -95,6 +96,23 @@ class engine {
   result<std::vector<std::pair<std::string, state_type>>> export_all(
       std::chrono::milliseconds wait_for_restart = std::chrono::seconds(30));
   std::vector<engine_partition_stats> stats();
+
+  /// Records that `source` is consumed below `progress.next`: every event of it before that
+  /// position has been answered (applied, duplicate, conflict or rejected), or was skipped by
+  /// the consumer (a malformed line). Each partition logs it (a `position` record, durable with
+  /// its next sync), so that resume_point() reaches it in every partition, including those that
+  /// got no event of the source lately. With a fingerprint of the input up to
+  /// `progress.fingerprint_at`, a later consumer can check it reads the same input. Never past
+  /// an event answered failed or busy: a partition that lost one ignores the marker.
+  /// Returns failed on a closed engine.
+  status mark_consumed(std::string source, source_progress progress);
+
+  /// Where a consumer of `source` resumes: the lowest durable `next` over all partitions (0 if
+  /// any partition has consumed nothing of it), and the newest fingerprint the partitions keep
+  /// at or below it (so the consumer can check it on the way there).
+  /// Waits for a partition that is down, like get().
+  result<source_progress> resume_point(
+      std::string_view source, std::chrono::milliseconds wait_for_restart = std::chrono::seconds(30));
   /// Checkpoints every partition now; returns the first error.
   status checkpoint();
   /// Stops taking events, waits until every submitted event is answered, syncs, checkpoints
@@ -159,6 +177,7 @@ class engine {
   std::vector<slot> slots_;
   std::vector<std::unique_ptr<detail::flight_counter>> flight_;
   std::vector<std::unique_ptr<std::atomic<uint64_t>>> restarts_;
+  std::vector<std::unique_ptr<detail::source_fences>> fences_;
   // The supervisor bumps restarts_[p] under outage_mu_ and notifies restarted_, so a reader
   // waiting for a partition to come back cannot miss it.
   std::mutex outage_mu_;
@@ -180,7 +199,8 @@ partition_options engine<Model>::partition_options_for(uint32_t p) const {
   po.dir = dir_->partition_dir(p);
   po.partition = p;
   po.epoch = dir_->epoch();
-  po.dedup_window = options_.dedup_window;
+  po.dedup_window = static_cast<std::size_t>(dir_->info().dedup_window);
+  po.keep_checkpoints = options_.keep_checkpoints;
   const uint64_t share = options_.expected_entities / options_.partitions;
   po.expected_entities = static_cast<std::size_t>(share + share / 8);
   po.mode = options_.recovery;
@@ -220,16 +240,22 @@ result<std::unique_ptr<engine<Model>>> engine<Model>::open(engine_options o) {
   data_dir_config dc;
   dc.partitions = o.partitions;
   dc.key_groups = o.key_groups;
+  if (o.dedup_window) dc.dedup_window = *o.dedup_window;
+  dc.allow_no_dedup = o.allow_no_dedup;
+  dc.model = std::string(model_name_of<Model>());
+  dc.codec_version = codec_version_of<Model>();
   SF_ASSIGN_OR_RETURN(auto dir, data_dir::open(fs, o.dir, dc));
   std::unique_ptr<engine> e(new engine(std::move(o), std::move(dir)));
   e->log_ = e->options_.logger ? e->options_.logger : spdlog::default_logger();
+  for (const auto& note : e->dir_->notes()) e->log_->info("{}", note);
   const uint32_t n = e->router_.partitions();
   for (uint32_t p = 0; p < n; ++p) {
     e->flight_.push_back(std::make_unique<detail::flight_counter>());
     e->restarts_.push_back(std::make_unique<std::atomic<uint64_t>>(0));
+    e->fences_.push_back(std::make_unique<detail::source_fences>());
     e->outages_.emplace_back();
     e->contexts_.push_back({p, &e->options_, e->log_.get(), e->flight_.back().get(),
-                            e->restarts_.back().get()});
+                            e->restarts_.back().get(), e->fences_.back().get()});
   }
 
   // Recover the partitions in parallel, a few at a time (recovery is I/O and CPU bound).
@@ -304,7 +330,7 @@ void engine<Model>::start_supervisor() {
       // partition is recovered from disk.
       if (w.actor_down && w.flusher_down && w.failed && !closing_.load()) {
         w.backoff = w.backoff.count() == 0 ? options_.restart_backoff
-                                           : std::min(w.backoff * 2, std::chrono::milliseconds(5000));
+                                           : std::min(w.backoff * 2, options_.restart_backoff_max);
         log_->warn("partition {} stopped ({}); restarting in {} ms", p, caf::to_string(w.reason),
                    w.backoff.count());
         self->delayed_send(self, w.backoff, detail::restart_atom::value, p);
@@ -322,7 +348,7 @@ void engine<Model>::start_supervisor() {
               outages_[p].last_recovery_error = ps.error();
             }
             auto& w = (*watches)[p];
-            w.backoff = std::min(w.backoff * 2, std::chrono::milliseconds(5000));
+            w.backoff = std::min(w.backoff * 2, options_.restart_backoff_max);
             self->delayed_send(self, w.backoff, detail::restart_atom::value, p);
             return;
           }
@@ -414,6 +440,8 @@ status engine<Model>::submit_batch(std::vector<event_type> events, batch_callbac
       r.partition = p;
       r.reason = "not processed: the partition stopped before it got to the event";
     }
+    c->metas = &w->metas;  // `c` finishes while `w` lives: below, or in w's actor or destructor
+    c->fences = fences_[p].get();
     c->on_batch = [part_done, idx](std::vector<submit_result>& rs) { part_done(idx, rs); };
     if (!acquire(p, static_cast<int64_t>(idx.size()))) {
       for (auto& r : c->results) {
@@ -577,6 +605,51 @@ std::vector<engine_partition_stats> engine<Model>::stats() {
       out.push_back(std::move(s));
     }
   }
+  return out;
+}
+
+template <model Model>
+status engine<Model>::mark_consumed(std::string source, source_progress progress) {
+  if (closing_.load()) return {errc::failed, "mark_consumed: the engine is closed"};
+  if (source.empty()) return {errc::invalid_argument, "mark_consumed: empty source name"};
+  for (uint32_t p = 0; p < router_.partitions(); ++p) {
+    auto m = std::make_shared<detail::mark_work>();
+    m->source = source;
+    m->progress = progress;
+    // A partition that is down misses it: its progress stays where it was (a rerun then
+    // re-reads a little more, all of it answered duplicate).
+    caf::anon_send(actor_for(p), detail::mark_atom::value, detail::work_ptr(std::move(m)));
+  }
+  return status::ok();
+}
+
+template <model Model>
+result<source_progress> engine<Model>::resume_point(std::string_view source,
+                                                    std::chrono::milliseconds wait_for_restart) {
+  using R = std::map<std::string, source_progress>;
+  const auto deadline = std::chrono::steady_clock::now() + wait_for_restart;
+  std::vector<source_progress> each;
+  for (uint32_t p = 0; p < router_.partitions(); ++p) {
+    std::optional<R> part = ask_when_up<R>(p, deadline, [](detail::query_work<Model>& q, auto pr) {
+      q.kind = detail::query_work<Model>::sources;
+      q.on_sources = [pr](R v) { pr->set_value(std::move(v)); };
+    });
+    if (!part && closing_.load()) return status{errc::failed, "resume_point: the engine is closed"};
+    if (!part)
+      return status{errc::failed, "resume_point of '" + std::string(source) + "': " + describe_outage(p) +
+                                      "; not back within " + std::to_string(wait_for_restart.count()) + " ms"};
+    auto it = part->find(std::string(source));
+    each.push_back(it == part->end() ? source_progress{} : it->second);
+  }
+  source_progress out;
+  out.next = each.empty() ? 0 : each.front().next;
+  for (const auto& e : each) out.next = std::min(out.next, e.next);
+  // The newest fingerprint a consumer can check before it gets there: at or below `next`.
+  for (const auto& e : each)
+    if (e.fingerprint_at <= out.next && e.fingerprint_at > out.fingerprint_at) {
+      out.fingerprint_at = e.fingerprint_at;
+      out.fingerprint = e.fingerprint;
+    }
   return out;
 }
 

@@ -8,6 +8,7 @@
 #include <functional>
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -43,7 +44,13 @@ struct engine_options {
   uint32_t key_groups = default_key_groups;
   durability mode = durability::sync;
   std::chrono::milliseconds sync_interval{5};        ///< for durability::interval
-  std::size_t dedup_window = 1u << 18;               ///< event IDs remembered per partition
+  /// Event identities (key, event ID) remembered per partition. A property of the data: the
+  /// MANIFEST records it. nullopt (the default): the directory's window, 262,144 for a new
+  /// directory. A larger value grows it; a smaller one is refused (errc::config_mismatch).
+  std::optional<std::size_t> dedup_window;
+  /// A window of 0 switches deduplication by event ID off: a redelivered event without a
+  /// source position is applied again. Refused unless this is set.
+  bool allow_no_dedup = false;
   /// Entities expected in all; each partition makes room for its share (plus 1/8) up front,
   /// instead of rehashing its whole map each time it doubles (a pause of tens of ms at a
   /// million keys). 0: grow as needed.
@@ -64,7 +71,9 @@ struct engine_options {
     l.segment_bytes = 0;
     return l;
   }();
-  std::chrono::milliseconds restart_backoff{50};     ///< first restart delay; doubles, max 5 s
+  std::chrono::milliseconds restart_backoff{50};     ///< first restart delay; doubles ...
+  std::chrono::milliseconds restart_backoff_max{5000};  ///< ... up to this
+  std::size_t keep_checkpoints = 2;                  ///< per partition; at least 2
   /// Where the bytes go; nullptr: the real disk. Tests pass a fault_file_system.
   file_system* fs = nullptr;
   /// Where the engine logs (recoveries, restarts, failures); nullptr: spdlog's default.
@@ -87,6 +96,7 @@ struct submit_result {
   uint64_t lsn = 0;          ///< for applied
   uint32_t partition = 0;
   std::string reason;        ///< for everything but applied
+  std::string_view verdict;  ///< for applied: the business verdict of Model::apply, if any
 };
 
 /// Per-partition figures, from engine::stats().
@@ -99,8 +109,9 @@ struct engine_partition_stats {
   uint64_t restarts = 0;           ///< times the partition was restarted after a failure
   std::string failure;             ///< empty while healthy
   recovery_report recovery;        ///< the last recovery of this partition
-  /// Per source, the highest offset whose event is durable: safe to commit upstream.
-  std::map<std::string, uint64_t> committed_offsets;
+  /// Per source, how far it is durably consumed: every position below `next` is durable
+  /// (or was a duplicate) — safe to commit upstream, and where a rerun resumes.
+  std::map<std::string, source_progress> committed_sources;
 };
 
 }  // namespace statefold

@@ -7,8 +7,11 @@
 //   +------------------------------ header, 40 bytes ------------------------------+
 //   | magic "SFCKPT01" | version u32 | partition u32 | LSN u64 | epoch u64 | body length u64 |
 //   +-------------------------------------------------------------------------------+
-//   | body: sources   u32 count, then (name bytes, offset u64) each                 |
-//   |       dedup     u64 evictions, u32 count, then 16-byte digests, oldest first   |
+//   | body: codec     u32 the Model's codec version (model.hpp)                      |
+//   |       sources   u32 count, then (name bytes, next u64, fingerprint_at u64,      |
+//   |                 fingerprint u64) each                                          |
+//   |       dedup     u64 evictions, u32 count, then 24-byte entries (identity 16 B,  |
+//   |                 body digest 8 B), oldest first                                 |
 //   |       entities  u64 count, then (key bytes, state u32 len + bytes)               |
 //   +-------------------------------------------------------------------------------+
 //   | masked CRC32C of everything above, u32                                         |
@@ -35,6 +38,7 @@
 
 #include "statefold/coding.hpp"
 #include "statefold/dedup_window.hpp"
+#include "statefold/envelope.hpp"
 #include "statefold/file_system.hpp"
 #include "statefold/status.hpp"
 
@@ -42,7 +46,7 @@ namespace statefold {
 
 namespace checkpoint_format {
 inline constexpr std::string_view magic = "SFCKPT01";
-inline constexpr uint32_t version = 1;
+inline constexpr uint32_t version = 2;
 inline constexpr std::size_t header_size = 40;
 std::string file_name(uint64_t lsn);
 bool parse_file_name(std::string_view name, uint64_t& lsn);
@@ -51,8 +55,8 @@ bool parse_file_name(std::string_view name, uint64_t& lsn);
 /// Builds a checkpoint image in memory: sources, then dedup, then entities, then finish().
 class checkpoint_builder {
  public:
-  checkpoint_builder(uint32_t partition, uint64_t lsn, uint64_t epoch);
-  void add_sources(const std::vector<std::pair<std::string, uint64_t>>& sources);
+  checkpoint_builder(uint32_t partition, uint64_t lsn, uint64_t epoch, uint32_t codec_version = 1);
+  void add_sources(const std::vector<std::pair<std::string, source_progress>>& sources);
   void add_dedup(const dedup_window& window);
   /// Then, `count` times, add_entity.
   void begin_entities(uint64_t count);
@@ -80,9 +84,10 @@ struct loaded_checkpoint {
   std::string path;
   uint64_t lsn = 0;
   uint64_t epoch = 0;
-  std::vector<std::pair<std::string, uint64_t>> sources;
+  uint32_t codec_version = 0;
+  std::vector<std::pair<std::string, source_progress>> sources;
   uint64_t dedup_evictions = 0;
-  std::vector<event_digest> dedup;  // oldest first
+  std::vector<dedup_entry> dedup;  // oldest first
   std::vector<std::pair<std::string_view, std::string_view>> entities;
   std::string bytes;
 };

@@ -2,14 +2,17 @@
 
 // data_dir: ownership of a statefold data directory.
 //
-//   DIR/MANIFEST      format version, partition count, key-group count, hash version, epoch
+//   DIR/MANIFEST      format version, partition count, key-group count, hash version, dedup
+//                     window, the Model's name and codec version, epoch
 //   DIR/LOCK          flock'ed for as long as the data_dir object lives
 //   DIR/p-NNNN/       one directory per partition (log/ and ckpt/)
 //
 // Opening takes an exclusive flock on LOCK (a second opener, in this process or another, gets
 // errc::locked), reads MANIFEST (or creates it for a new directory), refuses a configuration
-// that disagrees with it (errc::config_mismatch: no silent re-sharding), then bumps the epoch
-// and writes MANIFEST back atomically. The epoch goes into every segment header this owner
+// that disagrees with it (errc::config_mismatch: no silent re-sharding, no smaller dedup
+// window, no other Model), then bumps the epoch and writes MANIFEST back atomically. A
+// directory that holds partition data but no MANIFEST is refused, never initialised anew:
+// the MANIFEST's partition count decides which keys each partition's data belongs to. The epoch goes into every segment header this owner
 // creates; check_epoch() lets a writer verify it is still the owner before it creates a
 // segment (fencing: a stale owner cannot append).
 //
@@ -18,7 +21,10 @@
 
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
+#include <string_view>
+#include <vector>
 
 #include "statefold/file_system.hpp"
 #include "statefold/partitioner.hpp"
@@ -26,13 +32,20 @@
 
 namespace statefold {
 
-inline constexpr uint32_t data_format_version = 1;
+inline constexpr uint32_t data_format_version = 2;
+/// The dedup window a new directory gets when the configuration names none.
+inline constexpr uint64_t default_dedup_window = 1u << 18;
 
 struct manifest {
   uint32_t format_version = data_format_version;
   uint32_t partitions = 0;
   uint32_t key_groups = default_key_groups;
   uint32_t hash_version = statefold::hash_version;
+  /// Event identities remembered per partition: a property of the data (checkpoints carry
+  /// the window's content), so it only ever grows.
+  uint64_t dedup_window = default_dedup_window;
+  std::string model;           ///< the Model's name (model.hpp), empty when it declares none
+  uint32_t codec_version = 1;  ///< the Model's codec version
   uint64_t epoch = 0;
 };
 
@@ -45,6 +58,14 @@ struct data_dir_config {
   uint32_t partitions = 4;
   uint32_t key_groups = default_key_groups;
   bool create_if_missing = true;
+  /// nullopt: the directory's window (default_dedup_window for a new one). A larger value
+  /// grows the stored window; a smaller one is refused (config_mismatch).
+  std::optional<uint64_t> dedup_window;
+  /// 0 turns deduplication by event ID off. Refused unless this is set, and only for a new
+  /// directory or one whose window is 0 already.
+  bool allow_no_dedup = false;
+  std::string model;           ///< recorded in a new MANIFEST; another one is refused
+  uint32_t codec_version = 1;  ///< likewise
 };
 
 class data_dir {
@@ -53,6 +74,8 @@ class data_dir {
                                                 const data_dir_config& config);
 
   const manifest& info() const noexcept { return manifest_; }
+  /// What open() changed besides the epoch ("dedup window grown from 1024 to 4096"), for logs.
+  const std::vector<std::string>& notes() const noexcept { return notes_; }
   uint64_t epoch() const noexcept { return manifest_.epoch; }
   const std::string& path() const noexcept { return path_; }
   file_system& fs() const noexcept { return fs_; }
@@ -67,9 +90,12 @@ class data_dir {
   file_system& fs_;
   std::string path_;
   manifest manifest_;
+  std::vector<std::string> notes_;
   std::unique_ptr<file_lock> lock_;
 };
 
 std::string partition_dir_name(uint32_t partition);
+/// True for "p-NNNN" (at least 4 digits): a partition directory's name.
+bool is_partition_dir_name(std::string_view name);
 
 }  // namespace statefold

@@ -1,13 +1,18 @@
 #pragma once
 
-// dedup_window: the exact set of the most recent N event IDs of one partition, FIFO-evicted.
+// dedup_window: the exact set of the most recent N event identities of one partition,
+// FIFO-evicted, each with a digest of the event's body.
 //
-// An event ID is kept as its 128-bit XXH3 digest (fixed size, no allocation per entry). Two
-// distinct IDs collide with probability ~ window^2 / 2^129 — for a window of 10^6 about
-// 10^-27 — which we treat as exact. Size and evictions are observable; the window is saved
-// in checkpoints (oldest first) and rebuilt by replay, so it survives restarts.
-// Beyond the window an old ID is no longer recognised: a redelivery older than the last N
-// accepted events is applied again. Size the window to cover the longest redelivery.
+// An event's identity is (key, event ID): the same ID on another key is another event,
+// whatever the partitioning. It is kept as a 128-bit XXH3 digest (fixed size, no allocation
+// per entry); two distinct identities collide with probability ~ window^2 / 2^129 — for a
+// window of 10^6 about 10^-27 — which we treat as exact. Beside it, a 64-bit digest of the
+// Model's encoding of the event: an identity that comes back with another body is a
+// conflict, not a duplicate (partition_state decides; the window only remembers).
+//
+// Size and evictions are observable; the window is saved in checkpoints (oldest first) and
+// rebuilt by replay, so it survives restarts. Beyond the window an old identity is no longer
+// recognised (a source position, when the event has one, still is: partition_state.hpp).
 //
 // Single-threaded.
 
@@ -23,29 +28,42 @@ struct event_digest {
   friend bool operator==(const event_digest&, const event_digest&) = default;
 };
 
-/// The pinned digest of an event ID (XXH3-128, seed 0).
-event_digest digest_of(std::string_view event_id) noexcept;
+/// The pinned XXH3-128 digest (seed 0) of some bytes.
+event_digest digest_of(std::string_view bytes) noexcept;
+/// The pinned identity of an event: XXH3-128 (seed 0) of varint(key size), key, event ID.
+event_digest identity_of(std::string_view key, std::string_view event_id) noexcept;
+/// The pinned digest of an event's body (the Model's encoding): XXH3-64, seed 0.
+uint64_t body_digest_of(std::string_view body) noexcept;
 
-/// A set of digests of fixed capacity: open addressing with linear probing, deletion by
-/// backward shift. There are no tombstones, so the window's steady insert-one-erase-one never
-/// triggers a rehash. (A general-purpose table such as absl::flat_hash_set marks erased slots
-/// deleted and, once they run out, rehashes all of them at once: a 20-40 ms pause every
-/// ~200 k events at the default window, which was the p99 of the engine's acknowledgements.)
-/// The table is twice the entries it must hold, so probe runs stay short.
+struct dedup_entry {
+  event_digest id;
+  uint64_t body = 0;
+  friend bool operator==(const dedup_entry&, const dedup_entry&) = default;
+};
+
+/// A set of entries of fixed capacity, keyed by identity: open addressing with linear
+/// probing, deletion by backward shift. There are no tombstones, so the window's steady
+/// insert-one-erase-one never triggers a rehash. (A general-purpose table such as
+/// absl::flat_hash_set marks erased slots deleted and, once they run out, rehashes all of
+/// them at once: a 20-40 ms pause every ~200 k events at the default window, which was the
+/// p99 of the engine's acknowledgements.) The table is twice the entries it must hold, so
+/// probe runs stay short.
 class digest_set {
  public:
   explicit digest_set(std::size_t max_entries);
-  bool contains(const event_digest& d) const noexcept;
-  void insert(const event_digest& d) noexcept;  ///< `d` must be absent; at most max_entries
+  /// The entry with identity `d`, or nullptr.
+  const dedup_entry* find(const event_digest& d) const noexcept;
+  void insert(const dedup_entry& e) noexcept;  ///< its identity must be absent; at most max_entries
   void erase(const event_digest& d) noexcept;
   void clear() noexcept;
 
  private:
   static bool empty(const event_digest& d) noexcept { return d.hi == 0 && d.lo == 0; }
   std::size_t home(const event_digest& d) const noexcept { return d.lo & mask_; }  // uniform
-  std::vector<event_digest> slots_;  // {0, 0}: empty
+  std::vector<dedup_entry> slots_;  // identity {0, 0}: empty
   std::size_t mask_ = 0;
-  bool has_zero_ = false;  // the digest {0, 0} itself, which cannot live in a slot
+  bool has_zero_ = false;  // the identity {0, 0} itself, which cannot live in a slot
+  dedup_entry zero_;
 };
 
 class dedup_window {
@@ -53,13 +71,15 @@ class dedup_window {
   /// capacity 0 disables deduplication (every lookup misses, nothing is stored).
   explicit dedup_window(std::size_t capacity);
 
-  bool contains(const event_digest& d) const { return set_.contains(d); }
-  /// Remembers `d`, evicting the oldest entry when full. `d` must not be present.
-  void insert(const event_digest& d);
+  const dedup_entry* find(const event_digest& d) const { return set_.find(d); }
+  bool contains(const event_digest& d) const { return find(d) != nullptr; }
+  /// Remembers an entry, evicting the oldest when full. Its identity must not be present.
+  void insert(const dedup_entry& e);
+  void insert(const event_digest& d, uint64_t body = 0) { insert(dedup_entry{d, body}); }
   void clear();
-  /// Bulk mode, for replay: insert() only records the ID in the FIFO (no hash-set work, which
-  /// is most of the cost when most replayed IDs are evicted again); end_bulk() builds the set
-  /// from what survived. contains() must not be called in between.
+  /// Bulk mode, for replay: insert() only records the entry in the FIFO (no hash-set work,
+  /// which is most of the cost when most replayed IDs are evicted again); end_bulk() builds
+  /// the set from what survived. find() must not be called in between.
   void begin_bulk() noexcept { bulk_ = true; }
   void end_bulk();
   /// Continues the eviction count of an earlier life (from a checkpoint), for metrics.
@@ -78,8 +98,8 @@ class dedup_window {
 
  private:
   std::size_t capacity_;
-  std::vector<event_digest> ring_;  // grows to capacity, then wraps
-  std::size_t head_ = 0;            // oldest entry once full
+  std::vector<dedup_entry> ring_;  // grows to capacity, then wraps
+  std::size_t head_ = 0;           // oldest entry once full
   digest_set set_;
   uint64_t evictions_ = 0;
   bool bulk_ = false;

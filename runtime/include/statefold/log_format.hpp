@@ -1,6 +1,6 @@
 #pragma once
 
-// The byte layout of a partition's log (format version 1). Full spec: docs/log_format.md.
+// The byte layout of a partition's log (format version 2). Full spec: docs/log_format.md.
 //
 // A log is a directory of segments named <base-lsn, 20 digits>.seg. Each segment:
 //
@@ -24,7 +24,7 @@
 
 namespace statefold::log_format {
 
-inline constexpr uint32_t version = 1;
+inline constexpr uint32_t version = 2;
 inline constexpr std::string_view segment_magic = "SFLOGSEG";
 inline constexpr std::size_t segment_header_size = 64;
 inline constexpr std::size_t segment_header_crc_offset = 56;
@@ -34,9 +34,10 @@ inline constexpr std::size_t record_header_size = 20;
 inline constexpr uint32_t max_record_payload = 16u << 20;
 
 enum class record_type : uint8_t {
-  event = 1,  ///< an accepted event (envelope.hpp encodes the payload)
+  event = 1,     ///< an accepted event (envelope.hpp encodes the payload)
+  position = 2,  ///< a source consumed up to a position, without an event (envelope.hpp)
 };
-inline bool known_record_type(uint8_t t) { return t == static_cast<uint8_t>(record_type::event); }
+inline bool known_record_type(uint8_t t) { return t == 1 || t == 2; }
 
 /// "00000000000000000042.seg"
 std::string segment_name(uint64_t base_lsn);

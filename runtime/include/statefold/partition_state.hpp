@@ -14,11 +14,13 @@
 //                 log segments no kept checkpoint needs.
 //   find(key)     the current state, which may include applied-but-not-yet-durable events.
 //
-// Outcomes: applied (logged, state changed); duplicate (event ID in the dedup window, or a
-// source offset at or below that source's high-water mark: nothing changes, nothing logged);
-// rejected (malformed, oversized, or Model::apply threw: nothing logged, state unchanged — a
-// throwing handler makes the partition rebuild its state from disk before the next event);
-// failed (the log failed earlier: the partition accepts nothing until reopened from disk).
+// Outcomes: applied (logged, state changed); duplicate (the event's identity — key and event
+// ID — is in the dedup window with the same body, or its source position is below what the
+// partition has consumed of that source: nothing changes, nothing logged); conflict (the
+// identity is in the window with another body: nothing changes, nothing logged); rejected
+// (malformed, oversized, or Model::apply threw: nothing logged, state unchanged — a throwing
+// handler makes the partition rebuild its state from disk before the next event); failed
+// (the log failed earlier: the partition accepts nothing until reopened from disk).
 //
 // Threading: one OWNER (thread or actor) calls apply, find, take_flush, prepare_checkpoint,
 // checkpoint_done and rebuild_from_disk; one PERSISTER calls persist and write_checkpoint, in
@@ -53,11 +55,12 @@
 namespace statefold {
 
 /// busy is the engine's (backpressure::reject): not accepted, nothing logged, retry later.
-enum class outcome : uint8_t { applied, duplicate, rejected, failed, busy };
+enum class outcome : uint8_t { applied, duplicate, conflict, rejected, failed, busy };
 inline const char* to_string(outcome o) noexcept {
   switch (o) {
     case outcome::applied: return "applied";
     case outcome::duplicate: return "duplicate";
+    case outcome::conflict: return "conflict";
     case outcome::rejected: return "rejected";
     case outcome::failed: return "failed";
     case outcome::busy: return "busy";
@@ -68,14 +71,15 @@ inline const char* to_string(outcome o) noexcept {
 struct apply_result {
   outcome kind = outcome::applied;
   uint64_t lsn = 0;        ///< for applied: the event's LSN (durable once durable_lsn >= lsn)
-  std::string reason;      ///< for rejected / failed / duplicate
+  std::string reason;      ///< for everything but applied
+  std::string_view verdict;  ///< for applied: the business verdict Model::apply reported, if any
 };
 
 struct partition_options {
   std::string dir;                     ///< the partition's directory; log/ and ckpt/ go in it
   uint32_t partition = 0;
   uint64_t epoch = 1;                  ///< owner epoch, written into new segment headers
-  std::size_t dedup_window = 1u << 18; ///< event IDs remembered (0 disables dedup)
+  std::size_t dedup_window = 1u << 18; ///< event identities remembered (0 disables dedup)
   recovery_mode mode = recovery_mode::tolerate_torn_tail;
   log_options log;
   std::size_t keep_checkpoints = 2;     ///< at least 2 (smaller values are raised to 2)
@@ -83,6 +87,9 @@ struct partition_options {
   /// doubling rehashes every entry while the partition waits (tens of ms at a million keys).
   std::size_t expected_entities = 0;
   std::function<void(uint64_t records, uint64_t bytes)> progress;  ///< during replay
+  /// The time logged with each event, in µs since the Unix epoch; nullptr: the system clock.
+  /// (A test kit's deterministic mode passes its own.)
+  std::function<uint64_t()> clock;
   /// true: a throwing handler makes apply() sync and reload the state at once (single-
   /// threaded use). false: apply() only marks needs_rebuild(); the owner persists what is
   /// pending, then calls rebuild_from_disk() (the actor runtime, whose fsync is elsewhere).
@@ -98,6 +105,7 @@ struct checkpoint_job {
 struct partition_stats {
   uint64_t applied = 0;
   uint64_t duplicates = 0;
+  uint64_t conflicts = 0;
   uint64_t rejected = 0;
   uint64_t rebuilds = 0;           ///< state reloads after a throwing handler
   uint64_t next_lsn = 1;
@@ -134,6 +142,11 @@ class partition_state {
   static result<std::unique_ptr<partition_state>> open(file_system& fs, partition_options o);
 
   apply_result apply(const event_type& e, const event_meta& meta = {});
+  /// Records that `source` is consumed below `p.next` (and the consumer's fingerprint), when
+  /// that is news: a `position` record, durable with the next sync. A consumer calls it for
+  /// positions whose events are all answered, so that a rerun resumes there. Returns the
+  /// record's LSN, 0 when nothing was news, or an error (the log failed).
+  result<uint64_t> mark_consumed(std::string_view source, const source_progress& p);
   /// Durable LSN after writing and syncing everything applied so far (both halves below).
   result<uint64_t> sync();
   /// See the class comment. An error writing the checkpoint (e.g. ENOSPC) leaves the previous
@@ -200,16 +213,16 @@ class partition_state {
   partition_stats stats() const;
   const recovery_report& recovery() const noexcept { return report_; }
   uint32_t partition() const noexcept { return o_.partition; }
-  /// Highest source offset applied per source (may include events not yet durable).
-  const std::map<std::string, uint64_t>& source_offsets() const noexcept { return sources_; }
-  /// Highest source offset per source whose event is DURABLE: what may be committed to the
-  /// source (e.g. a Kafka consumer group) without risking loss. Owner thread.
-  const std::map<std::string, uint64_t>& committed_source_offsets() {
-    if (planted::active(planted::bug::offset_committed_before_durable)) return sources_;
+  /// How far each source is consumed, events not yet durable included.
+  const std::map<std::string, source_progress, std::less<>>& sources() const noexcept { return sources_; }
+  /// How far each source is consumed DURABLY: what may be committed to the source (e.g. a
+  /// Kafka consumer group) without risking loss, and where a rerun resumes. Owner thread.
+  const std::map<std::string, source_progress>& committed_sources() {
+    if (planted::active(planted::bug::offset_committed_before_durable))
+      return planted_sources_ = {sources_.begin(), sources_.end()};
     const uint64_t durable = writer_->durable_lsn();
     while (!pending_sources_.empty() && pending_sources_.front().lsn <= durable) {
-      auto& hwm = committed_sources_[pending_sources_.front().source];
-      hwm = std::max(hwm, pending_sources_.front().offset);
+      committed_sources_[pending_sources_.front().source] = pending_sources_.front().progress;
       pending_sources_.pop_front();
     }
     return committed_sources_;
@@ -232,7 +245,8 @@ class partition_state {
   }
   // The key's state for a change, default-constructed on first use (the key is copied only
   // then). During a checkpoint: the state is captured first if the checkpoint still needs it.
-  state_type& entity(std::string_view key) {
+  state_type& entity(std::string_view key) { return entity_at(key)->second.state; }
+  auto entity_at(std::string_view key) {
     auto it = entities_.find(key);
     if (it == entities_.end()) {
       // A new entity is not part of a checkpoint in progress. An insert that grows the map
@@ -243,7 +257,24 @@ class partition_state {
     } else if (ckpt_ && it->second.ckpt_gen != ckpt_gen_) {
       capture(it);
     }
-    return it->second.state;
+    return it;
+  }
+  // Runs Model::apply on the key's entity (created if new) and carries out its effect: an
+  // erased entity leaves the map (captured first by a checkpoint in progress, like any change).
+  effect apply_to_entity(std::string_view key, const event_type& e, const event_context& ctx) {
+    auto it = entity_at(key);
+    effect ef = apply_event<Model>(it->second.state, e, ctx);
+    if (ef.erase) {
+      if (ckpt_ && ckpt_->cursor == it) ++ckpt_->cursor;  // other iterators stay valid
+      entities_.erase(it);
+    }
+    return ef;
+  }
+  uint64_t now_us() const {
+    if (o_.clock) return o_.clock();
+    return static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::microseconds>(
+                                     std::chrono::system_clock::now().time_since_epoch())
+                                     .count());
   }
 
   struct entity_slot {
@@ -285,13 +316,28 @@ class partition_state {
     capture_from_cursor(SIZE_MAX);
     ckpt_->complete = true;
   }
-  void remember(const event_digest& d, const std::string_view source, uint64_t offset,
-                bool has_source) {
+  // An applied event: its identity goes into the window, its position into its source's
+  // progress. Returns the source's progress after it (null without a source).
+  const source_progress* remember(const dedup_entry& d, std::string_view source, uint64_t offset,
+                                  bool has_source) {
     window_.insert(d);  // never present: apply() checked, and replay only sees logged events
-    if (has_source) {
-      auto& hwm = sources_[std::string(source)];
-      if (offset > hwm) hwm = offset;
+    if (!has_source) return nullptr;
+    auto it = sources_.find(source);
+    if (it == sources_.end()) it = sources_.emplace(std::string(source), source_progress{}).first;
+    it->second.next = std::max(it->second.next, offset + 1);
+    return &it->second;
+  }
+  // A position record: the source is consumed below p.next; a newer fingerprint replaces the
+  // older one. False when it tells nothing new.
+  bool advance(source_progress& cur, const source_progress& p) {
+    bool news = false;
+    if (p.next > cur.next) cur.next = p.next, news = true;
+    if (p.fingerprint_at > cur.fingerprint_at) {
+      cur.fingerprint_at = p.fingerprint_at;
+      cur.fingerprint = p.fingerprint;
+      news = true;
     }
+    return news;
   }
 
   file_system& fs_;
@@ -303,14 +349,15 @@ class partition_state {
   std::optional<checkpoint_in_progress_t> ckpt_;
   uint32_t ckpt_gen_ = 0;
   std::optional<checkpoint_store::staged_write> writing_;  // persister side
-  std::map<std::string, uint64_t> sources_;
+  std::map<std::string, source_progress, std::less<>> sources_;
   struct pending_source {
     uint64_t lsn;
     std::string source;
-    uint64_t offset;
+    source_progress progress;  // the source's progress once this record is durable
   };
-  std::deque<pending_source> pending_sources_;           // applied, not yet known durable
-  std::map<std::string, uint64_t> committed_sources_;    // durable high-water marks
+  std::deque<pending_source> pending_sources_;                   // applied, not yet durable
+  std::map<std::string, source_progress> committed_sources_;     // durable progress
+  std::map<std::string, source_progress> planted_sources_;  // planted bug only
   recovery_report report_;
   partition_stats counters_;
   bool have_checkpoint_ = false;  // counters_.last_checkpoint_lsn names a checkpoint on disk
@@ -326,7 +373,11 @@ result<recovery_result> partition_state<Model>::load_from_disk(bool repair) {
   hooks.reset = [this] { reset(); };
   hooks.load_checkpoint = [this](const loaded_checkpoint& c) -> status {
     reset();
-    for (const auto& [name, off] : c.sources) sources_[name] = off;
+    if (c.codec_version != codec_version_of<Model>())
+      return {errc::unsupported, c.path + ": written with codec version " +
+                                     std::to_string(c.codec_version) + " of the model, which has " +
+                                     std::to_string(codec_version_of<Model>()) + " now"};
+    for (const auto& [name, p] : c.sources) sources_[name] = p;
     for (const auto& d : c.dedup) window_.insert(d);
     window_.restore_evictions(c.dedup_evictions);
     entities_.reserve(c.entities.size());
@@ -344,21 +395,32 @@ result<recovery_result> partition_state<Model>::load_from_disk(bool repair) {
       return std::string(r.file) + " at offset " + std::to_string(r.offset) + " (LSN " +
              std::to_string(r.lsn) + ")";
     };
+    if (r.type == log_format::record_type::position) {
+      auto pos = decode_position(r.payload);
+      if (!pos) return {errc::corruption, where() + ": " + pos.error().message()};
+      auto it = sources_.find(pos->source);
+      if (it == sources_.end()) it = sources_.emplace(std::string(pos->source), source_progress{}).first;
+      advance(it->second, pos->progress);
+      return status::ok();
+    }
     auto env = decode_envelope(r.payload);
     if (!env) return {errc::corruption, where() + ": " + env.error().message()};
+    const event_context ctx{env->event_id,    env->key,    env->session,       env->correlation,
+                            env->causation,   env->source, env->source_offset, env->time_us};
     event_type e{};
-    if (!Model::decode_event(env->body, e))
+    if (!Model::decode_event(env->body, ctx, e))
       return {errc::corruption, where() + ": the model cannot decode the logged event '" +
                                     std::string(env->event_id) + "'"};
     try {
-      Model::apply(entity(env->key), e);
+      apply_to_entity(env->key, e, ctx);
     } catch (const std::exception& ex) {
       // A logged event was accepted once; a handler that now throws is not deterministic.
       return {errc::failed, where() + ": handler threw on replay of event '" +
                                 std::string(env->event_id) + "' (non-deterministic apply?): " +
                                 ex.what()};
     }
-    remember(digest_of(env->event_id), env->source, env->source_offset, env->has_source);
+    remember({identity_of(env->key, env->event_id), body_digest_of(env->body)}, env->source,
+             env->source_offset, env->has_source);
     return status::ok();
   };
   recovery_options ro;
@@ -372,7 +434,7 @@ result<recovery_result> partition_state<Model>::load_from_disk(bool repair) {
   window_.end_bulk();
   SF_ASSIGN_OR_RETURN(auto r, std::move(rec));
   r.report.entities = entities_.size();
-  committed_sources_ = sources_;  // everything on disk is durable
+  committed_sources_ = {sources_.begin(), sources_.end()};  // everything on disk is durable
   return r;
 }
 
@@ -411,26 +473,46 @@ apply_result partition_state<Model>::apply(const event_type& e, const event_meta
   }
   const std::string_view id = Model::event_id(e);
   const std::string_view key = Model::key(e);
-  if (id.empty()) {
+  if (id.empty() || key.empty()) {
     ++counters_.rejected;
-    return {outcome::rejected, 0, "malformed event: empty event ID"};
+    return {outcome::rejected, 0, id.empty() ? "malformed event: empty event ID" : "malformed event: empty key"};
   }
-  const event_digest d = digest_of(id);
-  if (window_.contains(d) && !planted::active(planted::bug::dedup_off)) {
+  if (meta.source) {
+    if (meta.source->source.empty()) {
+      ++counters_.rejected;
+      return {outcome::rejected, 0, "malformed event: source position with an empty source name"};
+    }
+    auto it = sources_.find(meta.source->source);
+    if (it != sources_.end() && meta.source->offset < it->second.next) {
+      ++counters_.duplicates;
+      return {outcome::duplicate, 0, "source position already consumed"};
+    }
+  }
+  const event_digest d = identity_of(key, id);
+  if (const dedup_entry* seen = window_.find(d); seen && !planted::active(planted::bug::dedup_off)) {
+    // Rare: encode the body once more, to tell a redelivery from another event under the
+    // same identity.
+    std::string body;
+    Model::encode_event(e, body);
+    if (body_digest_of(body) != seen->body) {
+      ++counters_.conflicts;
+      return {outcome::conflict, 0,
+              "event ID already applied to this key with a different body (within the dedup "
+              "window); not applied"};
+    }
     ++counters_.duplicates;
     return {outcome::duplicate, 0, "event ID already applied (within the dedup window)"};
   }
-  if (meta.source) {
-    auto it = sources_.find(meta.source->source);
-    if (it != sources_.end() && meta.source->offset <= it->second) {
-      ++counters_.duplicates;
-      return {outcome::duplicate, 0, "source offset at or below the high-water mark"};
-    }
-  }
   // Encode first, straight into the log buffer: an event too large to log is rejected before
   // it can touch the state. It becomes durable only with the next persist.
+  const uint64_t time_us = now_us();
+  uint64_t body_digest = 0;
   auto lsn = writer_->append_with(log_format::record_type::event, [&](std::string& out) {
-    encode_envelope(out, id, key, meta, [&](std::string& body) { Model::encode_event(e, body); });
+    encode_envelope(out, time_us, id, key, meta, [&](std::string& b) {
+      const std::size_t at = b.size();
+      Model::encode_event(e, b);
+      body_digest = body_digest_of(std::string_view(b).substr(at));
+    });
   });
   if (!lsn) {
     if (lsn.error().code() == errc::invalid_argument) {
@@ -439,10 +521,18 @@ apply_result partition_state<Model>::apply(const event_type& e, const event_meta
     }
     return {outcome::failed, 0, lsn.error().to_string()};  // the writer failed: reopen
   }
-  state_type& state = entity(key);
   std::string thrown;
+  effect ef;
   try {
-    Model::apply(state, e);
+    const event_context ctx{id,
+                            key,
+                            meta.session,
+                            meta.correlation,
+                            meta.causation,
+                            meta.source ? std::string_view(meta.source->source) : std::string_view{},
+                            meta.source ? meta.source->offset : 0,
+                            time_us};
+    ef = apply_to_entity(key, e, ctx);
   } catch (const std::exception& ex) {
     thrown = std::string("handler threw: ") + ex.what();
   } catch (...) {
@@ -460,11 +550,33 @@ apply_result partition_state<Model>::apply(const event_type& e, const event_meta
     if (status st = rebuild(); !st.is_ok()) return {outcome::failed, 0, thrown + "; " + st.to_string()};
     return {outcome::rejected, 0, thrown};
   }
-  remember(d, meta.source ? std::string_view(meta.source->source) : std::string_view{},
-           meta.source ? meta.source->offset : 0, meta.source.has_value());
-  if (meta.source) pending_sources_.push_back({*lsn, meta.source->source, meta.source->offset});
+  const source_progress* progress =
+      remember({d, body_digest}, meta.source ? std::string_view(meta.source->source) : std::string_view{},
+               meta.source ? meta.source->offset : 0, meta.source.has_value());
+  if (progress) pending_sources_.push_back({*lsn, meta.source->source, *progress});
   ++counters_.applied;
-  return {outcome::applied, *lsn, {}};
+  return {outcome::applied, *lsn, {}, ef.verdict};
+}
+
+template <model Model>
+result<uint64_t> partition_state<Model>::mark_consumed(std::string_view source,
+                                                       const source_progress& p) {
+  if (writer_->failed() || !failure_.is_ok()) return failure();
+  if (needs_rebuild_)
+    return status{errc::failed, "partition " + std::to_string(o_.partition) +
+                                    " is reloading its state after a handler threw"};
+  if (source.empty()) return status{errc::invalid_argument, "mark_consumed: empty source name"};
+  auto it = sources_.find(source);
+  source_progress next = it == sources_.end() ? source_progress{} : it->second;
+  if (!advance(next, p)) return uint64_t{0};
+  auto lsn = writer_->append_with(log_format::record_type::position, [&](std::string& out) {
+    encode_position(out, now_us(), source, next);
+  });
+  if (!lsn) return lsn.error();
+  if (it == sources_.end()) it = sources_.emplace(std::string(source), next).first;
+  else it->second = next;
+  pending_sources_.push_back({*lsn, std::string(source), next});
+  return *lsn;
 }
 
 template <model Model>
@@ -510,7 +622,7 @@ bool partition_state<Model>::begin_checkpoint() {
     for (auto& [k, slot] : entities_) slot.ckpt_gen = 0;
     ckpt_gen_ = 1;
   }
-  checkpoint_builder b(o_.partition, lsn, o_.epoch);
+  checkpoint_builder b(o_.partition, lsn, o_.epoch, codec_version_of<Model>());
   b.add_sources({sources_.begin(), sources_.end()});
   b.add_dedup(window_);
   b.begin_entities(entities_.size());

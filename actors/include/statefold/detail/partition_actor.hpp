@@ -25,6 +25,7 @@
 #include <spdlog/spdlog.h>
 
 #include "statefold/detail/messages.hpp"
+#include "statefold/detail/source_fences.hpp"
 #include "statefold/engine_options.hpp"
 #include "statefold/partition_state.hpp"
 #include "statefold/planted.hpp"
@@ -43,6 +44,8 @@ struct flight_counter {
 /// The answers for one batch of events sent to one partition. finish() runs the callbacks
 /// once; if the batch is destroyed unanswered (its partition died, its message was dropped),
 /// the destructor answers every event `failed` — a submitter is never left hanging.
+/// An event with a source position answered `failed` or `busy` fences its source in the
+/// partition (source_fences.hpp) before anyone hears of it.
 struct batch_completion {
   using event_callback = std::function<void(const submit_result&)>;
   using batch_callback = std::function<void(std::vector<submit_result>&)>;
@@ -51,11 +54,17 @@ struct batch_completion {
   std::vector<event_callback> per_event;  // empty, or one per event
   batch_callback on_batch;
   flight_counter* flight = nullptr;
+  const std::vector<event_meta>* metas = nullptr;  // the batch's: empty, or one per event
+  source_fences* fences = nullptr;
   bool done = false;
 
   void finish() {
     if (done) return;
     done = true;
+    if (fences && metas && !metas->empty())
+      for (std::size_t i = 0; i < results.size(); ++i)
+        if ((results[i].kind == outcome::failed || results[i].kind == outcome::busy) && (*metas)[i].source)
+          fences->fail((*metas)[i].source->source, (*metas)[i].source->offset);
     for (std::size_t i = 0; i < per_event.size(); ++i)
       if (per_event[i]) per_event[i](results[i]);
     if (on_batch) on_batch(results);
@@ -84,7 +93,7 @@ struct batch_completion {
 template <class Model>
 struct submit_work final : work_item {
   std::vector<typename Model::event> events;
-  std::vector<event_meta> metas;  // empty, or one per event
+  std::vector<event_meta> metas;  // empty, or one per event; declared before `done`, which reads it
   std::shared_ptr<batch_completion> done;
   std::size_t next = 0;       // first event not applied yet (resumption after a rebuild)
   uint64_t wait_lsn = 0;      // answers wait until this LSN is durable
@@ -114,12 +123,19 @@ struct checkpoint_write_work final : work_item {
 /// Queries answered by the partition actor through a callback (run on the actor's thread).
 template <class Model>
 struct query_work final : work_item {
-  enum kind_t { get, export_all, stats, checkpoint } kind = get;
+  enum kind_t { get, export_all, stats, checkpoint, sources } kind = get;
   std::string key;
   std::function<void(std::optional<typename Model::state>)> on_get;
   std::function<void(std::vector<std::pair<std::string, typename Model::state>>)> on_export;
   std::function<void(engine_partition_stats)> on_stats;
   std::function<void(status)> on_checkpoint;
+  std::function<void(std::map<std::string, source_progress>)> on_sources;  // durable progress
+};
+
+/// A consumer's marker: `source` is consumed below `progress.next` (mark_consumed).
+struct mark_work final : work_item {
+  std::string source;
+  source_progress progress;
 };
 
 struct close_work final : work_item {
@@ -133,6 +149,7 @@ struct partition_context {
   spdlog::logger* log = nullptr;
   flight_counter* flight = nullptr;
   std::atomic<uint64_t>* restarts = nullptr;
+  source_fences* fences = nullptr;
 };
 
 // -- flusher -----------------------------------------------------------------------------------
@@ -190,6 +207,7 @@ struct partition_actor_state {
   std::deque<std::shared_ptr<submit_work<Model>>> waiting;   // applied, awaiting their sync
   std::deque<std::shared_ptr<submit_work<Model>>> stash;     // held back during a rebuild
   std::deque<std::shared_ptr<query_work<Model>>> held_queries;  // likewise: no half-changed reads
+  std::deque<std::shared_ptr<mark_work>> held_marks;            // likewise: after the stashed events
   // engine::checkpoint() callers: `checkpoint_waiters` wait for a checkpoint that begins after
   // their request; `checkpoint_covered` for the one in progress, which began after theirs.
   std::vector<std::function<void(status)>> checkpoint_waiters;
@@ -235,11 +253,24 @@ class partition_logic {
     auto& results = w->done->results;
     for (; w->next < w->events.size(); ++w->next) {
       const std::size_t i = w->next;
-      apply_result r = w->metas.empty() ? ps.apply(w->events[i]) : ps.apply(w->events[i], w->metas[i]);
       submit_result& out = results[i];
+      if (!w->metas.empty() && w->metas[i].source) {
+        const source_position& pos = *w->metas[i].source;
+        if (auto fence = st.ctx.fences->admit(pos.source, pos.offset)) {
+          out.kind = outcome::failed;
+          out.reason = "partition " + std::to_string(st.ctx.partition) + " refuses position " +
+                       std::to_string(pos.offset) + " of source '" + pos.source +
+                       "': its event at position " + std::to_string(*fence) +
+                       " was not applied (the partition failed or was busy). Resubmit from "
+                       "there, or from the source's durable position (engine::resume_point)";
+          continue;
+        }
+      }
+      apply_result r = w->metas.empty() ? ps.apply(w->events[i]) : ps.apply(w->events[i], w->metas[i]);
       out.kind = r.kind;
       out.lsn = r.lsn;
       out.reason = std::move(r.reason);
+      out.verdict = r.verdict;
       if (r.kind == outcome::applied) {
         w->wait_lsn = std::max(w->wait_lsn, r.lsn);
         ++st.events_since_checkpoint;
@@ -412,6 +443,10 @@ class partition_logic {
       st.stash.pop_front();
       apply_work(self, w);
     }
+    while (!st.held_marks.empty() && !st.rebuilding && st.stash.empty()) {
+      on_mark(self, *st.held_marks.front());
+      st.held_marks.pop_front();
+    }
     maybe_flush(self);
   }
 
@@ -484,7 +519,27 @@ class partition_logic {
         st.checkpoint_wanted = true;
         maybe_flush(self);
         break;
+      case query_work<Model>::sources:
+        q->on_sources(st.ps->committed_sources());
+        break;
     }
+  }
+
+  static void on_mark(self_ptr self, const mark_work& m) {
+    auto& st = self->state;
+    // Never past a fence: the consumer may not declare consumed what this partition lost.
+    if (auto fence = st.ctx.fences->fence_of(m.source); fence && m.progress.next > *fence) {
+      st.ctx.log->warn("partition {}: ignored a marker of source '{}' at {}: position {} of it "
+                       "was not applied here",
+                       st.ctx.partition, m.source, m.progress.next, *fence);
+      return;
+    }
+    if (auto r = st.ps->mark_consumed(m.source, m.progress); !r) {
+      st.ctx.log->warn("partition {}: marker of source '{}' not logged: {}", st.ctx.partition,
+                       m.source, r.error().to_string());
+      return;
+    }
+    maybe_flush(self);
   }
 
   static engine_partition_stats stats(self_ptr self) {
@@ -498,7 +553,7 @@ class partition_logic {
     s.restarts = st.ctx.restarts->load();
     s.failure = st.ps->failure().is_ok() ? std::string() : st.ps->failure().to_string();
     s.recovery = st.ps->recovery();
-    s.committed_offsets = st.ps->committed_source_offsets();
+    s.committed_sources = st.ps->committed_sources();
     return s;
   }
 };
@@ -520,6 +575,12 @@ caf::behavior partition_actor(partition_actor_type<Model>* self,
   self->delayed_send(self, period, tick_atom::value);
   return {
       [self](submit_atom, work_ptr w) { logic::on_submit(self, work_cast<submit_work<Model>>(w)); },
+      [self](mark_atom, work_ptr w) {
+        // Behind a rebuild's stash, like the events it follows.
+        auto m = work_cast<mark_work>(w);
+        if (self->state.rebuilding || !self->state.stash.empty()) self->state.held_marks.push_back(std::move(m));
+        else logic::on_mark(self, *m);
+      },
       [self](ckpt_step_atom) { logic::on_checkpoint_step(self); },
       [self](ckpt_done_atom, work_ptr w) {
         logic::on_checkpoint_written(self, work_cast<checkpoint_write_work<Model>>(w));

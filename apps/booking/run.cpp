@@ -1,0 +1,497 @@
+#include "run.hpp"
+
+#include <signal.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <cinttypes>
+#include <condition_variable>
+#include <cstdio>
+#include <deque>
+#include <map>
+#include <mutex>
+#include <thread>
+#include <vector>
+
+#include <spdlog/sinks/stdout_color_sinks.h>
+#include <spdlog/spdlog.h>
+
+#include "statefold/engine.hpp"
+
+namespace booking {
+namespace {
+
+using booking_engine = statefold::engine<model>;
+using clock_type = std::chrono::steady_clock;
+
+std::atomic<bool> stop_requested{false};
+std::atomic<int> stop_signal{0};
+
+extern "C" void on_stop_signal(int sig) {
+  stop_signal.store(sig);
+  stop_requested.store(true);
+}
+
+void install_stop_handlers() {
+  struct sigaction sa {};
+  sa.sa_handler = on_stop_signal;
+  sigemptyset(&sa.sa_mask);
+  sa.sa_flags = 0;  // no SA_RESTART: a read waiting on a pipe returns, and sees the request
+  sigaction(SIGINT, &sa, nullptr);
+  sigaction(SIGTERM, &sa, nullptr);
+}
+
+// The first few of a kind of problem go to stderr one line each; then one line says how many
+// more there were, so that a bad input cannot flood the terminal.
+class problem_log {
+ public:
+  explicit problem_log(std::size_t limit) : limit_(limit) {}
+  void report(const std::string& line) {
+    std::lock_guard lock(mu_);
+    if (++count_ <= limit_) std::fprintf(stderr, "%s\n", line.c_str());
+  }
+  void finish(const char* what) {
+    std::lock_guard lock(mu_);
+    if (count_ > limit_)
+      std::fprintf(stderr, "... and %" PRIu64 " more %s (not shown)\n", count_ - limit_, what);
+  }
+
+ private:
+  std::mutex mu_;
+  std::size_t limit_;
+  uint64_t count_ = 0;
+};
+
+// Which batches of the input are answered, so that the consumer marks as consumed only a
+// prefix whose every event is answered (mark_consumed). A batch covers the input positions
+// up to its `end`; `fingerprint` is the input's fingerprint at `fingerprint_at` (== end,
+// except at a --strict stop, where end is the start of the malformed line).
+class progress_tracker {
+ public:
+  struct batch {
+    statefold::source_progress end;  // next = end position
+    bool answered = false;
+    bool failed = false;
+  };
+
+  uint64_t add(statefold::source_progress end) {
+    std::lock_guard lock(mu_);
+    batches_.push_back({end});
+    ++added_;
+    return first_seq_ + batches_.size() - 1;
+  }
+  void answered(uint64_t seq, bool failed) {
+    std::lock_guard lock(mu_);
+    auto& b = batches_[seq - first_seq_];  // never popped while unanswered
+    b.answered = true;
+    b.failed = failed;
+    ++answered_;
+    cv_.notify_all();
+  }
+  /// The progress of the longest answered, failure-free prefix (nullopt: nothing new).
+  std::optional<statefold::source_progress> consumed() {
+    std::lock_guard lock(mu_);
+    std::optional<statefold::source_progress> out;
+    while (!batches_.empty() && batches_.front().answered && !batches_.front().failed) {
+      out = batches_.front().end;
+      batches_.pop_front();
+      ++first_seq_;
+    }
+    return out;
+  }
+  void wait_all() {
+    std::unique_lock lock(mu_);
+    cv_.wait(lock, [&] { return answered_ == added_; });
+  }
+
+ private:
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::deque<batch> batches_;
+  uint64_t first_seq_ = 0;  // sequence number of batches_.front()
+  uint64_t added_ = 0;
+  uint64_t answered_ = 0;
+};
+
+struct counters {
+  std::atomic<uint64_t> submitted{0}, answered{0}, applied{0}, duplicates{0}, conflicts{0},
+      handler_errors{0}, failed{0}, violations{0};
+  uint64_t malformed = 0;
+  std::mutex mu;
+  std::vector<double> latency_ms;
+  // Failures per partition: how many, and the first (line, reason).
+  struct failure {
+    uint64_t events = 0;
+    uint64_t first_line = 0;
+    std::string first_reason;
+  };
+  std::map<uint32_t, failure> failures;
+};
+
+// Progress on stderr: a bar on a terminal, a plain line every 2 s otherwise. By input
+// position when the input's size is known, by events answered otherwise.
+class progress_display {
+ public:
+  progress_display(counters& c, const std::atomic<uint64_t>& pos, std::optional<uint64_t> total,
+                   const char* unit)
+      : c_(c), pos_(pos), total_(total), unit_(unit), tty_(::isatty(2)) {
+    thread_ = std::thread([this] { loop(); });
+  }
+  ~progress_display() { stop(); }
+  void stop() {
+    if (stopped_.exchange(true)) return;
+    thread_.join();
+    if (tty_) std::fprintf(stderr, "\n");
+  }
+
+ private:
+  void loop() {
+    const auto t0 = clock_type::now();
+    auto last_line = t0;
+    while (!stopped_) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(100));
+      const auto now = clock_type::now();
+      const double secs = std::chrono::duration<double>(now - t0).count();
+      const uint64_t done = c_.answered.load();
+      const double rate = secs > 0 ? done / secs : 0;
+      const double frac =
+          total_ && *total_ ? std::min(1.0, double(pos_.load()) / double(*total_)) : 0;
+      if (tty_) {
+        const int width = 30;
+        std::string bar(static_cast<std::size_t>(frac * width), '#');
+        bar.resize(width, '.');
+        if (total_)
+          std::fprintf(stderr, "\r[%s] %5.1f%% of the %s  %" PRIu64 " events  %.0f events/s ",
+                       bar.c_str(), frac * 100, unit_, done, rate);
+        else
+          std::fprintf(stderr, "\r%" PRIu64 " events answered  %.0f events/s ", done, rate);
+      } else if (now - last_line >= std::chrono::seconds(2)) {
+        last_line = now;
+        if (total_)
+          std::fprintf(stderr, "progress: %.1f%% of the %s, %" PRIu64 " events answered, %.0f events/s\n",
+                       frac * 100, unit_, done, rate);
+        else
+          std::fprintf(stderr, "progress: %" PRIu64 " events answered, %.0f events/s\n", done, rate);
+      }
+    }
+  }
+  counters& c_;
+  const std::atomic<uint64_t>& pos_;
+  std::optional<uint64_t> total_;
+  const char* unit_;
+  bool tty_;
+  std::atomic<bool> stopped_{false};
+  std::thread thread_;
+};
+
+double percentile(std::vector<double> v, double p) {
+  if (v.empty()) return 0;
+  std::sort(v.begin(), v.end());
+  return v[std::min(v.size() - 1, static_cast<std::size_t>(p * v.size()))];
+}
+
+std::shared_ptr<spdlog::logger> make_logger() {
+  auto log = spdlog::stderr_color_mt("statefold");
+  log->set_pattern("[%H:%M:%S.%e] %^%l%$ %v");
+  log->set_level(spdlog::level::info);
+  return log;
+}
+
+}  // namespace
+
+int run(const run_options& o) {
+  // Everything that can be checked is checked before the data directory is touched.
+  statefold::durability mode;
+  if (o.durability == "sync") mode = statefold::durability::sync;
+  else if (o.durability == "interval") mode = statefold::durability::interval;
+  else if (o.durability == "none") mode = statefold::durability::none;
+  else {
+    std::fprintf(stderr, "statefold-booking: --durability must be sync, interval or none\n");
+    return 2;
+  }
+  if (o.dedup_window == uint64_t{0} && !o.allow_no_dedup) {
+    std::fprintf(stderr,
+                 "statefold-booking: --dedup-window 0 turns deduplication by event ID off: an "
+                 "event redelivered without a source position would be applied twice. Add "
+                 "--unsafe-no-dedup if that is really what you want\n");
+    return 2;
+  }
+  install_stop_handlers();
+  std::unique_ptr<event_input> input;
+  if (o.input.empty()) {
+    input = open_demo(o.demo);
+  } else {
+    auto in = open_lines(o.input, o.source, &stop_requested);
+    if (!in) {
+      std::fprintf(stderr, "statefold-booking: %s\n", in.error().to_string().c_str());
+      return 1;
+    }
+    input = std::move(in).value();
+  }
+  FILE* ack_log = nullptr;
+  if (!o.ack_log.empty() && !(ack_log = std::fopen(o.ack_log.c_str(), "a"))) {
+    std::fprintf(stderr, "statefold-booking: cannot open --ack-log %s: %s\n", o.ack_log.c_str(),
+                 std::strerror(errno));
+    return 1;
+  }
+  struct closer {
+    FILE*& f;
+    ~closer() {
+      if (f) std::fclose(f);
+    }
+  } close_ack_log{ack_log};
+
+  statefold::engine_options eo;
+  eo.dir = o.data;
+  eo.mode = mode;
+  eo.dedup_window = o.dedup_window;
+  eo.allow_no_dedup = o.allow_no_dedup;
+  eo.logger = make_logger();
+  auto m = statefold::read_manifest(statefold::posix_file_system(), o.data);
+  eo.partitions = o.partitions.value_or(m ? m->partitions : 4);
+  auto opened = booking_engine::open(std::move(eo));
+  if (!opened) {
+    std::fprintf(stderr, "statefold-booking: %s\n", opened.error().to_string().c_str());
+    return 1;
+  }
+  auto& e = *opened.value();
+
+  // Resume where this source's durable part ends, in every partition.
+  auto from = e.resume_point(input->source());
+  if (!from) {
+    std::fprintf(stderr, "statefold-booking: %s\n", from.error().to_string().c_str());
+    return 1;
+  }
+  const auto resume_t0 = clock_type::now();
+  if (auto st = input->resume(*from); !st.is_ok()) {
+    std::fprintf(stderr, "statefold-booking: %s\n", st.to_string().c_str());
+    return 1;
+  }
+  if (from->next > 0)
+    std::fprintf(stderr, "resumed %s at %s %" PRIu64 " (position %" PRIu64 "; %.2f s to skip and check what was consumed)\n",
+                 printable(input->label()).c_str(), o.input.empty() ? "event" : "line",
+                 input->items() + 1, input->position(),
+                 std::chrono::duration<double>(clock_type::now() - resume_t0).count());
+  const uint64_t items_before = input->items();
+
+  counters c;
+  problem_log malformed_log(20), refused_log(20);
+  progress_tracker tracker;
+  std::atomic<uint64_t> read_pos{input->position()};
+  std::atomic<bool> failed_flag{false};
+  const std::string label = printable(input->label());
+
+  std::vector<event> batch;
+  std::vector<statefold::event_meta> metas;
+  std::vector<uint64_t> lines;
+  auto send = [&](statefold::source_progress end) {
+    const uint64_t seq = tracker.add(end);
+    if (batch.empty()) {
+      tracker.answered(seq, false);
+      return;
+    }
+    std::vector<std::string> ids;
+    if (ack_log) {
+      ids.reserve(batch.size());
+      for (const auto& ev : batch) ids.push_back(printable(ev.event_id, 1024));
+    }
+    const auto t0 = clock_type::now();
+    c.submitted += batch.size();
+    auto done = [&, seq, t0, ids = std::move(ids), lines = std::move(lines)](
+                    std::vector<statefold::submit_result>& rs) {
+      const double ms = std::chrono::duration<double, std::milli>(clock_type::now() - t0).count();
+      bool failed = false;
+      {
+        std::lock_guard lock(c.mu);
+        c.latency_ms.push_back(ms);
+        for (std::size_t i = 0; i < rs.size(); ++i) {
+          const auto& r = rs[i];
+          switch (r.kind) {
+            case statefold::outcome::applied:
+              ++c.applied;
+              if (!r.verdict.empty()) ++c.violations;
+              break;
+            case statefold::outcome::duplicate: ++c.duplicates; break;
+            case statefold::outcome::conflict:
+              ++c.conflicts;
+              refused_log.report(label + ":" + std::to_string(lines[i]) + ": conflict: " + r.reason);
+              break;
+            case statefold::outcome::rejected:
+              ++c.handler_errors;
+              refused_log.report(label + ":" + std::to_string(lines[i]) + ": refused: " + printable(r.reason, 400));
+              break;
+            default: {
+              ++c.failed;
+              failed = true;
+              auto& f = c.failures[r.partition];
+              if (f.events++ == 0) {
+                f.first_line = lines[i];
+                f.first_reason = r.reason;
+              }
+            }
+          }
+          if (ack_log && (r.kind == statefold::outcome::applied || r.kind == statefold::outcome::duplicate))
+            std::fprintf(ack_log, "%s\n", ids[i].c_str());
+        }
+        if (ack_log) std::fflush(ack_log);  // flushed per batch, after the acknowledgement
+      }
+      if (failed) failed_flag = true;
+      c.answered += rs.size();
+      tracker.answered(seq, failed);
+    };
+    auto st = e.submit_batch(std::move(batch), std::move(done), std::move(metas));
+    batch.clear();
+    metas.clear();
+    lines.clear();
+    if (!st.is_ok()) {
+      std::fprintf(stderr, "statefold-booking: %s\n", st.to_string().c_str());
+      failed_flag = true;
+    }
+  };
+  auto mark = [&] {
+    if (auto p = tracker.consumed()) statefold::ignore(e.mark_consumed(input->source(), *p));
+  };
+
+  const auto t0 = clock_type::now();
+  int exit_code = 0;
+  std::string stopped_because;
+  {
+    progress_display bar(c, read_pos, input->total(), o.input.empty() ? "events" : "input");
+    auto last_mark = clock_type::now();
+    input_item item;
+    // Where the last whole item ended, and the last fingerprint taken (at a batch's end): a
+    // read cut by an error or a signal may leave the input's position inside a line.
+    uint64_t item_end = input->position();
+    statefold::source_progress snapshot{item_end, item_end, input->fingerprint()};
+    for (;;) {
+      if (stop_requested.load()) {
+        stopped_because = stop_signal.load() == SIGINT ? "SIGINT" : "SIGTERM";
+        break;
+      }
+      if (failed_flag.load()) break;
+      auto more = input->next(item);
+      if (!more) {
+        if (stop_requested.load()) continue;  // interrupted: the loop head says why
+        std::fprintf(stderr, "statefold-booking: %s\n", more.error().to_string().c_str());
+        exit_code = 1;
+        break;
+      }
+      if (!*more) break;
+      item_end = input->position();
+      if (item.blank) continue;
+      if (!item.ev) {
+        ++c.malformed;
+        malformed_log.report(label + ":" + std::to_string(item.line) + ": malformed event: " + item.why);
+        if (o.strict) {
+          // Consumed up to the start of this line: a rerun reads it again.
+          send({item.position, 0, 0});
+          exit_code = 2;
+          break;
+        }
+        continue;
+      }
+      statefold::event_meta meta;
+      meta.session = item.ev->session;
+      meta.source = statefold::source_position{input->source(), item.position};
+      metas.push_back(std::move(meta));
+      lines.push_back(item.line);
+      batch.push_back(std::move(*item.ev));
+      if (batch.size() == 256) {
+        snapshot = {item_end, item_end, input->fingerprint()};
+        send(snapshot);
+        read_pos = input->position();
+        if (clock_type::now() - last_mark >= std::chrono::seconds(1)) {
+          mark();
+          last_mark = clock_type::now();
+        }
+      }
+    }
+    // Everything read so far (the input's end, or where a stop, a failure or a read error
+    // left it) — except after --strict's malformed line, sent above.
+    if (exit_code != 2)
+      send(input->position() == item_end
+               ? statefold::source_progress{item_end, item_end, input->fingerprint()}
+               : statefold::source_progress{item_end, snapshot.fingerprint_at, snapshot.fingerprint});
+    read_pos = input->position();
+    tracker.wait_all();
+    mark();
+    bar.stop();
+  }
+  const double secs = std::chrono::duration<double>(clock_type::now() - t0).count();
+  malformed_log.finish("malformed lines");
+  refused_log.finish("refused events");
+
+  // One line per partition that failed, and where the rerun resumes.
+  for (const auto& [p, f] : c.failures)
+    std::fprintf(stderr,
+                 "statefold-booking: partition %u: %" PRIu64 " events not acknowledged, the first at "
+                 "%s:%" PRIu64 ": %s\n",
+                 p, f.events, label.c_str(), f.first_line, f.first_reason.c_str());
+  if (!c.failures.empty()) {
+    if (auto at = e.resume_point(input->source()); at)
+      std::fprintf(stderr,
+                   "statefold-booking: stopped reading at the first failure; everything before it "
+                   "is durable. Rerun the same command once the cause is fixed: it resumes at "
+                   "position %" PRIu64 " of %s\n",
+                   at->next, label.c_str());
+  }
+
+  // What the run built: bookings by status, from the live state.
+  uint64_t by_status[4] = {};
+  const auto all = e.export_all();
+  if (all) {
+    for (const auto& [id, s] : *all) ++by_status[static_cast<int>(s.status)];
+  } else {
+    std::fprintf(stderr, "statefold-booking: %s\n", all.error().to_string().c_str());
+    exit_code = exit_code ? exit_code : 1;
+  }
+  uint64_t window = 0, evictions = 0;
+  std::vector<std::string> recoveries;
+  for (const auto& s : e.stats()) {
+    recoveries.push_back(s.recovery.summary());
+    window = s.core.dedup_capacity;
+    evictions += s.core.dedup_evictions;
+  }
+  std::fprintf(stderr, "closing: syncing and checkpointing every partition ...\n");
+  if (auto st = e.close(); !st.is_ok()) {
+    std::fprintf(stderr, "statefold-booking: close: %s\n", st.to_string().c_str());
+    exit_code = exit_code ? exit_code : 1;
+  }
+
+  const uint64_t lines_read = input->items() - items_before;
+  std::printf("statefold-booking run: %" PRIu64 " %s in %.2f s (%.0f events/s), data in %s\n",
+              lines_read, o.input.empty() ? "events" : "lines", secs,
+              c.submitted.load() / std::max(secs, 1e-9), o.data.c_str());
+  if (!stopped_because.empty())
+    std::printf("  stopped by %s: everything read before it is answered and durable; the next run resumes there\n",
+                stopped_because.c_str());
+  std::printf("  applied          %" PRIu64 "\n", c.applied.load());
+  std::printf("  duplicates       %" PRIu64 " (already consumed, or an event ID seen within the dedup window)\n",
+              c.duplicates.load());
+  std::printf("  conflicts        %" PRIu64 " (an event ID seen with another body; not applied)\n",
+              c.conflicts.load());
+  std::printf("  handler errors   %" PRIu64 " (refused by the model's apply; not applied)\n",
+              c.handler_errors.load());
+  std::printf("  malformed        %" PRIu64 " (lines skipped)\n", c.malformed);
+  std::printf("  rule violations  %" PRIu64 " (applied events that broke a booking rule: state, not errors)\n",
+              c.violations.load());
+  if (c.failed)
+    std::printf("  NOT ACKNOWLEDGED %" PRIu64 " (see stderr; the rerun resumes before them)\n", c.failed.load());
+  std::printf("  dedup window     %" PRIu64 " event IDs per partition, %" PRIu64 " evicted so far\n",
+              window, evictions);
+  std::printf("  ack latency      p50 %.2f ms, p99 %.2f ms (per batch of up to 256 events)\n",
+              percentile(c.latency_ms, 0.5), percentile(c.latency_ms, 0.99));
+  if (all)
+    std::printf("  bookings         %zu: %" PRIu64 " pending, %" PRIu64 " confirmed, %" PRIu64
+                " cancelled, %" PRIu64 " never created\n",
+                all->size(), by_status[1], by_status[2], by_status[3], by_status[0]);
+  else
+    std::printf("  bookings         unknown: the export failed (see stderr)\n");
+  for (const auto& r : recoveries) std::printf("  recovery: %s\n", r.c_str());
+  if (c.failed && exit_code == 0) exit_code = 1;
+  return exit_code;
+}
+
+}  // namespace booking
