@@ -59,10 +59,6 @@ struct state {
   friend bool operator==(const state&, const state&) = default;
 };
 
-/// Parses one JSON Lines input line. On failure returns nullopt and sets `why` (which field,
-/// what is wrong): such a line is malformed, never logged.
-std::optional<event> parse_event(std::string_view line, std::string& why);
-
 /// The state as the JSON object `get` and `export` print.
 nlohmann::ordered_json to_json(std::string_view booking_id, const state& s);
 

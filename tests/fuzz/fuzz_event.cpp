@@ -11,6 +11,7 @@
 #include <string_view>
 
 #include "booking_model.hpp"
+#include "event_json.hpp"
 #include "fuzz_common.hpp"
 #include "statefold/envelope.hpp"
 #include "testkit/temp_dir.hpp"
