@@ -1,6 +1,9 @@
 #include "input.hpp"
 
+#include "event_json.hpp"
+
 #include <fcntl.h>
+#include <poll.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -63,36 +66,67 @@ std::string printable(std::string_view s, std::size_t max) {
   return out;
 }
 
+status event_input::mismatch(const std::string& what, uint64_t next) const {
+  return status{errc::config_mismatch,
+                "source '" + printable(source()) + "': " + what +
+                    ". It is not the input that was consumed under this name before (the data "
+                    "directory has consumed it up to position " + std::to_string(next) +
+                    "). To consume another input, name it with --source NAME"};
+}
+
 status event_input::resume(const statefold::source_progress& p) {
-  if (p.fingerprint_at > p.next)
-    return {errc::invalid_argument, "resume: fingerprint beyond the resume position"};
-  auto differs = [&](const std::string& what) {
-    return status{errc::config_mismatch,
-                  "source '" + printable(source()) + "': " + what +
-                      ". It is not the input that was consumed under this name before (the data "
-                      "directory has consumed it up to position " + std::to_string(p.next) +
-                      "). To consume another input, name it with --source NAME"};
-  };
-  auto check_fingerprint = [&]() -> status {
+  auto check_here = [&]() -> status {
     if (p.fingerprint_at == 0 || position() != p.fingerprint_at || fingerprint() == p.fingerprint)
       return status::ok();
-    return differs("its first " + std::to_string(p.fingerprint_at) +
-                   " positions differ from what was consumed (fingerprint mismatch)");
+    return mismatch("its first " + std::to_string(p.fingerprint_at) +
+                        " positions differ from what was consumed (fingerprint mismatch)",
+                    p.next);
   };
   // Every item that starts below p.next is consumed (a position is consumed once the item
   // starting there is): skip items until the next one starts at or after it.
   while (position() < p.next) {
-    SF_RETURN_IF_ERROR(check_fingerprint());
+    SF_RETURN_IF_ERROR(check_here());
     const uint64_t before = position();
     SF_ASSIGN_OR_RETURN(bool more, skip());
     if (!more)
-      return differs("it ends at position " + std::to_string(position()) + ", before " +
-                     std::to_string(p.next));
+      return mismatch("it ends at position " + std::to_string(position()) + ", before " +
+                          std::to_string(p.next),
+                      p.next);
     if (before < p.fingerprint_at && position() > p.fingerprint_at)
-      return differs("no item starts at position " + std::to_string(p.fingerprint_at) +
-                     ", where the fingerprint was taken");
+      return mismatch("no item starts at position " + std::to_string(p.fingerprint_at) +
+                          ", where the fingerprint was taken",
+                      p.next);
   }
-  return check_fingerprint();
+  SF_RETURN_IF_ERROR(check_here());
+  if (p.fingerprint_at > position()) ahead_ = p;  // checked by next(), before anything is sent
+  return status::ok();
+}
+
+statefold::result<bool> event_input::next(input_item& out) {
+  const uint64_t before = position();
+  SF_ASSIGN_OR_RETURN(bool more, read_item(out));
+  if (!ahead_) return more;
+  const auto& p = *ahead_;
+  if (!more) {
+    verified_ = mismatch("it ends at position " + std::to_string(position()) + ", before " +
+                             std::to_string(p.fingerprint_at) + ", where the fingerprint was taken",
+                         p.next);
+  } else if (position() == p.fingerprint_at) {
+    if (fingerprint() != p.fingerprint)
+      verified_ = mismatch("its first " + std::to_string(p.fingerprint_at) +
+                               " positions differ from what was consumed (fingerprint mismatch)",
+                           p.next);
+    ahead_.reset();
+  } else if (before < p.fingerprint_at && position() > p.fingerprint_at) {
+    verified_ = mismatch("no item starts at position " + std::to_string(p.fingerprint_at) +
+                             ", where the fingerprint was taken",
+                         p.next);
+  }
+  if (!verified_.is_ok()) {
+    ahead_.reset();
+    return verified_;
+  }
+  return more;
 }
 
 namespace {
@@ -105,18 +139,19 @@ class line_input final : public event_input {
              const std::atomic<bool>* stop)
       : event_input(std::move(source), std::move(label)), fd_(fd), owned_(owned), size_(size), stop_(stop) {
     XXH3_64bits_reset(&hash_);
+    before_ = hash_;
     buf_.resize(1u << 20);
   }
   ~line_input() override {
     if (owned_) ::close(fd_);
   }
 
-  result<bool> next(input_item& out) override {
+  result<bool> read_item(input_item& out) override {
     std::string_view line;
     bool too_long = false;
     out = input_item{};
     out.position = pos_;
-    SF_ASSIGN_OR_RETURN(bool more, read_line(line, too_long));
+    SF_ASSIGN_OR_RETURN(bool more, read_line(line, too_long, out.unterminated));
     if (!more) return false;
     out.line = lines_;
     if (too_long) {
@@ -135,27 +170,41 @@ class line_input final : public event_input {
   uint64_t position() const noexcept override { return pos_; }
   uint64_t items() const noexcept override { return lines_; }
   uint64_t fingerprint() const noexcept override { return XXH3_64bits_digest(&hash_); }
+  uint64_t fingerprint_before_item() const noexcept override { return XXH3_64bits_digest(&before_); }
   std::optional<uint64_t> total() const noexcept override { return size_; }
+  bool would_block() override {
+    if (at_ < end_ || size_) return false;  // bytes buffered, or a regular file
+    pollfd p{fd_, POLLIN, 0};
+    return ::poll(&p, 1, 0) == 0;
+  }
 
  protected:
   result<bool> skip() override {
     std::string_view line;
-    bool too_long = false;
-    return read_line(line, too_long);
+    bool too_long = false, unterminated = false;
+    return read_line(line, too_long, unterminated);
   }
 
  private:
-  // The next line, without its '\n' (a last line without one counts too). Every byte read is
-  // hashed. A line over max_line_bytes is consumed whole but not returned (too_long).
-  result<bool> read_line(std::string_view& line, bool& too_long) {
+  // The next line, without its '\n'; a last line without one is returned too (unterminated).
+  // Every byte read is hashed: a line with its '\n' once its end is found, a line over
+  // max_line_bytes as it streams by (it is consumed whole, but not returned: too_long); the
+  // hash state before the line is kept (before_), for fingerprint_before_item().
+  result<bool> read_line(std::string_view& line, bool& too_long, bool& unterminated) {
     line_.clear();
     too_long = false;
+    unterminated = false;
     bool any = false;
     for (;;) {
       if (at_ == end_) {
         SF_ASSIGN_OR_RETURN(bool more, fill());
         if (!more) {
           if (!any) return false;
+          unterminated = true;
+          if (!too_long) {
+            before_ = hash_;
+            XXH3_64bits_update(&hash_, line_.data(), line_.size());
+          }
           ++lines_;
           line = line_;
           return true;
@@ -165,19 +214,23 @@ class line_input final : public event_input {
       const char* start = buf_.data() + at_;
       const char* nl = static_cast<const char*>(std::memchr(start, '\n', end_ - at_));
       const std::size_t take = nl ? static_cast<std::size_t>(nl - start) + 1 : end_ - at_;
-      XXH3_64bits_update(&hash_, start, take);
       pos_ += take;
       at_ += take;
       const std::size_t content = nl ? take - 1 : take;
-      if (!too_long) {
-        if (line_.size() + content > max_line_bytes) {
-          too_long = true;
-          line_.clear();
-        } else {
-          line_.append(start, content);
-        }
+      if (!too_long && line_.size() + content > max_line_bytes) {
+        too_long = true;
+        before_ = hash_;
+        XXH3_64bits_update(&hash_, line_.data(), line_.size());
+        line_.clear();
       }
+      if (too_long) XXH3_64bits_update(&hash_, start, take);
+      else line_.append(start, content);
       if (nl) {
+        if (!too_long) {
+          before_ = hash_;  // a copy of the state: cheaper than a digest per line
+          XXH3_64bits_update(&hash_, line_.data(), line_.size());
+          XXH3_64bits_update(&hash_, "\n", 1);
+        }
         ++lines_;
         line = line_;
         return true;
@@ -213,6 +266,7 @@ class line_input final : public event_input {
   uint64_t pos_ = 0;
   uint64_t lines_ = 0;
   XXH3_state_t hash_;
+  XXH3_state_t before_;  // hash_ before the last line
 };
 
 // -- the demo workload -------------------------------------------------------------------------
@@ -226,6 +280,7 @@ class demo_input final : public event_input {
   explicit demo_input(const demo_options& o)
       : event_input(source_name(o), "demo"), o_(o), rng_(o.seed) {
     XXH3_64bits_reset(&hash_);
+    before_ = hash_;
   }
 
   static std::string source_name(const demo_options& o) {
@@ -235,7 +290,7 @@ class demo_input final : public event_input {
            ",duplicates=" + rate;
   }
 
-  result<bool> next(input_item& out) override {
+  result<bool> read_item(input_item& out) override {
     out = input_item{};
     out.position = emitted_;
     event e;
@@ -247,6 +302,7 @@ class demo_input final : public event_input {
   uint64_t position() const noexcept override { return emitted_; }
   uint64_t items() const noexcept override { return emitted_; }
   uint64_t fingerprint() const noexcept override { return XXH3_64bits_digest(&hash_); }
+  uint64_t fingerprint_before_item() const noexcept override { return XXH3_64bits_digest(&before_); }
   std::optional<uint64_t> total() const noexcept override { return o_.events; }
 
  protected:
@@ -270,6 +326,7 @@ class demo_input final : public event_input {
     statefold::put_bytes(bytes, e.booking_id);
     statefold::put_bytes(bytes, e.session);
     model::encode_event(e, bytes);
+    before_ = hash_;
     XXH3_64bits_update(&hash_, bytes.data(), bytes.size());
     return true;
   }
@@ -345,6 +402,7 @@ class demo_input final : public event_input {
   std::vector<script> active_;
   std::vector<event> history_;
   XXH3_state_t hash_;
+  XXH3_state_t before_;  // hash_ before the last event
 };
 
 }  // namespace

@@ -31,6 +31,8 @@ struct input_item {
   std::optional<event> ev;
   std::string why;        ///< malformed: what is wrong (already escaped for printing)
   bool blank = false;     ///< an empty line: nothing to do
+  /// The input's last line, with no '\n' after it (yet: a producer may be writing it).
+  bool unterminated = false;
 };
 
 class event_input {
@@ -41,31 +43,50 @@ class event_input {
   /// For messages: the path as given, "stdin", or "demo".
   const std::string& label() const noexcept { return label_; }
 
-  /// The next item; false at the end of the input. An I/O error is an error, never the end.
-  virtual statefold::result<bool> next(input_item& out) = 0;
+  /// The next item; false at the end of the input. An I/O error is an error, never the end;
+  /// so is an input that turns out not to be the one whose fingerprint resume() had to check
+  /// ahead of the resume position (verified() then says why).
+  statefold::result<bool> next(input_item& out);
+  /// ok, or why the input is not the one consumed before (found by next()).
+  const statefold::status& verified() const noexcept { return verified_; }
+  /// true while resume() left a fingerprint to check further on: hold the events read until
+  /// then (they may belong to another input).
+  bool awaiting_check() const noexcept { return ahead_.has_value(); }
+  /// true when the next read would wait for input (a pipe that is empty now): send what is
+  /// read so far rather than hold it. Never for files and the demo.
+  virtual bool would_block() { return false; }
   /// Where the next item starts: every position below it has been read.
   virtual uint64_t position() const noexcept = 0;
   /// Items read so far (lines, or demo events).
   virtual uint64_t items() const noexcept = 0;
   /// The fingerprint of positions [0, position()).
   virtual uint64_t fingerprint() const noexcept = 0;
+  /// The fingerprint of every position below the item next() returned last.
+  virtual uint64_t fingerprint_before_item() const noexcept = 0;
   /// Positions in all (a file's size, the demo's event count), when known: for progress.
   virtual std::optional<uint64_t> total() const noexcept = 0;
 
-  /// Moves to `p.next` without parsing, checking the fingerprint at `p.fingerprint_at` (which
-  /// must be at most `p.next`) on the way. Fails, naming the source, when the input is shorter
-  /// than that or hashes differently: it is not the input that was consumed before.
+  /// Moves to `p.next` without parsing (past every item that starts below it), checking the
+  /// fingerprint at `p.fingerprint_at` on the way — or, when it lies beyond `p.next`, further
+  /// on, as next() gets there (awaiting_check()). Fails, naming the source, when the input is
+  /// shorter than that or hashes differently: it is not the input that was consumed before.
   statefold::status resume(const statefold::source_progress& p);
 
  protected:
   event_input(std::string source, std::string label)
       : source_(std::move(source)), label_(std::move(label)) {}
+  /// The next item (see next()).
+  virtual statefold::result<bool> read_item(input_item& out) = 0;
   /// Advances past one item without parsing it; false at the end.
   virtual statefold::result<bool> skip() = 0;
 
  private:
+  statefold::status mismatch(const std::string& what, uint64_t next) const;
+
   std::string source_;
   std::string label_;
+  std::optional<statefold::source_progress> ahead_;  // a fingerprint to check past the resume point
+  statefold::status verified_;
 };
 
 /// JSON Lines from a file, or from standard input ("-"; it cannot seek, so a resume reads

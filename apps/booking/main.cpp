@@ -28,75 +28,62 @@
 
 #include "booking_model.hpp"
 #include "run.hpp"
-#include "statefold/data_dir.hpp"
-#include "statefold/engine.hpp"
+#include "statefold/data_reader.hpp"
 
 namespace {
-
-using booking_engine = statefold::engine<booking::model>;
 
 struct read_options {
   std::string data = "./statefold-data";
 };
 
-std::shared_ptr<spdlog::logger> make_logger(spdlog::level::level_enum level) {
-  auto log = spdlog::stderr_color_mt("statefold");
-  log->set_pattern("[%H:%M:%S.%e] %^%l%$ %v");
-  log->set_level(level);
-  return log;
-}
-
-// Opens the engine on an existing DIR, with the partition count of its MANIFEST.
-statefold::result<std::unique_ptr<booking_engine>> open_engine(const read_options& o,
-                                                               std::shared_ptr<spdlog::logger> log) {
-  auto m = statefold::read_manifest(statefold::posix_file_system(), o.data);
-  if (!m && m.error().code() == statefold::errc::not_found)
-    return statefold::status{statefold::errc::not_found,
-                             o.data + ": no statefold data directory here (no MANIFEST; run first)"};
-  if (!m) return m.error();
-  statefold::engine_options eo;
-  eo.dir = o.data;
-  eo.partitions = m->partitions;
-  eo.logger = std::move(log);
-  return booking_engine::open(std::move(eo));
+// Reads an existing DIR without writing to it, beside a running `run` or not
+// (statefold::data_reader): no lock, no epoch bump, no free disk needed.
+statefold::result<statefold::data_reader<booking::model>> open_reader(const read_options& o) {
+  return statefold::data_reader<booking::model>::open(statefold::posix_file_system(), o.data);
 }
 
 int cmd_get(const read_options& o, const std::string& id) {
-  auto opened = open_engine(o, make_logger(spdlog::level::warn));
-  if (!opened) {
-    std::fprintf(stderr, "statefold-booking: %s\n", opened.error().to_string().c_str());
+  auto reader = open_reader(o);
+  if (!reader) {
+    std::fprintf(stderr, "statefold-booking: %s\n", reader.error().to_string().c_str());
     return 1;
   }
-  auto got = opened.value()->get(id);
+  auto got = reader->get(id);
   if (!got) {
-    std::fprintf(stderr, "statefold-booking: get %s: %s\n", id.c_str(), got.error().to_string().c_str());
+    std::fprintf(stderr, "statefold-booking: get %s: %s\n", booking::printable(id).c_str(),
+                 got.error().to_string().c_str());
     return 1;
   }
   const auto& s = *got;
   if (!s || s->status == booking::booking_status::unknown) {
-    std::fprintf(stderr, "statefold-booking: booking '%s' is unknown in %s\n", id.c_str(), o.data.c_str());
+    std::fprintf(stderr, "statefold-booking: booking '%s' is unknown in %s\n", booking::printable(id).c_str(),
+                 o.data.c_str());
     return 1;
   }
   std::printf("%s\n", booking::to_json(id, *s).dump(2).c_str());
-  return opened.value()->close().is_ok() ? 0 : 1;
+  return 0;
 }
 
 int cmd_export(const read_options& o) {
-  auto opened = open_engine(o, make_logger(spdlog::level::warn));
-  if (!opened) {
-    std::fprintf(stderr, "statefold-booking: %s\n", opened.error().to_string().c_str());
+  auto reader = open_reader(o);
+  if (!reader) {
+    std::fprintf(stderr, "statefold-booking: %s\n", reader.error().to_string().c_str());
     return 1;
   }
-  // All or nothing: a partition that does not come back fails the export before any line
-  // is printed, so stdout never holds a partial export.
-  auto all = opened.value()->export_all();
-  if (!all) {
-    std::fprintf(stderr, "statefold-booking: export: %s\n", all.error().to_string().c_str());
-    statefold::ignore(opened.value()->close());  // the export error is the one to report
+  // All or nothing: a partition that cannot be read fails the export before any line is
+  // printed, so stdout never holds a partial export.
+  std::vector<std::pair<std::string, booking::state>> all;
+  auto st = reader->for_each_partition([&](uint32_t, auto& part) {
+    std::move(part.begin(), part.end(), std::back_inserter(all));
+    return statefold::status::ok();
+  });
+  if (!st.is_ok()) {
+    std::fprintf(stderr, "statefold-booking: export: %s\n", st.to_string().c_str());
     return 1;
   }
-  for (const auto& [id, s] : *all) std::printf("%s\n", booking::to_json(id, s).dump().c_str());
-  return opened.value()->close().is_ok() ? 0 : 1;
+  std::sort(all.begin(), all.end(), [](const auto& a, const auto& b) { return a.first < b.first; });
+  for (const auto& [id, s] : all) std::printf("%s\n", booking::to_json(id, s).dump().c_str());
+  return 0;
 }
 
 }  // namespace
@@ -143,6 +130,12 @@ int main(int argc, char** argv) {
     return app.exit(e) == 0 ? 0 : 2;
   }
   if (*run) {
+    if (ro.input == "-" && ro.source.empty()) {
+      std::fprintf(stderr,
+                   "statefold-booking: --input - (standard input) needs --source NAME: a pipe has no "
+                   "name that stays the same between runs, and the name is what a rerun resumes by\n");
+      return 2;
+    }
     if (ro.input.empty() && !ro.source.empty()) {
       std::fprintf(stderr, "statefold-booking: --source names an --input; the demo workload names itself\n");
       return 2;

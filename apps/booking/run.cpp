@@ -274,6 +274,12 @@ int run(const run_options& o) {
                  printable(input->label()).c_str(), o.input.empty() ? "event" : "line",
                  input->items() + 1, input->position(),
                  std::chrono::duration<double>(clock_type::now() - resume_t0).count());
+  else if (m)  // an existing directory that has consumed nothing of this source
+    std::fprintf(stderr,
+                 "source '%s' is new to %s: nothing of it is consumed yet. (An input consumed "
+                 "before under another name — a moved or copied file — would be applied again: "
+                 "give it its old name with --source.)\n",
+                 printable(input->source()).c_str(), o.data.c_str());
   const uint64_t items_before = input->items();
 
   counters c;
@@ -292,11 +298,9 @@ int run(const run_options& o) {
       tracker.answered(seq, false);
       return;
     }
-    std::vector<std::string> ids;
-    if (ack_log) {
-      ids.reserve(batch.size());
-      for (const auto& ev : batch) ids.push_back(printable(ev.event_id, 1024));
-    }
+    std::vector<std::string> ids;  // printable, for the ack log and the messages
+    ids.reserve(batch.size());
+    for (const auto& ev : batch) ids.push_back(printable(ev.event_id, ack_log ? 1024 : 120));
     const auto t0 = clock_type::now();
     c.submitted += batch.size();
     auto done = [&, seq, t0, ids = std::move(ids), lines = std::move(lines)](
@@ -316,7 +320,8 @@ int run(const run_options& o) {
             case statefold::outcome::duplicate: ++c.duplicates; break;
             case statefold::outcome::conflict:
               ++c.conflicts;
-              refused_log.report(label + ":" + std::to_string(lines[i]) + ": conflict: " + r.reason);
+              refused_log.report(label + ":" + std::to_string(lines[i]) + ": conflict: event '" +
+                                 ids[i] + "': " + r.reason);
               break;
             case statefold::outcome::rejected:
               ++c.handler_errors;
@@ -365,12 +370,41 @@ int run(const run_options& o) {
     // read cut by an error or a signal may leave the input's position inside a line.
     uint64_t item_end = input->position();
     statefold::source_progress snapshot{item_end, item_end, input->fingerprint()};
+    bool announced = false;
+    // The last item taken was the input's last line, with no newline (yet): a fingerprint
+    // that a rerun can check must stop before it, since a producer may still add the '\n'.
+    std::optional<statefold::source_progress> unterminated;
+    // How far the input is read, with the newest fingerprint that can be checked later.
+    auto end_here = [&]() -> statefold::source_progress {
+      if (unterminated) return {item_end, unterminated->fingerprint_at, unterminated->fingerprint};
+      if (input->position() == item_end) return {item_end, item_end, input->fingerprint()};
+      return {item_end, snapshot.fingerprint_at, snapshot.fingerprint};
+    };
+    // Sends what is read. The first time, it announces the fingerprint to every partition
+    // before the events: a partition that has an event of this run has it too, so a rerun
+    // can check the input even if this run dies before its first marker.
+    auto send_end = [&](const statefold::source_progress& end) {
+      if (!announced && !batch.empty()) {
+        statefold::ignore(e.mark_consumed(input->source(), {0, end.fingerprint_at, end.fingerprint}));
+        announced = true;
+      }
+      send(end);
+    };
+    // Sends a batch once nothing is left to verify.
+    auto flush = [&](bool at_end_of_batch) {
+      if (input->awaiting_check()) return;
+      const statefold::source_progress end = end_here();
+      if (at_end_of_batch) snapshot = end;
+      send_end(end);
+    };
+    bool last_line_held = false;  // an unterminated last line that does not parse: not consumed
     for (;;) {
       if (stop_requested.load()) {
         stopped_because = stop_signal.load() == SIGINT ? "SIGINT" : "SIGTERM";
         break;
       }
       if (failed_flag.load()) break;
+      if (!batch.empty() && input->would_block()) flush(false);  // a trickle: send what is here
       auto more = input->next(item);
       if (!more) {
         if (stop_requested.load()) continue;  // interrupted: the loop head says why
@@ -379,14 +413,25 @@ int run(const run_options& o) {
         break;
       }
       if (!*more) break;
+      if (item.unterminated && !item.ev && !item.blank) {
+        // Half a line at the end: a producer may still be writing it. Left for the next run.
+        std::fprintf(stderr,
+                     "%s:%" PRIu64 ": the last line has no newline and is not a whole event "
+                     "(%s): not consumed; the next run reads it again\n",
+                     label.c_str(), item.line, item.why.c_str());
+        last_line_held = true;
+        break;
+      }
       item_end = input->position();
+      if (item.unterminated) unterminated = {item.position, item.position, input->fingerprint_before_item()};
       if (item.blank) continue;
       if (!item.ev) {
         ++c.malformed;
         malformed_log.report(label + ":" + std::to_string(item.line) + ": malformed event: " + item.why);
         if (o.strict) {
           // Consumed up to the start of this line: a rerun reads it again.
-          send({item.position, 0, 0});
+          if (!input->awaiting_check())
+            send_end({item.position, item.position, input->fingerprint_before_item()});
           exit_code = 2;
           break;
         }
@@ -398,9 +443,8 @@ int run(const run_options& o) {
       metas.push_back(std::move(meta));
       lines.push_back(item.line);
       batch.push_back(std::move(*item.ev));
-      if (batch.size() == 256) {
-        snapshot = {item_end, item_end, input->fingerprint()};
-        send(snapshot);
+      if (batch.size() >= 256 && !input->awaiting_check()) {
+        flush(true);
         read_pos = input->position();
         if (clock_type::now() - last_mark >= std::chrono::seconds(1)) {
           mark();
@@ -408,12 +452,18 @@ int run(const run_options& o) {
         }
       }
     }
-    // Everything read so far (the input's end, or where a stop, a failure or a read error
-    // left it) — except after --strict's malformed line, sent above.
-    if (exit_code != 2)
-      send(input->position() == item_end
-               ? statefold::source_progress{item_end, item_end, input->fingerprint()}
-               : statefold::source_progress{item_end, snapshot.fingerprint_at, snapshot.fingerprint});
+    if (!input->verified().is_ok()) {
+      // Another input under this source's name: nothing read since the resume point is sent.
+      exit_code = 1;
+      batch.clear();
+    } else if (exit_code != 2) {
+      // Everything read so far (the input's end, or where a stop, a failure or a read error
+      // left it) — except after --strict's malformed line, sent above. The fingerprint is
+      // taken only where the input's position is a whole item's end.
+      send_end(last_line_held ? statefold::source_progress{item.position, item.position,
+                                                           input->fingerprint_before_item()}
+                              : end_here());
+    }
     read_pos = input->position();
     tracker.wait_all();
     mark();

@@ -33,6 +33,7 @@
 
 #include "statefold/checkpoint.hpp"
 #include "statefold/data_dir.hpp"
+#include "statefold/data_reader.hpp"
 #include "statefold/envelope.hpp"
 #include "statefold/file_system.hpp"
 #include "statefold/log_format.hpp"
@@ -272,7 +273,7 @@ void check_log_against_checkpoints(const std::string& log_dir, const log_scan& s
 }
 
 partition_findings verify_partition(file_system& fs, const std::string& dir, const manifest& m,
-                                    uint32_t p, progress_meter& progress) {
+                                    uint32_t p, const detail::read_bound& b, progress_meter& progress) {
   partition_findings f;
   const std::string pdir = partition_path(dir, p);
   auto present = fs.exists(pdir);
@@ -290,6 +291,7 @@ partition_findings verify_partition(file_system& fs, const std::string& dir, con
   const std::string log_dir = log_dir_of(dir, p);
   const std::string ckpt_dir = ckpt_dir_of(dir, p);
   for (const auto& d : {log_dir, ckpt_dir}) {
+    if (b.live) break;  // a running writer's files in the making, not leftovers
     auto temps = temp_files_in(fs, d);
     if (!temps) {
       f.problems.push_back(temps.error().message());
@@ -308,17 +310,19 @@ partition_findings verify_partition(file_system& fs, const std::string& dir, con
 
   // absolute: any damage, a torn tail included, is reported (and nothing is cut: scan_log
   // never writes). max_epoch = MANIFEST's epoch: no owner can have written a newer segment.
+  // Beside a live writer: only up to the LSN it has published as durable.
   log_scan_options o;
   o.partition = p;
-  o.max_epoch = m.epoch;
+  o.max_epoch = b.epoch;
   o.mode = recovery_mode::absolute;
-  // Replay would decode every envelope; a CRC-valid record with a broken envelope would stop
+  o.max_lsn = b.max_lsn;
+  // Replay would decode every payload; a CRC-valid record with a broken one would stop
   // recovery, so it is damage too.
   auto visit = [&](const log_record& r) -> status {
     progress.record(p);
-    if (auto env = decode_envelope(r.payload); !env)
-      return env.error().with_context(record_location(r));
-    return status::ok();
+    const status st = r.type == log_format::record_type::position ? decode_position(r.payload).to_status()
+                                                                    : decode_envelope(r.payload).to_status();
+    return st.is_ok() ? st : st.with_context(record_location(r));
   };
   auto scan = scan_log(fs, log_dir, o, visit);
   progress.clear();
@@ -332,6 +336,9 @@ partition_findings verify_partition(file_system& fs, const std::string& dir, con
     f.summary = "empty (no log segments, no checkpoints)";
   else
     f.summary = describe_log(*scan) + ", " + describe_checkpoints(checkpoints);
+  if (b.live)
+    f.summary += " (a writer is running: verified up to the LSN it has made durable, " +
+                 std::to_string(b.max_lsn) + ")";
   return f;
 }
 
@@ -374,7 +381,14 @@ int run_verify(file_system& fs, const std::string& dir) {
 
   progress_meter progress;
   for (uint32_t p = 0; p < m->partitions; ++p) {
-    const partition_findings f = verify_partition(fs, dir, *m, p, progress);
+    // Beside a live writer, a file that changes under the check (a segment recycled, a
+    // checkpoint pruned) is read again; with no writer, the first verdict is final.
+    partition_findings f;
+    const status read = detail::read_with_retries(fs, dir, p, 20, [&](const detail::read_bound& b) {
+      f = verify_partition(fs, dir, *m, p, b, progress);
+      return f.problems.empty() ? status::ok() : status{errc::corruption, f.problems.front()};
+    });
+    if (!read.is_ok() && f.problems.empty()) f.problems.push_back(read.message());
     const std::string name = partition_dir_name(p);
     for (const auto& w : f.warnings) std::cout << name << " warning: " << w << '\n';
     for (const auto& e : f.problems) std::cout << name << " error: " << e << '\n';

@@ -165,9 +165,16 @@ result<checkpoint_store> checkpoint_store::open(file_system& fs, std::string dir
   return s;
 }
 
+checkpoint_store checkpoint_store::open_read_only(file_system& fs, std::string dir,
+                                                  uint32_t partition) {
+  return checkpoint_store(fs, std::move(dir), partition);
+}
+
 std::string checkpoint_store::path_of(uint64_t lsn) const { return path_join(dir_, file_name(lsn)); }
 
 result<std::vector<uint64_t>> checkpoint_store::list() const {
+  SF_ASSIGN_OR_RETURN(bool present, fs_->exists(dir_));
+  if (!present) return std::vector<uint64_t>{};
   SF_ASSIGN_OR_RETURN(auto names, fs_->list(dir_));
   std::vector<uint64_t> lsns;
   for (const auto& n : names) {

@@ -202,17 +202,7 @@ result<std::unique_ptr<data_dir>> data_dir::open(file_system& fs, std::string pa
   } else {
     // A partition directory without a MANIFEST is data whose key mapping is lost: refuse to
     // create a new MANIFEST over it (it might say another partition count).
-    SF_ASSIGN_OR_RETURN(auto names, fs.list(path));
-    std::vector<std::string> found;
-    for (const auto& n : names)
-      if (is_partition_dir_name(n)) found.push_back(n);
-    if (!found.empty())
-      return status{errc::corruption,
-                    mpath + " is missing, but the directory holds partition data (" + found.front() +
-                        (found.size() > 1 ? " and " + std::to_string(found.size() - 1) + " more" : "") +
-                        "). Refusing to create a new MANIFEST over it: its partition count decides "
-                        "which keys each partition holds. Restore MANIFEST from a backup (a command "
-                        "to rebuild it from the data is not built yet)"};
+    SF_RETURN_IF_ERROR(detail::check_no_orphan_partitions(fs, path));
     m.partitions = config.partitions;
     m.key_groups = config.key_groups;
     m.dedup_window = config.dedup_window.value_or(default_dedup_window);
@@ -224,6 +214,25 @@ result<std::unique_ptr<data_dir>> data_dir::open(file_system& fs, std::string pa
   d->manifest_ = m;
   return d;
 }
+
+namespace detail {
+status check_no_orphan_partitions(file_system& fs, const std::string& dir) {
+  SF_ASSIGN_OR_RETURN(bool present, fs.exists(dir));
+  if (!present) return status::ok();
+  SF_ASSIGN_OR_RETURN(auto names, fs.list(dir));
+  std::vector<std::string> found;
+  for (const auto& n : names)
+    if (is_partition_dir_name(n)) found.push_back(n);
+  if (found.empty()) return status::ok();
+  return status{errc::corruption,
+                path_join(dir, "MANIFEST") + " is missing, but the directory holds partition data (" +
+                    found.front() +
+                    (found.size() > 1 ? " and " + std::to_string(found.size() - 1) + " more" : "") +
+                    "). Refusing to create a new MANIFEST over it, or to read the data without "
+                    "one: its partition count decides which keys each partition holds. Restore "
+                    "MANIFEST from a backup (a command to rebuild it from the data is not built yet)"};
+}
+}  // namespace detail
 
 status data_dir::check_epoch() const {
   SF_ASSIGN_OR_RETURN(manifest m, read_manifest(fs_, path_));

@@ -424,4 +424,10 @@ result<std::unique_ptr<file_lock>> fault_file_system::lock(const std::string& pa
   return base_.lock(path);
 }
 
+result<bool> fault_file_system::is_locked(const std::string& path) {
+  std::lock_guard lock(mu_);
+  SF_RETURN_IF_ERROR(admit(fs_op::lock, path));
+  return base_.is_locked(path);
+}
+
 }  // namespace statefold

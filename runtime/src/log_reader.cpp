@@ -82,7 +82,10 @@ std::string record_problem(std::string_view data, std::size_t pos, uint64_t expe
     return "CRC mismatch: stored " + hex32(crc32c::unmask(h.masked_crc)) + ", computed " +
            hex32(actual);
   if (h.lsn != expected) return "record has LSN " + std::to_string(h.lsn);
-  return {};
+  // Valid now, but it was not when the scan read it: the file changed under the reader (a
+  // live writer, or a device returning different data for the same bytes).
+  return "the record was incomplete when read and is valid now: the file changed while it was "
+         "read (a live writer?)";
 }
 
 // A complete record with a valid CRC at `pos` (any LSN)?
@@ -284,7 +287,12 @@ result<log_scan> scan_log(file_system& fs, const std::string& log_dir,
 
     // The hot loop: records are read in chunks into a reused buffer.
     uint64_t pos = segment_header_size;
+    bool at_bound = false;  // reached max_lsn: what follows is a live writer's, not ours to judge
     while (pos < size) {
+      if (expected > o.max_lsn) {
+        at_bound = true;
+        break;
+      }
       SF_ASSIGN_OR_RETURN(std::string_view hv, in.window(pos, record_header_size));
       if (hv.size() < record_header_size) break;
       const record_header h = parse_header(hv.data());
@@ -311,6 +319,7 @@ result<log_scan> scan_log(file_system& fs, const std::string& log_dir,
     info.end_lsn = expected;
     info.valid_bytes = pos;
     scan.segments.push_back(info);
+    if (at_bound) break;
     if (pos == size) continue;
 
     // Classify what follows the last valid record. This reads the rest of the segment (free

@@ -1,5 +1,7 @@
 #include "statefold/log_writer.hpp"
 
+#include "statefold/live_progress.hpp"
+
 #include <algorithm>
 #include <condition_variable>
 #include <cstdlib>
@@ -170,7 +172,19 @@ result<std::unique_ptr<log_writer>> log_writer::open(file_system& fs, std::strin
                last.valid_bytes, {}};
     w->cur_announced_ = true;  // exists already: nothing to create
   }
+  if (!w->options_.progress_file.empty()) {
+    SF_ASSIGN_OR_RETURN(w->progress_, fs.open(w->options_.progress_file, open_mode::create));
+    w->publish_progress();
+  }
   return w;
+}
+
+void log_writer::publish_progress() {
+  if (!progress_) return;
+  // Best effort: a reader that cannot read it waits for the writer or reads nothing new; the
+  // log itself is unaffected (the next persist reports any real disk trouble).
+  ignore(progress_->write_at(
+      0, encode_published_progress({epoch_, durable_lsn_.load(std::memory_order_relaxed)})));
 }
 
 std::size_t log_writer::buffered_bytes() const noexcept {
@@ -334,8 +348,10 @@ result<uint64_t> log_writer::persist(log_batch& batch, persist_mode mode) {
     const piece& last = batch.pieces_.back();
     maybe_prepare_spare(last.offset + last.bytes.size());
   }
-  if (batch.last_lsn_ > durable_lsn_.load(std::memory_order_relaxed))
+  if (batch.last_lsn_ > durable_lsn_.load(std::memory_order_relaxed)) {
     durable_lsn_.store(batch.last_lsn_, std::memory_order_release);
+    publish_progress();
+  }
   batch.pieces_.clear();
   return durable_lsn_.load(std::memory_order_relaxed);
 }

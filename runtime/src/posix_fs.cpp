@@ -97,7 +97,7 @@ class posix_file final : public file {
 class posix_lock final : public file_lock {
  public:
   explicit posix_lock(int fd) : fd_(fd) {}
-  ~posix_lock() override { ::close(fd_); }  // closing the descriptor releases the flock
+  ~posix_lock() override { ::close(fd_); }  // closing the descriptor releases the lock
 
  private:
   int fd_;
@@ -176,18 +176,40 @@ class posix_fs final : public file_system {
     return os_error("stat", path, errno);
   }
 
+  // An open file description (OFD) lock, fcntl(F_OFD_SETLK): like flock, held by the
+  // descriptor and dropped when it closes, exclusive also between two descriptors of one
+  // process; unlike flock, another process can test for it without taking it (is_locked).
   result<std::unique_ptr<file_lock>> lock(const std::string& path) override {
     int fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
     if (fd < 0) return os_error("open lock file", path, errno);
-    if (::flock(fd, LOCK_EX | LOCK_NB) != 0) {
+    struct flock l {};
+    l.l_type = F_WRLCK;
+    l.l_whence = SEEK_SET;  // l_start = l_len = 0: the whole file
+    if (::fcntl(fd, F_OFD_SETLK, &l) != 0) {
       int err = errno;
       ::close(fd);
-      if (err == EWOULDBLOCK)
+      if (err == EAGAIN || err == EACCES)
         return status{errc::locked, path + " is locked: another process (or another open "
                                            "engine in this process) owns this data directory"};
-      return os_error("flock", path, err);
+      return os_error("fcntl(F_OFD_SETLK)", path, err);
     }
     return std::unique_ptr<file_lock>(new posix_lock(fd));
+  }
+
+  result<bool> is_locked(const std::string& path) override {
+    int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+    if (fd < 0) {
+      if (errno == ENOENT) return false;
+      return os_error("open lock file", path, errno);
+    }
+    struct flock l {};
+    l.l_type = F_RDLCK;  // would a reader's lock conflict? Only with a writer's.
+    l.l_whence = SEEK_SET;
+    const int rc = ::fcntl(fd, F_OFD_GETLK, &l);
+    const int err = errno;
+    ::close(fd);
+    if (rc != 0) return os_error("fcntl(F_OFD_GETLK)", path, err);
+    return l.l_type != F_UNLCK;
   }
 };
 

@@ -63,6 +63,7 @@ result<recovery_result> recover_partition(file_system& fs, const std::string& lo
   so.partition = o.partition;
   so.max_epoch = o.max_epoch;
   so.mode = o.mode;
+  so.max_lsn = o.max_lsn;
   uint64_t replayed = 0;
   log_visitor visit = [&](const log_record& r) -> status {
     SF_RETURN_IF_ERROR(hooks.replay(r));

@@ -34,24 +34,25 @@ namespace booking_test {
 using json = nlohmann::json;
 using statefold::testkit::temp_dir;
 
-
-using json = nlohmann::json;
-using statefold::testkit::temp_dir;
-
 struct output {
   int exit_code = -1;
   std::string out, err;
 };
 
-inline output run(const std::string& args, const std::string& env = "") {
+/// Runs a shell command line, capturing its stdout, stderr and exit code.
+inline output run_program(const std::string& cmd) {
   temp_dir t;
-  const std::string cmd = env + " " + std::string(STATEFOLD_BOOKING) + " " + args + " >" + (t / "out") + " 2>" + (t / "err");
-  int rc = std::system(cmd.c_str());
+  int rc = std::system((cmd + " >" + (t / "out") + " 2>" + (t / "err")).c_str());
   output o;
   o.exit_code = WIFEXITED(rc) ? WEXITSTATUS(rc) : -1;
   o.out = statefold::testkit::read_bytes(t / "out");
   o.err = statefold::testkit::read_bytes(t / "err");
   return o;
+}
+
+/// Runs statefold-booking with `args` (after `env`, e.g. "LD_PRELOAD=...").
+inline output run(const std::string& args, const std::string& env = "") {
+  return run_program(env + " " + std::string(STATEFOLD_BOOKING) + " " + args);
 }
 
 inline std::vector<json> lines_of(const std::string& text) {

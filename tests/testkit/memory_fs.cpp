@@ -342,4 +342,14 @@ result<std::unique_ptr<file_lock>> memory_file_system::lock(const std::string& p
   return std::unique_ptr<file_lock>(new memory_lock(t_, std::move(n)));
 }
 
+result<bool> memory_file_system::is_locked(const std::string& path) {
+  std::lock_guard<std::mutex> g(t_->mu);
+  std::shared_ptr<node> n;
+  if (int err = open_node(*t_, path, open_mode::read, n)) {
+    if (err == ENOENT) return false;
+    return os_error("open lock file", path, err);
+  }
+  return n->locked;
+}
+
 }  // namespace statefold::testkit

@@ -58,6 +58,7 @@ class memory_file_system final : public file_system {
   status create_dirs(const std::string& dir) override;
   result<bool> exists(const std::string& path) override;
   result<std::unique_ptr<file_lock>> lock(const std::string& path) override;
+  result<bool> is_locked(const std::string& path) override;
 
   struct node;  // implementation (memory_fs.cpp)
   struct tree;

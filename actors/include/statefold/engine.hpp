@@ -39,6 +39,7 @@
 #include "statefold/detail/partition_actor.hpp"
 #include "statefold/detail/source_fences.hpp"
 #include "statefold/engine_options.hpp"
+#include "statefold/live_progress.hpp"
 #include "statefold/partition_state.hpp"
 #include "statefold/segment_preparer.hpp"
 
@@ -109,7 +110,8 @@ class engine {
 
   /// Where a consumer of `source` resumes: the lowest durable `next` over all partitions (0 if
   /// any partition has consumed nothing of it), and the newest fingerprint the partitions keep
-  /// at or below it (so the consumer can check it on the way there).
+  /// at or below it (so the consumer can check it on the way there) — or, when there is none,
+  /// the nearest one beyond it, to check before sending anything past `next`.
   /// Waits for a partition that is down, like get().
   result<source_progress> resume_point(
       std::string_view source, std::chrono::milliseconds wait_for_restart = std::chrono::seconds(30));
@@ -209,6 +211,8 @@ partition_options engine<Model>::partition_options_for(uint32_t p) const {
   if (!po.log.preparer) po.log.preparer = preparer_;
   const data_dir* d = dir_.get();
   po.log.fence_check = [d] { return d->check_epoch(); };
+  // Readers in other processes (data_reader: get, export, inspect) read up to here.
+  po.log.progress_file = path_join(po.dir, progress_file_name);
   po.inline_rebuild = false;  // the actor persists first, then reloads (partition_actor.hpp)
   auto log = log_;
   po.progress = [log, p](uint64_t records, uint64_t) {
@@ -644,12 +648,19 @@ result<source_progress> engine<Model>::resume_point(std::string_view source,
   source_progress out;
   out.next = each.empty() ? 0 : each.front().next;
   for (const auto& e : each) out.next = std::min(out.next, e.next);
-  // The newest fingerprint a consumer can check before it gets there: at or below `next`.
+  // The newest fingerprint a consumer can check on its way to `next`; without one, the
+  // nearest one beyond it (the consumer checks it before it sends anything past `next`).
   for (const auto& e : each)
     if (e.fingerprint_at <= out.next && e.fingerprint_at > out.fingerprint_at) {
       out.fingerprint_at = e.fingerprint_at;
       out.fingerprint = e.fingerprint;
     }
+  if (out.fingerprint_at == 0)
+    for (const auto& e : each)
+      if (e.fingerprint_at > out.next && (out.fingerprint_at == 0 || e.fingerprint_at < out.fingerprint_at)) {
+        out.fingerprint_at = e.fingerprint_at;
+        out.fingerprint = e.fingerprint;
+      }
   return out;
 }
 

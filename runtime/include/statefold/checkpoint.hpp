@@ -100,6 +100,9 @@ class checkpoint_store {
  public:
   /// Creates the directory if needed and removes leftover .tmp files (then syncs it).
   static result<checkpoint_store> open(file_system& fs, std::string dir, uint32_t partition);
+  /// For readers: changes nothing (a missing directory lists no checkpoints). list() and
+  /// load() only; the writing members must not be called.
+  static checkpoint_store open_read_only(file_system& fs, std::string dir, uint32_t partition);
 
   /// LSNs of the checkpoint files present, newest first (not yet verified).
   result<std::vector<uint64_t>> list() const;

@@ -98,4 +98,9 @@ std::string partition_dir_name(uint32_t partition);
 /// True for "p-NNNN" (at least 4 digits): a partition directory's name.
 bool is_partition_dir_name(std::string_view name);
 
+namespace detail {
+/// errc::corruption, naming one, when `dir` (whose MANIFEST is missing) holds partition data.
+status check_no_orphan_partitions(file_system& fs, const std::string& dir);
+}  // namespace detail
+
 }  // namespace statefold

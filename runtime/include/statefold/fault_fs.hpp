@@ -92,6 +92,7 @@ class fault_file_system final : public file_system {
   status create_dirs(const std::string& dir) override;
   result<bool> exists(const std::string& path) override;
   result<std::unique_ptr<file_lock>> lock(const std::string& path) override;
+  result<bool> is_locked(const std::string& path) override;
 
  private:
   friend class fault_file;

@@ -3,7 +3,7 @@
 // The file-system interface every byte of statefold's storage goes through.
 //
 // Two implementations: `posix_file_system()` (the real disk: pwrite, fdatasync, rename,
-// directory fsync, flock) and `fault_file_system` (fault_fs.hpp), which wraps another file
+// directory fsync, an OFD lock) and `fault_file_system` (fault_fs.hpp), which wraps another file
 // system to inject errors and to simulate a crash or power loss. (The tests add a third, in
 // memory: tests/testkit/memory_fs.hpp, for the log-reader fuzz target.)
 //
@@ -74,9 +74,13 @@ class file_system {
   /// mkdir -p; every directory it creates is made durable in its parent.
   virtual status create_dirs(const std::string& dir) = 0;
   virtual result<bool> exists(const std::string& path) = 0;
-  /// Exclusive, non-blocking lock (flock) on `path` (created if missing). errc::locked when
-  /// another holder has it — another process, or another handle in this process.
+  /// Exclusive, non-blocking lock on `path` (created if missing): an open-file-description
+  /// lock (fcntl F_OFD_SETLK), dropped when the returned object is destroyed. errc::locked
+  /// when another holder has it — another process, or another handle in this process.
   virtual result<std::unique_ptr<file_lock>> lock(const std::string& path) = 0;
+  /// Whether someone holds lock(path) now, found out without taking it and without creating
+  /// anything (false when `path` does not exist). For readers beside a live writer.
+  virtual result<bool> is_locked(const std::string& path) = 0;
 
   /// Reads a whole file. Convenience over open + read_at.
   result<std::string> read_file(const std::string& path);

@@ -86,6 +86,10 @@ struct log_scan_options {
   uint64_t max_epoch = UINT64_MAX;  ///< a segment with a higher epoch means we are fenced
   uint64_t from_lsn = 1;            ///< visit records with lsn >= from_lsn
   recovery_mode mode = recovery_mode::tolerate_torn_tail;
+  /// Stop after this LSN, as if the log ended there: a reader beside a live writer reads only
+  /// what the writer has published as durable (data_reader.hpp); the bytes after it may be a
+  /// batch being written. Segments after the one holding max_lsn are not opened.
+  uint64_t max_lsn = UINT64_MAX;
 };
 
 /// Reads the log in `log_dir` (which may be empty or missing: an empty log starting at 1).

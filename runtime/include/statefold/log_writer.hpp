@@ -58,6 +58,9 @@ struct log_options {
   /// Called before a new segment is created; an error (e.g. errc::fenced when the MANIFEST
   /// names a newer epoch) fails the writer.
   std::function<status()> fence_check;
+  /// Where to publish the durable LSN after every persist, for readers in other processes
+  /// (live_progress.hpp); empty: nowhere.
+  std::string progress_file;
 };
 
 /// How persist() makes a batch durable.
@@ -189,6 +192,8 @@ class log_writer {
   std::vector<std::string> free_;       // recyclable segment paths
   uint64_t free_seq_ = 0;
   std::shared_ptr<spare> spare_;        // a job on options_.preparer, until collected
+  std::unique_ptr<file> progress_;      // options_.progress_file, if any
+  void publish_progress();
 
   // Shared.
   std::atomic<uint64_t> durable_lsn_{0};

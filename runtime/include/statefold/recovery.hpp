@@ -63,6 +63,8 @@ struct recovery_options {
   uint64_t max_epoch = UINT64_MAX;
   recovery_mode mode = recovery_mode::tolerate_torn_tail;
   bool repair = true;   ///< false: read-only (inspect verify, rebuild after a throwing handler)
+  /// Read the log only up to this LSN (log_scan_options::max_lsn): a reader beside a live writer.
+  uint64_t max_lsn = UINT64_MAX;
   std::function<void(uint64_t records, uint64_t bytes)> progress;  ///< called every ~1M records
 };
 
