@@ -95,8 +95,10 @@ TEST(dedup_window_test, DigestSetMatchesAModelUnderFifoChurnWithCollidingHomes) 
     if (rng() % 1000 == 0) d = {0, 0};
     const bool present = model.count({d.hi, d.lo}) > 0;
     ASSERT_EQ(set.find(d) != nullptr, present) << "step " << i;
-    if (present) ASSERT_EQ(set.find(d)->body, d.lo ^ 0x5a5a) << "step " << i;
-    if (present) continue;
+    if (present) {
+      ASSERT_EQ(set.find(d)->body, d.lo ^ 0x5a5a) << "step " << i;
+      continue;
+    }
     if (fifo.size() == window) {
       set.erase(fifo.front());
       model.erase({fifo.front().hi, fifo.front().lo});

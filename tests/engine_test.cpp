@@ -549,5 +549,50 @@ TEST_F(engine_test, ResumePointIsTheLowestDurablePositionOverAllPartitions) {
   EXPECT_EQ(submit_at(*again, 25, ledger("c", key_of[2], 1, 1)).kind, outcome::applied);
 }
 
+// A caller that holds its own lock while it submits must not meet its callback on its own
+// thread (it would deadlock on that lock): every answer arrives on a CAF worker, busy ones
+// and an empty batch's included. A single submit that would be busy says so in its return.
+TEST_F(engine_test, CallbacksNeverRunOnTheSubmittingThreadAndSubmitReturnsBusy) {
+  auto o = options();
+  o.max_in_flight = 4;
+  o.when_full = backpressure::reject;
+  auto e = open(o);
+  const auto me = std::this_thread::get_id();
+  std::mutex caller_lock;
+  std::atomic<int> on_my_thread{0}, answers{0};
+  auto note = [&] {
+    if (std::this_thread::get_id() == me) ++on_my_thread;
+    std::lock_guard lock(caller_lock);  // deadlocks if run inline while the caller holds it
+    ++answers;
+  };
+  std::atomic<uint64_t> busy_answers{0};
+  int busy_returns = 0, submits = 0;
+  {
+    std::lock_guard held(caller_lock);
+    ASSERT_TRUE(e->submit_batch({}, [&](std::vector<submit_result>&) { note(); }).is_ok());
+    for (int b = 0; b < 50; ++b) {
+      std::vector<ledger_event> batch;
+      for (int i = 0; i < 40; ++i) batch.push_back(ledger("b" + std::to_string(b * 40 + i), "k", 0, 1));
+      ASSERT_TRUE(e->submit_batch(std::move(batch), [&](std::vector<submit_result>& rs) {
+        for (auto& r : rs) busy_answers += r.kind == outcome::busy;
+        note();
+      }).is_ok());
+      status st = e->submit(ledger("s" + std::to_string(b), "k", 0, 1), [&](const submit_result& r) {
+        EXPECT_NE(r.kind, outcome::busy) << "busy is the return value's, never the callback's";
+        note();
+      });
+      ++submits;
+      if (!st.is_ok()) {
+        EXPECT_EQ(st.code(), errc::busy) << st.to_string();
+        ++busy_returns;
+      }
+    }
+  }
+  ASSERT_TRUE(e->close().is_ok());
+  EXPECT_EQ(on_my_thread.load(), 0);
+  EXPECT_EQ(answers.load(), 1 + 50 + submits - busy_returns);
+  EXPECT_GT(busy_answers.load() + busy_returns, 0u) << "the test never met backpressure";
+}
+
 }  // namespace
 }  // namespace statefold

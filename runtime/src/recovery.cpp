@@ -116,8 +116,9 @@ result<recovery_result> recover_partition(file_system& fs, const std::string& lo
       if (!pitr)
         return status{errc::corruption,
                       what + ": records the checkpoint proves durable are missing from the log; "
-                             "refusing to start (point-in-time recovery would fall back to an "
-                             "older checkpoint and discard LSN " +
+                             "refusing to start (point-in-time recovery, an operator's choice: "
+                             "engine_options::recovery = point_in_time, no command offers it yet, "
+                             "would fall back to an older checkpoint and discard LSN " +
                           std::to_string(out.scan.next_lsn) + " onwards)"};
       rep.notes.push_back("checkpoint " + std::to_string(lsn) + " dropped: " + what);
       drop_checkpoints = true;
@@ -147,7 +148,9 @@ result<recovery_result> recover_partition(file_system& fs, const std::string& lo
       std::string why = log_dir + ": the log has no segments but checkpoint " +
                         std::to_string(lsns.front()) +
                         " exists, so acknowledged events may be missing; refusing to start "
-                        "(point-in-time recovery would accept the newest valid checkpoint)";
+                        "(point-in-time recovery, an operator's choice: engine_options::recovery = "
+                        "point_in_time, no command offers it yet, would accept the newest valid "
+                        "checkpoint)";
       for (const auto& n : rep.notes) why += "; " + n;
       return status{errc::corruption, why};
     }

@@ -17,6 +17,7 @@ const char* to_string(errc code) noexcept {
     case errc::failed: return "failed";
     case errc::unsupported: return "unsupported";
     case errc::crashed: return "crashed";
+    case errc::busy: return "busy";
   }
   return "unknown";
 }

@@ -14,8 +14,9 @@
 // docs/semantics.md for what an acknowledgement means.
 //
 // Threading: every public member function may be called from any thread, concurrently,
-// except close() and the destructor. Callbacks run on CAF worker threads: keep them short,
-// and never block in them on another submit to the same engine.
+// except close() and the destructor. Callbacks run on CAF worker threads, never on the
+// submitting thread (a caller holding its own lock cannot deadlock on its own callback):
+// keep them short, and never block in them on another submit to the same engine.
 
 #include <algorithm>
 #include <atomic>
@@ -67,14 +68,17 @@ class engine {
   engine(const engine&) = delete;
   engine& operator=(const engine&) = delete;
 
-  /// Submits one event; `done` runs once it is answered (see submit_result). Returns busy
-  /// (backpressure::reject, partition full) or failed (engine closed) without calling `done`.
+  /// Submits one event; `done` runs once it is answered (see submit_result), on a CAF worker
+  /// thread. Returns errc::busy (backpressure::reject, the partition is full: nothing was
+  /// accepted) or failed (engine closed) without ever calling `done`. A busy event with a
+  /// source position fences its source like a failed one (semantics.md).
   status submit(event_type e, event_callback done, event_meta meta = {});
-  /// The same, answered through a future.
+  /// The same, answered through a future (busy and closed become its value).
   std::future<submit_result> submit(event_type e, event_meta meta = {});
-  /// Submits many events: one message per partition. `done` runs once, with the answers in
-  /// submission order, when every event is answered. Events for a full partition under
-  /// backpressure::reject are answered `busy`.
+  /// Submits many events: one message per partition. `done` runs once, on a CAF worker
+  /// thread, with the answers in submission order, when every event is answered. Events for a
+  /// full partition under backpressure::reject are answered `busy` there; the call itself
+  /// fails only on a closed engine or mismatched `metas` (then `done` is not called).
   status submit_batch(std::vector<event_type> events, batch_callback done,
                       std::vector<event_meta> metas = {});
 
@@ -143,6 +147,8 @@ class engine {
     return slots_[p].actor;
   }
   bool acquire(uint32_t p, int64_t n);
+  // Whether acquire(p, n) would take the events now (backpressure::reject's answer).
+  bool would_accept(uint32_t p, int64_t n) const;
   // Sends a query and waits for its answer. The promise lives only in the message, so a
   // partition that dies before answering breaks it: ask() then throws std::future_error.
   template <class T>
@@ -187,6 +193,7 @@ class engine {
   std::vector<outage> outages_;  // guarded by outage_mu_
   std::vector<detail::partition_context> contexts_;
   caf::actor supervisor_;
+  caf::actor answerer_;  // delivers answers decided on the submitting thread (busy, empty)
   std::atomic<bool> closing_{false};
   std::mutex close_mu_;
   bool closed_ = false;
@@ -283,6 +290,9 @@ result<std::unique_ptr<engine<Model>>> engine<Model>::open(engine_options o) {
   e->sys_ = std::make_unique<caf::actor_system>(*e->cfg_);
   e->slots_.resize(n);
   for (uint32_t p = 0; p < n; ++p) e->slots_[p] = e->spawn_partition(p, std::move(recovered[p]).value());
+  e->answerer_ = e->sys_->spawn([]() -> caf::behavior {
+    return {[](detail::answer_atom, detail::work_ptr w) { detail::work_cast<detail::answer_work>(w)->done->finish(); }};
+  });
   e->start_supervisor();
   e->log_->info("statefold engine open: {} ({} partitions, {} key groups, epoch {}, durability {})",
                 e->dir_->path(), n, e->router_.key_groups(), e->dir_->epoch(),
@@ -305,6 +315,7 @@ void engine<Model>::start_supervisor() {
       bool failed = false;
       caf::error reason;  // why the partition actor stopped
       std::chrono::milliseconds backoff{0};
+      std::chrono::steady_clock::time_point up_since = std::chrono::steady_clock::now();
     };
     auto watches = std::make_shared<std::map<uint32_t, watch>>();
     auto by_addr = std::make_shared<std::map<caf::actor_addr, std::pair<uint32_t, bool>>>();
@@ -317,6 +328,7 @@ void engine<Model>::start_supervisor() {
       (*by_addr)[s.flusher.address()] = {p, false};
       auto& w = (*watches)[p];
       w.actor_down = w.flusher_down = w.failed = false;
+      w.up_since = std::chrono::steady_clock::now();
     };
     for (uint32_t p = 0; p < initial.size(); ++p) track(p, initial[p]);
     self->set_down_handler([this, self, watches, by_addr](caf::down_msg& dm) {
@@ -333,6 +345,9 @@ void engine<Model>::start_supervisor() {
       // Restart only once both are gone: the old flusher must never write while the
       // partition is recovered from disk.
       if (w.actor_down && w.flusher_down && w.failed && !closing_.load()) {
+        // A partition that stayed up for a healthy stretch starts again from the first delay.
+        if (std::chrono::steady_clock::now() - w.up_since >= options_.restart_backoff_reset_after)
+          w.backoff = std::chrono::milliseconds(0);
         w.backoff = w.backoff.count() == 0 ? options_.restart_backoff
                                            : std::min(w.backoff * 2, options_.restart_backoff_max);
         log_->warn("partition {} stopped ({}); restarting in {} ms", p, caf::to_string(w.reason),
@@ -380,6 +395,12 @@ void engine<Model>::start_supervisor() {
 }
 
 template <model Model>
+bool engine<Model>::would_accept(uint32_t p, int64_t n) const {
+  const int64_t cur = flight_[p]->n.load(std::memory_order_acquire);
+  return cur == 0 || cur + n <= static_cast<int64_t>(options_.max_in_flight);
+}
+
+template <model Model>
 bool engine<Model>::acquire(uint32_t p, int64_t n) {
   auto& c = flight_[p]->n;
   const auto max = static_cast<int64_t>(options_.max_in_flight);
@@ -404,8 +425,10 @@ status engine<Model>::submit_batch(std::vector<event_type> events, batch_callbac
     return {errc::invalid_argument, "submit_batch: metas must be empty or one per event"};
   const std::size_t total = events.size();
   if (total == 0) {
-    std::vector<submit_result> none;
-    if (done) done(none);
+    auto a = std::make_shared<detail::answer_work>();
+    a->done = std::make_shared<detail::batch_completion>();
+    a->done->on_batch = std::move(done);
+    caf::anon_send(answerer_, detail::answer_atom::value, detail::work_ptr(std::move(a)));
     return status::ok();
   }
   // Group by partition, remembering each event's place in the caller's order.
@@ -453,7 +476,12 @@ status engine<Model>::submit_batch(std::vector<event_type> events, batch_callbac
         r.reason = "partition " + std::to_string(p) + " has " +
                    std::to_string(options_.max_in_flight) + " events in flight (backpressure)";
       }
-      c->finish();
+      // Fence now, on this thread: a later submit of the same source must already see it.
+      c->fence_failures();
+      auto a = std::make_shared<detail::answer_work>();
+      a->done = std::move(c);
+      a->keep = w;  // the metas the completion points to
+      caf::anon_send(answerer_, detail::answer_atom::value, detail::work_ptr(std::move(a)));
       continue;
     }
     c->flight = flight_[p].get();
@@ -467,6 +495,14 @@ status engine<Model>::submit_batch(std::vector<event_type> events, batch_callbac
 
 template <model Model>
 status engine<Model>::submit(event_type e, event_callback done, event_meta meta) {
+  if (closing_.load()) return {errc::failed, "engine is closed"};
+  const uint32_t p = router_.partition_of(Model::key(e));
+  // Backpressure is decided here, so that `busy` is this call's answer, not the callback's.
+  if (options_.when_full == backpressure::reject && !would_accept(p, 1)) {
+    if (meta.source) fences_[p]->fail(meta.source->source, meta.source->offset);
+    return {errc::busy, "partition " + std::to_string(p) + " has " +
+                            std::to_string(options_.max_in_flight) + " events in flight (backpressure)"};
+  }
   std::vector<event_type> one;
   one.push_back(std::move(e));
   std::vector<event_meta> metas;
@@ -483,8 +519,10 @@ template <model Model>
 std::future<submit_result> engine<Model>::submit(event_type e, event_meta meta) {
   auto pr = std::make_shared<std::promise<submit_result>>();
   auto f = pr->get_future();
+  const uint32_t p = router_.partition_of(Model::key(e));
   status st = submit(std::move(e), [pr](const submit_result& r) { pr->set_value(r); }, std::move(meta));
-  if (!st.is_ok()) pr->set_value(submit_result{outcome::failed, 0, 0, st.to_string()});
+  if (!st.is_ok())
+    pr->set_value(submit_result{st.code() == errc::busy ? outcome::busy : outcome::failed, 0, p, st.to_string()});
   return f;
 }
 
@@ -717,6 +755,7 @@ status engine<Model>::close() {
   }
   // 3. Stop the supervisor and every actor; the system waits for them.
   caf::anon_send_exit(supervisor_, caf::exit_reason::user_shutdown);
+  caf::anon_send_exit(answerer_, caf::exit_reason::user_shutdown);
   {
     std::unique_lock l(slots_mu_);
     for (auto& s : slots_) {
@@ -726,6 +765,7 @@ status engine<Model>::close() {
     slots_.clear();
   }
   supervisor_ = nullptr;
+  answerer_ = nullptr;
   sys_.reset();  // waits for every actor to finish
   cfg_.reset();
   dir_.reset();  // releases the lock

@@ -72,7 +72,8 @@ struct engine_options {
     return l;
   }();
   std::chrono::milliseconds restart_backoff{50};     ///< first restart delay; doubles ...
-  std::chrono::milliseconds restart_backoff_max{5000};  ///< ... up to this
+  std::chrono::milliseconds restart_backoff_max{5000};  ///< ... up to this; and after
+  std::chrono::milliseconds restart_backoff_reset_after{30000};  ///< this long up, from the start
   std::size_t keep_checkpoints = 2;                  ///< per partition; at least 2
   /// Where the bytes go; nullptr: the real disk. Tests pass a fault_file_system.
   file_system* fs = nullptr;

@@ -30,6 +30,7 @@ enum class errc {
   failed,             ///< the component failed earlier and refuses further work
   unsupported,        ///< a format version or feature this build does not know
   crashed,            ///< a simulated crash (fault-injecting file system only)
+  busy,               ///< not accepted now (backpressure); nothing was done, retry later
 };
 
 /// Short, stable name of a code ("corruption", "io_error", ...).

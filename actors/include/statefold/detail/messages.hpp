@@ -24,6 +24,7 @@ std::shared_ptr<T> work_cast(const work_ptr& p) {
 
 using submit_atom = caf::atom_constant<caf::atom("sf_submit")>;
 using mark_atom = caf::atom_constant<caf::atom("sf_mark")>;
+using answer_atom = caf::atom_constant<caf::atom("sf_answer")>;
 using persist_atom = caf::atom_constant<caf::atom("sf_persis")>;
 using flushed_atom = caf::atom_constant<caf::atom("sf_flushd")>;
 using tick_atom = caf::atom_constant<caf::atom("sf_tick")>;

@@ -58,13 +58,18 @@ struct batch_completion {
   source_fences* fences = nullptr;
   bool done = false;
 
+  /// Fences the source of every event answered failed or busy (finish() does it too).
+  void fence_failures() {
+    if (!fences || !metas || metas->empty()) return;
+    for (std::size_t i = 0; i < results.size(); ++i)
+      if ((results[i].kind == outcome::failed || results[i].kind == outcome::busy) && (*metas)[i].source)
+        fences->fail((*metas)[i].source->source, (*metas)[i].source->offset);
+  }
+
   void finish() {
     if (done) return;
     done = true;
-    if (fences && metas && !metas->empty())
-      for (std::size_t i = 0; i < results.size(); ++i)
-        if ((results[i].kind == outcome::failed || results[i].kind == outcome::busy) && (*metas)[i].source)
-          fences->fail((*metas)[i].source->source, (*metas)[i].source->offset);
+    fence_failures();
     for (std::size_t i = 0; i < per_event.size(); ++i)
       if (per_event[i]) per_event[i](results[i]);
     if (on_batch) on_batch(results);
@@ -88,6 +93,13 @@ struct batch_completion {
   ~batch_completion() {
     if (!done) fail_pending("the partition stopped before the event was durable");
   }
+};
+
+/// Answers computed off the partitions (busy, an empty batch), delivered by the engine's
+/// answerer actor so that callbacks never run on the submitting thread.
+struct answer_work final : work_item {
+  std::shared_ptr<work_item> keep;  // what `done` points into (its batch's metas): outlives it
+  std::shared_ptr<batch_completion> done;
 };
 
 template <class Model>
