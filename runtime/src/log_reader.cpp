@@ -322,8 +322,25 @@ result<log_scan> scan_log(file_system& fs, const std::string& log_dir,
     if (at_bound) break;
     if (pos == size) continue;
 
-    // Classify what follows the last valid record. This reads the rest of the segment (free
-    // space of a preallocated segment, at most one segment per scan in the normal case).
+    // Classify what follows the last valid record. The usual case, a preallocated segment's
+    // free space, is all zeros: check that 1 MiB at a time, holding no more. Anything else
+    // (a recycled segment's stale records, damage) reads the rest of the segment whole.
+    {
+      bool zeros = true;
+      std::string chunk;
+      for (uint64_t at = pos; at < size && zeros;) {
+        const std::size_t n = static_cast<std::size_t>(std::min<uint64_t>(1u << 20, size - at));
+        chunk.resize(n);
+        SF_ASSIGN_OR_RETURN(std::size_t got, f->read_at(at, chunk.data(), n));
+        if (got != n)
+          return status{errc::io_error, path + ": short read at offset " + std::to_string(at + got) +
+                                            " (file size " + std::to_string(size) + ")"};
+        scan.bytes_read += got;
+        zeros = all_zero(chunk);
+        at += n;
+      }
+      if (zeros) continue;  // preallocated free space
+    }
     std::string rest_bytes(size - pos, '\0');
     SF_ASSIGN_OR_RETURN(std::size_t got, f->read_at(pos, rest_bytes.data(), rest_bytes.size()));
     if (got != rest_bytes.size())
