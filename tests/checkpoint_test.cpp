@@ -6,12 +6,13 @@
 
 #include "statefold/checkpoint.hpp"
 #include "statefold/crc32c.hpp"
-#include "testkit/temp_dir.hpp"
+#include "statefold/testing/ledger_model.hpp"
+#include "statefold/testing/temp_dir.hpp"
 
 namespace statefold {
 namespace {
 
-using testkit::temp_dir;
+using testing::temp_dir;
 
 class checkpoint_test : public ::testing::Test {
  protected:
@@ -122,10 +123,10 @@ TEST_F(checkpoint_test, LeftoverTempFilesAreRemovedAtOpen) {
     auto store = open();
     ASSERT_TRUE(store.write(5, image(5)).is_ok());
   }
-  testkit::write_bytes(dir_ / "ckpt/00000000000000000010.ckpt.tmp", "interrupted");
+  testing::write_bytes(dir_ / "ckpt/00000000000000000010.ckpt.tmp", "interrupted");
   auto store = open();
   EXPECT_EQ(store.removed_at_open().size(), 1u);
-  EXPECT_EQ(testkit::files_in(dir_ / "ckpt"), std::vector<std::string>{"00000000000000000005.ckpt"});
+  EXPECT_EQ(testing::files_in(dir_ / "ckpt"), std::vector<std::string>{"00000000000000000005.ckpt"});
 }
 
 TEST_F(checkpoint_test, PruneKeepsTheNewest) {

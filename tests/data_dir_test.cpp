@@ -6,12 +6,13 @@
 
 #include "statefold/crc32c.hpp"
 #include "statefold/data_dir.hpp"
-#include "testkit/temp_dir.hpp"
+#include "statefold/testing/ledger_model.hpp"
+#include "statefold/testing/temp_dir.hpp"
 
 namespace statefold {
 namespace {
 
-using testkit::temp_dir;
+using testing::temp_dir;
 
 TEST(data_dir_test, CreatesManifestAndBumpsTheEpochAtEveryOpen) {
   temp_dir t;
@@ -58,9 +59,9 @@ TEST(data_dir_test, PartitionCountMismatchIsRefusedNotResharded) {
 TEST(data_dir_test, DamagedManifestIsCorruption) {
   temp_dir t;
   ASSERT_TRUE(data_dir::open(posix_file_system(), t.path(), {}));
-  std::string text = testkit::read_bytes(t / "MANIFEST");
+  std::string text = testing::read_bytes(t / "MANIFEST");
   text.replace(text.find("partitions=4"), 12, "partitions=5");
-  testkit::write_bytes(t / "MANIFEST", text);
+  testing::write_bytes(t / "MANIFEST", text);
   auto d = data_dir::open(posix_file_system(), t.path(), {});
   ASSERT_FALSE(d);
   EXPECT_EQ(d.error().code(), errc::corruption);
@@ -175,7 +176,7 @@ TEST(data_dir_test, PartitionDataWithoutAManifestIsRefusedNeverReinitialised) {
   EXPECT_FALSE(posix_file_system().exists(t / "MANIFEST").value());
   // A leftover MANIFEST.tmp of an interrupted first open is not data: that directory opens.
   temp_dir fresh;
-  testkit::write_bytes(fresh / "MANIFEST.tmp", "half");
+  testing::write_bytes(fresh / "MANIFEST.tmp", "half");
   EXPECT_TRUE(data_dir::open(posix_file_system(), fresh.path(), {}));
 }
 

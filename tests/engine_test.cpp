@@ -11,17 +11,21 @@
 
 #include "statefold/data_reader.hpp"
 #include "statefold/engine.hpp"
-#include "statefold/fault_fs.hpp"
-#include "testkit/temp_dir.hpp"
+#include "statefold/testing/fault_fs.hpp"
+#include "statefold/testing/ledger_model.hpp"
+#include "statefold/testing/temp_dir.hpp"
 
 namespace statefold {
 namespace {
 
-using testkit::ledger;
-using testkit::ledger_event;
-using testkit::ledger_model;
-using testkit::ledger_state;
-using testkit::temp_dir;
+using testing::fault_file_system;
+using testing::fs_op;
+
+using testing::ledger;
+using testing::ledger_event;
+using testing::ledger_model;
+using testing::ledger_state;
+using testing::temp_dir;
 using ledger_engine = engine<ledger_model>;
 
 class engine_test : public ::testing::Test {

@@ -7,13 +7,17 @@
 
 #include <csignal>
 
-#include "statefold/fault_fs.hpp"
-#include "testkit/temp_dir.hpp"
+#include "statefold/testing/fault_fs.hpp"
+#include "statefold/testing/ledger_model.hpp"
+#include "statefold/testing/temp_dir.hpp"
 
 namespace statefold {
 namespace {
 
-using testkit::temp_dir;
+using testing::fault_file_system;
+using testing::fs_op;
+
+using testing::temp_dir;
 
 class fault_fs_test : public ::testing::Test {
  protected:
@@ -35,9 +39,9 @@ TEST_F(fault_fs_test, PowerLossDropsUnsyncedBytesAndKeepsSyncedOnes) {
   ASSERT_TRUE(f->sync().is_ok());
   ASSERT_TRUE(f->write_at(7, "-volatile").is_ok());
   ASSERT_TRUE(f->write_at(0, "DUR").is_ok());  // overwrite in place, unsynced
-  EXPECT_EQ(testkit::read_bytes(t_ / "a"), "DURable-volatile");
+  EXPECT_EQ(testing::read_bytes(t_ / "a"), "DURable-volatile");
   ASSERT_TRUE(ffs_.power_loss().is_ok());
-  EXPECT_EQ(testkit::read_bytes(t_ / "a"), "durable");
+  EXPECT_EQ(testing::read_bytes(t_ / "a"), "durable");
   // The old handle is dead after the power loss.
   EXPECT_EQ(f->write_at(0, "x").code(), errc::crashed);
 }
@@ -64,13 +68,13 @@ TEST_F(fault_fs_test, PowerLossUndoesRenameAndRemoveWithoutDirectorySync) {
   ASSERT_TRUE(ffs_.sync_dir(t_.path()).is_ok());
   ASSERT_TRUE(ffs_.rename(t_ / "tmp", t_ / "old").is_ok());  // replaces "old"
   ASSERT_TRUE(ffs_.remove(t_ / "doomed").is_ok());
-  EXPECT_EQ(testkit::read_bytes(t_ / "old"), "new content");
+  EXPECT_EQ(testing::read_bytes(t_ / "old"), "new content");
   EXPECT_FALSE(exists("doomed"));
   auto names = ffs_.list(t_.path());
   EXPECT_EQ(*names, (std::vector<std::string>{"old"}));  // hidden trash is not listed
   ASSERT_TRUE(ffs_.power_loss().is_ok());
-  EXPECT_EQ(testkit::read_bytes(t_ / "old"), "old content");
-  EXPECT_EQ(testkit::read_bytes(t_ / "tmp"), "new content");
+  EXPECT_EQ(testing::read_bytes(t_ / "old"), "old content");
+  EXPECT_EQ(testing::read_bytes(t_ / "tmp"), "new content");
   EXPECT_TRUE(exists("doomed"));
 }
 
@@ -83,7 +87,7 @@ TEST_F(fault_fs_test, DirectorySyncMakesRenameDurable) {
   ASSERT_TRUE(ffs_.rename(t_ / "tmp", t_ / "final").is_ok());
   ASSERT_TRUE(ffs_.sync_dir(t_.path()).is_ok());
   ASSERT_TRUE(ffs_.power_loss().is_ok());
-  EXPECT_EQ(testkit::read_bytes(t_ / "final"), "v2");
+  EXPECT_EQ(testing::read_bytes(t_ / "final"), "v2");
   EXPECT_FALSE(exists("tmp"));
 }
 
@@ -96,7 +100,7 @@ TEST_F(fault_fs_test, TornPowerLossKeepsOnlyAPrefixOfUnsyncedWrites) {
     ASSERT_TRUE(f->write_at(4, "BBBBBBBB").is_ok());
     ASSERT_TRUE(f->write_at(12, "CCCCCCCC").is_ok());
     ASSERT_TRUE(ffs_.power_loss({true, seed}).is_ok());
-    std::string got = testkit::read_bytes(t_ / ("t" + std::to_string(seed)));
+    std::string got = testing::read_bytes(t_ / ("t" + std::to_string(seed)));
     const std::string all = "AAAABBBBBBBBCCCCCCCC";
     ASSERT_GE(got.size(), 4u);
     EXPECT_EQ(got, all.substr(0, got.size())) << "seed " << seed;
@@ -111,10 +115,10 @@ TEST_F(fault_fs_test, CrashAtStopsTheNthMutationAndEverythingAfter) {
   EXPECT_EQ(f->write_at(3, "two").code(), errc::crashed);  // 2: does not happen
   EXPECT_EQ(f->sync().code(), errc::crashed);
   EXPECT_TRUE(ffs_.crashed());
-  EXPECT_EQ(testkit::read_bytes(t_ / "c"), "one");
+  EXPECT_EQ(testing::read_bytes(t_ / "c"), "one");
   ffs_.restart_after_crash();  // a process crash: unsynced data survives in the page cache
   EXPECT_FALSE(ffs_.crashed());
-  EXPECT_EQ(testkit::read_bytes(t_ / "c"), "one");
+  EXPECT_EQ(testing::read_bytes(t_ / "c"), "one");
 }
 
 TEST_F(fault_fs_test, InjectedErrorsHitTheNthOperationOfAKind) {
@@ -141,7 +145,7 @@ TEST_F(fault_fs_test, WritesOfAFailedSyncStayLostEvenAfterALaterSuccessfulSync) 
   ASSERT_TRUE(f->write_at(9, "+B").is_ok());
   EXPECT_TRUE(f->sync().is_ok());  // succeeds, but cannot vouch for "+A" (fsyncgate)
   ASSERT_TRUE(ffs_.power_loss().is_ok());
-  const std::string got = testkit::read_bytes(t_ / "g");
+  const std::string got = testing::read_bytes(t_ / "g");
   EXPECT_NE(got, "durable+A+B");
   EXPECT_EQ(got.substr(0, 7), "durable");
 }
@@ -154,7 +158,7 @@ TEST_F(fault_fs_test, AProcessCrashMakesNothingDurable) {
   ffs_.crash_at(1);
   EXPECT_EQ(ffs_.sync_dir(t_.path()).code(), errc::crashed);
   ffs_.restart_after_crash();
-  EXPECT_EQ(testkit::read_bytes(t_ / "never-synced"), "data");  // the page cache has it
+  EXPECT_EQ(testing::read_bytes(t_ / "never-synced"), "data");  // the page cache has it
   ASSERT_TRUE(ffs_.power_loss().is_ok());
   EXPECT_FALSE(exists("never-synced"));  // ... the disk does not
 }
@@ -167,7 +171,7 @@ TEST_F(fault_fs_test, RenameOfAMissingSourceLeavesTheTargetAlone) {
   }
   ASSERT_TRUE(ffs_.sync_dir(t_.path()).is_ok());
   EXPECT_EQ(ffs_.rename(t_ / "missing", t_ / "target").code(), errc::not_found);
-  EXPECT_EQ(testkit::read_bytes(t_ / "target"), "keep me");
+  EXPECT_EQ(testing::read_bytes(t_ / "target"), "keep me");
 }
 
 TEST_F(fault_fs_test, KillAtRaisesSigkillJustBeforeTheNthMutation) {
@@ -185,7 +189,7 @@ TEST_F(fault_fs_test, KillAtRaisesSigkillJustBeforeTheNthMutation) {
   ASSERT_EQ(::waitpid(child, &wstatus, 0), child);
   ASSERT_TRUE(WIFSIGNALED(wstatus)) << "exit status " << WEXITSTATUS(wstatus);
   EXPECT_EQ(WTERMSIG(wstatus), SIGKILL);
-  EXPECT_EQ(testkit::read_bytes(t_ / "k"), "first");
+  EXPECT_EQ(testing::read_bytes(t_ / "k"), "first");
 }
 
 }  // namespace

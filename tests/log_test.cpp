@@ -10,16 +10,20 @@
 #include <thread>
 
 #include "statefold/crc32c.hpp"
-#include "statefold/fault_fs.hpp"
+#include "statefold/testing/fault_fs.hpp"
 #include "statefold/log_reader.hpp"
 #include "statefold/log_writer.hpp"
 #include "statefold/segment_preparer.hpp"
-#include "testkit/temp_dir.hpp"
+#include "statefold/testing/ledger_model.hpp"
+#include "statefold/testing/temp_dir.hpp"
 
 namespace statefold {
 namespace {
 
-using testkit::temp_dir;
+using testing::fault_file_system;
+using testing::fs_op;
+
+using testing::temp_dir;
 using log_format::record_type;
 
 std::string payload_for(uint64_t i) { return "record-" + std::to_string(i) + std::string(i % 37, 'x'); }
@@ -68,7 +72,7 @@ class log_test : public ::testing::Test {
   }
 
   std::string only_segment() {
-    auto names = testkit::files_in(log_dir());
+    auto names = testing::files_in(log_dir());
     EXPECT_EQ(names.size(), 1u);
     return log_dir() + "/" + names.at(0);
   }
@@ -107,7 +111,7 @@ TEST_F(log_test, ReopenedWriterContinuesAfterLastRecord) {
 
 TEST_F(log_test, SegmentsRollAtTheSizeLimitAndReadBackAcrossThem) {
   write(300, small_segments());
-  EXPECT_GT(testkit::files_in(log_dir()).size(), 3u);
+  EXPECT_GT(testing::files_in(log_dir()).size(), 3u);
   std::vector<std::string> seen;
   auto s = scan(recovery_mode::absolute, &seen);
   ASSERT_TRUE(s) << s.error().to_string();
@@ -120,12 +124,12 @@ TEST_F(log_test, CutLastRecordAtEveryByteIsATornTailThatIsTruncated) {
   o.preallocate = false;  // the file ends where the data ends, so every cut is a real cut
   write(5, o);
   const std::string seg = only_segment();
-  const std::string full = testkit::read_bytes(seg);
+  const std::string full = testing::read_bytes(seg);
   // Records 1..4 end where record 5 starts; the writer adds a 20-byte end marker after it.
   const uint64_t end = full.size() - log_format::record_header_size;
   const uint64_t last_start = end - log_format::record_header_size - payload_for(5).size();
   for (uint64_t cut = last_start + 1; cut < end; ++cut) {
-    testkit::write_bytes(seg, full.substr(0, cut));
+    testing::write_bytes(seg, full.substr(0, cut));
     std::vector<std::string> seen;
     auto s = scan(recovery_mode::tolerate_torn_tail, &seen);
     ASSERT_TRUE(s) << "cut at " << cut << ": " << s.error().to_string();
@@ -134,7 +138,7 @@ TEST_F(log_test, CutLastRecordAtEveryByteIsATornTailThatIsTruncated) {
     EXPECT_EQ(s->cut_offset, last_start);
     EXPECT_EQ(s->cut_bytes, cut - last_start);
     ASSERT_TRUE(repair_log(fs_, log_dir(), *s).is_ok());
-    EXPECT_EQ(testkit::read_bytes(seg).size(), last_start);
+    EXPECT_EQ(testing::read_bytes(seg).size(), last_start);
     auto again = scan(recovery_mode::absolute);
     ASSERT_TRUE(again) << again.error().to_string();
     EXPECT_EQ(again->next_lsn, 5u);
@@ -148,7 +152,7 @@ TEST_F(log_test, ZerosAfterTheTailAreFreeSpace) {
   log_options o;
   o.preallocate = false;
   write(5, o);
-  testkit::append_bytes(only_segment(), std::string(5000, '\0'));
+  testing::append_bytes(only_segment(), std::string(5000, '\0'));
   auto s = scan(recovery_mode::absolute);
   ASSERT_TRUE(s) << s.error().to_string();
   EXPECT_EQ(s->next_lsn, 6u);
@@ -160,9 +164,9 @@ TEST_F(log_test, GarbageAfterTheTailIsCutAndReported) {
   o.preallocate = false;
   write(5, o);
   const std::string seg = only_segment();
-  const uint64_t end = testkit::read_bytes(seg).size() - log_format::record_header_size;
-  testkit::truncate_file(seg, end);
-  testkit::append_bytes(seg, "this is not a record, just noise after the tail");
+  const uint64_t end = testing::read_bytes(seg).size() - log_format::record_header_size;
+  testing::truncate_file(seg, end);
+  testing::append_bytes(seg, "this is not a record, just noise after the tail");
   auto s = scan();
   ASSERT_TRUE(s) << s.error().to_string();
   EXPECT_EQ(s->next_lsn, 6u);
@@ -181,7 +185,7 @@ TEST_F(log_test, BitFlipWithValidRecordsAfterItFailsClosedNamingFileOffsetLsnAnd
   // Record 3 starts after the segment header and two records.
   uint64_t off = log_format::segment_header_size;
   for (uint64_t lsn = 1; lsn <= 2; ++lsn) off += log_format::record_header_size + payload_for(lsn).size();
-  testkit::flip_bit(seg, off + log_format::record_header_size + 2);  // inside record 3's payload
+  testing::flip_bit(seg, off + log_format::record_header_size + 2);  // inside record 3's payload
   auto s = scan();
   ASSERT_FALSE(s);
   EXPECT_EQ(s.error().code(), errc::corruption);
@@ -196,11 +200,11 @@ TEST_F(log_test, BitFlipWithValidRecordsAfterItFailsClosedNamingFileOffsetLsnAnd
 TEST_F(log_test, ForgedLengthFailsClosed) {
   write(20, log_options{});
   const std::string seg = only_segment();
-  std::string b = testkit::read_bytes(seg);
+  std::string b = testing::read_bytes(seg);
   const uint64_t off = log_format::segment_header_size + log_format::record_header_size +
                        payload_for(1).size();  // record 2
   store_u32(b.data() + off + 4, 0x7fffffff);
-  testkit::write_bytes(seg, b);
+  testing::write_bytes(seg, b);
   auto s = scan();
   ASSERT_FALSE(s);
   EXPECT_EQ(s.error().code(), errc::corruption);
@@ -210,10 +214,10 @@ TEST_F(log_test, ForgedLengthFailsClosed) {
 
 TEST_F(log_test, PointInTimeRecoveryCutsAtTheFirstDamageAndReportsIt) {
   write(300, small_segments());
-  auto names = testkit::files_in(log_dir());
+  auto names = testing::files_in(log_dir());
   ASSERT_GT(names.size(), 3u);
   const std::string second = log_dir() + "/" + names[1];
-  testkit::flip_bit(second, log_format::segment_header_size + 30);
+  testing::flip_bit(second, log_format::segment_header_size + 30);
   ASSERT_FALSE(scan());  // the default mode fails closed
   std::vector<std::string> seen;
   auto s = scan(recovery_mode::point_in_time, &seen);
@@ -224,7 +228,7 @@ TEST_F(log_test, PointInTimeRecoveryCutsAtTheFirstDamageAndReportsIt) {
   EXPECT_EQ(s->next_lsn, s->segments.back().end_lsn);
   EXPECT_EQ(seen.size(), s->next_lsn - 1);
   ASSERT_TRUE(repair_log(fs_, log_dir(), *s).is_ok());
-  EXPECT_EQ(testkit::files_in(log_dir()).size(), 2u);
+  EXPECT_EQ(testing::files_in(log_dir()).size(), 2u);
   auto after = scan(recovery_mode::absolute);
   ASSERT_TRUE(after) << after.error().to_string();
   EXPECT_EQ(after->next_lsn, s->next_lsn);
@@ -232,7 +236,7 @@ TEST_F(log_test, PointInTimeRecoveryCutsAtTheFirstDamageAndReportsIt) {
 
 TEST_F(log_test, MissingSegmentFailsClosed) {
   write(300, small_segments());
-  auto names = testkit::files_in(log_dir());
+  auto names = testing::files_in(log_dir());
   ASSERT_GT(names.size(), 3u);
   std::filesystem::remove(log_dir() + "/" + names[1]);
   auto s = scan();
@@ -259,7 +263,7 @@ TEST_F(log_test, SegmentOfANewerEpochFencesThisOwner) {
 
 TEST_F(log_test, DamagedSegmentHeaderIsCorruptionNotEmptiness) {
   write(5, log_options{});
-  testkit::flip_bit(only_segment(), 20);
+  testing::flip_bit(only_segment(), 20);
   auto s = scan();
   ASSERT_FALSE(s);
   EXPECT_EQ(s.error().code(), errc::corruption);
@@ -268,26 +272,26 @@ TEST_F(log_test, DamagedSegmentHeaderIsCorruptionNotEmptiness) {
 
 TEST_F(log_test, StrayTempFilesAreRemovedAndUnknownFilesLeftAlone) {
   write(5, log_options{});
-  testkit::write_bytes(log_dir() + "/00000000000000000006.seg.tmp", "half-made segment");
-  testkit::write_bytes(log_dir() + "/README.operator", "notes");
+  testing::write_bytes(log_dir() + "/00000000000000000006.seg.tmp", "half-made segment");
+  testing::write_bytes(log_dir() + "/README.operator", "notes");
   auto s = scan(recovery_mode::absolute);
   ASSERT_TRUE(s) << s.error().to_string();
   EXPECT_EQ(s->stray_files.size(), 1u);
   ASSERT_TRUE(repair_log(fs_, log_dir(), *s).is_ok());
-  auto names = testkit::files_in(log_dir());
+  auto names = testing::files_in(log_dir());
   EXPECT_EQ(std::count(names.begin(), names.end(), "00000000000000000006.seg.tmp"), 0);
   EXPECT_EQ(std::count(names.begin(), names.end(), "README.operator"), 1);
 }
 
 TEST_F(log_test, HalfMadePreparedSegmentIsStrayAndRemoved) {
   write(5, log_options{});
-  testkit::write_bytes(log_dir() + "/free-4.seg.tmp", std::string(1000, '\0'));
+  testing::write_bytes(log_dir() + "/free-4.seg.tmp", std::string(1000, '\0'));
   auto s = scan(recovery_mode::absolute);
   ASSERT_TRUE(s) << s.error().to_string();
   ASSERT_EQ(s->stray_files.size(), 1u);
   EXPECT_TRUE(s->free_segments.empty());
   ASSERT_TRUE(repair_log(fs_, log_dir(), *s).is_ok());
-  auto names = testkit::files_in(log_dir());
+  auto names = testing::files_in(log_dir());
   EXPECT_EQ(std::count(names.begin(), names.end(), "free-4.seg.tmp"), 0);
 }
 
@@ -366,7 +370,7 @@ TEST_F(log_test, ReleasedSegmentsAreRecycledAndStaleRecordsAreNotReplayed) {
   const std::size_t before = (*w)->segment_count();
   ASSERT_TRUE((*w)->release_before(250).is_ok());
   EXPECT_LT((*w)->segment_count(), before);
-  auto names = testkit::files_in(log_dir());
+  auto names = testing::files_in(log_dir());
   EXPECT_EQ(std::count_if(names.begin(), names.end(),
                           [](const std::string& n) { return n.rfind("free-", 0) == 0; }),
             2);
@@ -435,12 +439,12 @@ TEST_F(log_test, BatchEndingJustShortOfARecycledSegmentEndReadsBackClean) {
 TEST_F(log_test, GapInsideASegmentIsCorruptionNotATornTail) {
   write(10, log_options{});
   const std::string seg = only_segment();
-  std::string b = testkit::read_bytes(seg);
+  std::string b = testing::read_bytes(seg);
   // Remove record 4 entirely: record 5 (valid CRC, LSN 5) now sits where LSN 4 is expected.
   uint64_t off = log_format::segment_header_size;
   for (uint64_t lsn = 1; lsn <= 3; ++lsn) off += log_format::record_header_size + payload_for(lsn).size();
   b.erase(off, log_format::record_header_size + payload_for(4).size());
-  testkit::write_bytes(seg, b);
+  testing::write_bytes(seg, b);
   auto s = scan();
   ASSERT_FALSE(s);
   EXPECT_EQ(s.error().code(), errc::corruption);
@@ -450,13 +454,13 @@ TEST_F(log_test, GapInsideASegmentIsCorruptionNotATornTail) {
 TEST_F(log_test, ValidRecordOfAnUnknownTypeIsUnsupportedNotCut) {
   write(5, log_options{});
   const std::string seg = only_segment();
-  std::string b = testkit::read_bytes(seg);
+  std::string b = testing::read_bytes(seg);
   uint64_t off = log_format::segment_header_size;
   for (uint64_t lsn = 1; lsn <= 4; ++lsn) off += log_format::record_header_size + payload_for(lsn).size();
   b[off + 16] = 9;  // record 5: type 9, CRC recomputed so only the type is "wrong"
   const uint32_t len = load_u32(b.data() + off + 4);
   store_u32(b.data() + off, crc32c::mask(crc32c::value(b.data() + off + 4, 16 + len)));
-  testkit::write_bytes(seg, b);
+  testing::write_bytes(seg, b);
   auto s = scan();
   ASSERT_FALSE(s);
   EXPECT_EQ(s.error().code(), errc::unsupported);
@@ -465,21 +469,21 @@ TEST_F(log_test, ValidRecordOfAnUnknownTypeIsUnsupportedNotCut) {
 
 TEST_F(log_test, ForeignTmpAndFreeLookingFilesAreLeftAlone) {
   write(5, log_options{});
-  testkit::write_bytes(log_dir() + "/notes.tmp", "operator's file");
-  testkit::write_bytes(log_dir() + "/free-for-all.seg", "not ours either");
+  testing::write_bytes(log_dir() + "/notes.tmp", "operator's file");
+  testing::write_bytes(log_dir() + "/free-for-all.seg", "not ours either");
   auto s = scan(recovery_mode::absolute);
   ASSERT_TRUE(s);
   EXPECT_TRUE(s->stray_files.empty());
   EXPECT_TRUE(s->free_segments.empty());
   ASSERT_TRUE(repair_log(fs_, log_dir(), *s).is_ok());
-  EXPECT_EQ(testkit::read_bytes(log_dir() + "/notes.tmp"), "operator's file");
+  EXPECT_EQ(testing::read_bytes(log_dir() + "/notes.tmp"), "operator's file");
 }
 
 TEST_F(log_test, PointInTimeCutsBeforeADamagedSegmentHeader) {
   write(300, small_segments());
-  auto names = testkit::files_in(log_dir());
+  auto names = testing::files_in(log_dir());
   ASSERT_GT(names.size(), 3u);
-  testkit::flip_bit(log_dir() + "/" + names[2], 3);  // the magic of the third segment
+  testing::flip_bit(log_dir() + "/" + names[2], 3);  // the magic of the third segment
   ASSERT_FALSE(scan());
   auto s = scan(recovery_mode::point_in_time);
   ASSERT_TRUE(s) << s.error().to_string();
@@ -581,10 +585,10 @@ TEST_F(log_fault_test, TornTailCutIsDurableBeforeANewSegmentFollowsIt) {
   }
   const std::string seg = only_segment();
   {
-    std::string b = testkit::read_bytes(seg);
+    std::string b = testing::read_bytes(seg);
     b.resize(64 + 33 * 120);
     b += "a torn record: header and half a payload, durable already";
-    testkit::write_bytes(seg, b);  // behind the fault file system's back: this is the disk
+    testing::write_bytes(seg, b);  // behind the fault file system's back: this is the disk
   }
   // Recovery cuts it; the next append does not fit and starts a new segment, which is synced.
   {

@@ -10,14 +10,15 @@
 #include <vector>
 
 #include "statefold/file_system.hpp"
-#include "testkit/memory_fs.hpp"
-#include "testkit/temp_dir.hpp"
+#include "statefold/testing/memory_fs.hpp"
+#include "statefold/testing/ledger_model.hpp"
+#include "statefold/testing/temp_dir.hpp"
 
 namespace statefold {
 namespace {
 
-using testkit::memory_file_system;
-using testkit::temp_dir;
+using testing::memory_file_system;
+using testing::temp_dir;
 
 std::string show(const status& st) { return st.is_ok() ? "ok" : st.to_string(); }
 

@@ -20,16 +20,20 @@
 #include "statefold/detail/messages.hpp"
 #include "statefold/detail/partition_actor.hpp"
 #include "statefold/engine_options.hpp"
-#include "statefold/fault_fs.hpp"
+#include "statefold/testing/fault_fs.hpp"
 #include "statefold/partition_state.hpp"
-#include "testkit/temp_dir.hpp"
+#include "statefold/testing/ledger_model.hpp"
+#include "statefold/testing/temp_dir.hpp"
 
 namespace statefold {
 namespace {
 
-using testkit::ledger;
-using testkit::ledger_event;
-using testkit::ledger_model;
+using testing::fault_file_system;
+using testing::fs_op;
+
+using testing::ledger;
+using testing::ledger_event;
+using testing::ledger_model;
 using ledger_state_t = partition_state<ledger_model>;
 using actor_state = detail::partition_actor_state<ledger_model>;
 
@@ -122,7 +126,7 @@ class partition_actor_test : public ::testing::Test {
     return ans;
   }
 
-  testkit::temp_dir t_;
+  testing::temp_dir t_;
   engine_options opts_;
   detail::flight_counter flight_;
   std::atomic<uint64_t> restarts_{0};

@@ -6,21 +6,25 @@
 #include <map>
 #include <random>
 
-#include "statefold/fault_fs.hpp"
+#include "statefold/testing/fault_fs.hpp"
 #include "statefold/partition_state.hpp"
-#include "testkit/temp_dir.hpp"
+#include "statefold/testing/ledger_model.hpp"
+#include "statefold/testing/temp_dir.hpp"
 
 namespace statefold {
 namespace {
 
-using testkit::ledger;
-using testkit::ledger_event;
-using testkit::ledger_model;
-using testkit::ledger_state;
-using testkit::temp_dir;
+using testing::fault_file_system;
+using testing::fs_op;
+
+using testing::ledger;
+using testing::ledger_event;
+using testing::ledger_model;
+using testing::ledger_state;
+using testing::temp_dir;
 using partition = partition_state<ledger_model>;
 
-using testkit::snapshot;
+using testing::snapshot;
 
 // The state `feed(0, n)` must produce, computed without statefold: the oracle.
 std::map<std::string, ledger_state> fold_of_prefix(int n) {
@@ -251,7 +255,7 @@ TEST_F(partition_state_test, DamagedNewestCheckpointFallsBackToTheOlderOne) {
     ASSERT_TRUE(p->sync());
     live = snapshot(*p);
   }
-  testkit::flip_bit(options().dir + "/ckpt/00000000000000000400.ckpt", 60);
+  testing::flip_bit(options().dir + "/ckpt/00000000000000000400.ckpt", 60);
   auto p = open();
   EXPECT_EQ(p->recovery().checkpoint_lsn, 200u);
   ASSERT_FALSE(p->recovery().notes.empty());
@@ -269,8 +273,8 @@ TEST_F(partition_state_test, NoUsableCheckpointAndATruncatedLogRefusesToStart) {
     }
   }
   // The log no longer starts at 1 (segments were released); destroy both checkpoints.
-  for (const auto& n : testkit::files_in(options().dir + "/ckpt"))
-    testkit::flip_bit(options().dir + "/ckpt/" + n, 50);
+  for (const auto& n : testing::files_in(options().dir + "/ckpt"))
+    testing::flip_bit(options().dir + "/ckpt/" + n, 50);
   auto p = partition::open(posix_file_system(), options());
   ASSERT_FALSE(p);
   EXPECT_EQ(p.error().code(), errc::corruption);
@@ -351,7 +355,7 @@ TEST_F(partition_state_test, EnospcWritingACheckpointKeepsTheOldOneAndTheLog) {
   feed(*p, 0, 200);
   ASSERT_TRUE(p->checkpoint().is_ok());
   feed(*p, 200, 400);
-  const auto segments_before = testkit::files_in(options().dir + "/log");
+  const auto segments_before = testing::files_in(options().dir + "/log");
   ASSERT_TRUE(p->sync());
   ffs.fail(fs_op::write, 1, errc::no_space);
   status st = p->checkpoint();
@@ -400,12 +404,12 @@ TEST_F(partition_state_test, PointInTimeCutBelowACheckpointDropsThatCheckpoint) 
   }
   // Damage the log between the two checkpoints: a cut there must not keep checkpoint 400.
   std::string target;  // a segment whose first record lies between the two checkpoints
-  for (const auto& n : testkit::files_in(options().dir + "/log")) {
+  for (const auto& n : testing::files_in(options().dir + "/log")) {
     uint64_t base;
     if (log_format::parse_segment_name(n, base) && base > 100 && base < 400) target = n;
   }
   ASSERT_FALSE(target.empty());
-  testkit::flip_bit(options().dir + "/log/" + target, log_format::segment_header_size + 25);
+  testing::flip_bit(options().dir + "/log/" + target, log_format::segment_header_size + 25);
   auto o = options();
   o.mode = recovery_mode::point_in_time;
   auto p = open(posix_file_system(), o);
@@ -414,7 +418,7 @@ TEST_F(partition_state_test, PointInTimeCutBelowACheckpointDropsThatCheckpoint) 
   EXPECT_LT(recovered, 400u);
   EXPECT_EQ(p->recovery().checkpoint_lsn, 100u);
   EXPECT_EQ(snapshot(*p), fold_of_prefix(static_cast<int>(recovered)));
-  auto kept = testkit::files_in(options().dir + "/ckpt");
+  auto kept = testing::files_in(options().dir + "/ckpt");
   EXPECT_EQ(kept, std::vector<std::string>{"00000000000000000100.ckpt"});
 }
 
@@ -445,10 +449,10 @@ TEST_F(partition_state_test, DamagedRecordThatAVerifiedCheckpointCoversFailsClos
     ASSERT_TRUE(p->checkpoint().is_ok());  // proves LSN 30 durable
   }
   // Damage the last record (LSN 30): on its own it would look like a torn tail.
-  const std::string seg = options().dir + "/log/" + testkit::files_in(options().dir + "/log").back();
+  const std::string seg = options().dir + "/log/" + testing::files_in(options().dir + "/log").back();
   auto s = scan_log(posix_file_system(), options().dir + "/log", {}, nullptr);
   ASSERT_TRUE(s);
-  testkit::flip_bit(seg, s->segments.back().valid_bytes - 3);
+  testing::flip_bit(seg, s->segments.back().valid_bytes - 3);
   auto refused = partition::open(posix_file_system(), options());
   ASSERT_FALSE(refused);
   EXPECT_EQ(refused.error().code(), errc::corruption);

@@ -6,7 +6,8 @@
 #include <future>
 
 #include "statefold/engine.hpp"
-#include "testkit/temp_dir.hpp"
+#include "statefold/testing/ledger_model.hpp"
+#include "statefold/testing/temp_dir.hpp"
 
 namespace {
 
@@ -26,7 +27,7 @@ struct counter_model {                                  // describe your domain 
 };
 
 TEST(readme_example_test, TheServiceExampleRuns) {
-  statefold::testkit::temp_dir t;
+  statefold::testing::temp_dir t;
   spdlog::set_level(spdlog::level::warn);
   auto e = statefold::engine<counter_model>::open({.dir = t / "data", .partitions = 4});
   ASSERT_TRUE(e) << e.error().to_string();

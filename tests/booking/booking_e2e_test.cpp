@@ -22,7 +22,8 @@
 #include <nlohmann/json.hpp>
 
 #include "booking_oracle.hpp"
-#include "testkit/temp_dir.hpp"
+#include "statefold/testing/ledger_model.hpp"
+#include "statefold/testing/temp_dir.hpp"
 
 extern char** environ;
 
@@ -125,13 +126,13 @@ TEST(booking_e2e_test, ATornTailIsCutAndReportedOnTheNextRun) {
   ASSERT_EQ(run("run --data " + data + " --partitions 1 --input " + (t / "in.jsonl")).exit_code, 0);
   // Garbage where the next record would go: as if a write was cut by a crash.
   const std::string log = data + "/p-0000/log";
-  auto segs = statefold::testkit::files_in(log);
+  auto segs = statefold::testing::files_in(log);
   const std::string seg = log + "/" + segs.back();
-  std::string bytes = statefold::testkit::read_bytes(seg);
+  std::string bytes = statefold::testing::read_bytes(seg);
   const std::size_t end = bytes.find_last_not_of('\0') + 1;
   bytes.replace(end + 20, 7, "garbage");  // after the end marker: a torn next record
   bytes.replace(end, 4, std::string("\x12\x34\x56\x78", 4));
-  statefold::testkit::write_bytes(seg, bytes);
+  statefold::testing::write_bytes(seg, bytes);
   auto again = run("run --data " + data + " --input /dev/null");
   ASSERT_EQ(again.exit_code, 0) << again.err;
   EXPECT_NE(again.out.find("cut "), std::string::npos) << again.out;

@@ -25,14 +25,15 @@
 
 #include <nlohmann/json.hpp>
 
-#include "testkit/temp_dir.hpp"
+#include "statefold/testing/ledger_model.hpp"
+#include "statefold/testing/temp_dir.hpp"
 
 extern char** environ;
 
 namespace booking_test {
 
 using json = nlohmann::json;
-using statefold::testkit::temp_dir;
+using statefold::testing::temp_dir;
 
 struct output {
   int exit_code = -1;
@@ -45,8 +46,8 @@ inline output run_program(const std::string& cmd) {
   int rc = std::system((cmd + " >" + (t / "out") + " 2>" + (t / "err")).c_str());
   output o;
   o.exit_code = WIFEXITED(rc) ? WEXITSTATUS(rc) : -1;
-  o.out = statefold::testkit::read_bytes(t / "out");
-  o.err = statefold::testkit::read_bytes(t / "err");
+  o.out = statefold::testing::read_bytes(t / "out");
+  o.err = statefold::testing::read_bytes(t / "err");
   return o;
 }
 
@@ -214,7 +215,7 @@ bool run_and_kill(const std::vector<std::string>& args, const std::string& logs,
   for (int ms = 0; ms < max_ms; ++ms) {
     int ws;
     if (::waitpid(pid, &ws, WNOHANG) == pid) return false;  // it ended by itself
-    if (kill_when(statefold::testkit::read_bytes(err))) break;
+    if (kill_when(statefold::testing::read_bytes(err))) break;
     std::this_thread::sleep_for(std::chrono::milliseconds(1));
   }
   ::kill(pid, SIGKILL);

@@ -78,7 +78,7 @@ TEST_F(tools_test, ReadsBesideARunningWriterSeeDurableStateAndNeverFalseDamage) 
 
 TEST_F(tools_test, AGarbageManifestIsNamedNotTakenForAMissingDirectory) {
   ASSERT_EQ(run("run --data " + data() + " --events 1000 --bookings 100").exit_code, 0);
-  statefold::testkit::write_bytes(data() + "/MANIFEST", "this is not a manifest\n");
+  statefold::testing::write_bytes(data() + "/MANIFEST", "this is not a manifest\n");
   for (const char* cmd : {"export --data ", "get B100001 --data "}) {
     auto r = run(std::string(cmd) + data());
     EXPECT_EQ(r.exit_code, 1);
@@ -147,15 +147,15 @@ TEST_F(tools_test, SigtermStopsGracefullyAndTheRerunFinishes) {
   pid_t pid;
   ASSERT_EQ(posix_spawn(&pid, argv[0], &fa, nullptr, argv.data(), ::environ), 0);
   posix_spawn_file_actions_destroy(&fa);
-  for (int i = 0; i < 20'000 && statefold::testkit::read_bytes(err).find("engine open") == std::string::npos; ++i)
+  for (int i = 0; i < 20'000 && statefold::testing::read_bytes(err).find("engine open") == std::string::npos; ++i)
     std::this_thread::sleep_for(std::chrono::milliseconds(1));
   std::this_thread::sleep_for(std::chrono::milliseconds(300));
   ::kill(pid, SIGTERM);
   int ws;
   ::waitpid(pid, &ws, 0);
   ASSERT_TRUE(WIFEXITED(ws)) << "killed by a signal instead of stopping";
-  EXPECT_EQ(WEXITSTATUS(ws), 0) << statefold::testkit::read_bytes(err);
-  const std::string summary = statefold::testkit::read_bytes(out);
+  EXPECT_EQ(WEXITSTATUS(ws), 0) << statefold::testing::read_bytes(err);
+  const std::string summary = statefold::testing::read_bytes(out);
   if (summary.find("stopped by SIGTERM") == std::string::npos)
     GTEST_SKIP() << "the run finished before SIGTERM arrived; nothing to check";
   auto rest = run("run --data " + data() + " --input " + in());
@@ -182,15 +182,15 @@ TEST_F(tools_test, OptionsAreCheckedBeforeAnythingIsCreated) {
 TEST_F(tools_test, AnUnterminatedLastLineAndAHalfWrittenOneResumeCorrectly) {
   const std::string created =
       R"({"event_id":"e1","booking_id":"A","type":"created","show":"S","customer":"C","seats":1,"price_cents":5})";
-  statefold::testkit::write_bytes(in(), created + "\n" + R"({"event_id":"e2","booking_id":"A","ty)");
+  statefold::testing::write_bytes(in(), created + "\n" + R"({"event_id":"e2","booking_id":"A","ty)");
   auto first = run("run --data " + data() + " --input " + in());
   ASSERT_EQ(first.exit_code, 0) << first.err;
   EXPECT_NE(first.err.find("not consumed; the next run reads it again"), std::string::npos) << first.err;
-  statefold::testkit::append_bytes(in(), R"(pe":"payment","amount_cents":5})");  // whole, no newline yet
+  statefold::testing::append_bytes(in(), R"(pe":"payment","amount_cents":5})");  // whole, no newline yet
   auto second = run("run --data " + data() + " --input " + in());
   ASSERT_EQ(second.exit_code, 0) << second.err;
   EXPECT_NE(second.out.find("applied          1"), std::string::npos) << second.out;
-  statefold::testkit::append_bytes(in(), "\n" + std::string(R"({"event_id":"e3","booking_id":"A","type":"confirmed"})") + "\n");
+  statefold::testing::append_bytes(in(), "\n" + std::string(R"({"event_id":"e3","booking_id":"A","type":"confirmed"})") + "\n");
   auto third = run("run --data " + data() + " --input " + in());
   ASSERT_EQ(third.exit_code, 0) << third.err;
   EXPECT_NE(third.out.find("applied          1"), std::string::npos) << third.out;

@@ -16,23 +16,27 @@
 
 #include <map>
 
-#include "statefold/fault_fs.hpp"
+#include "statefold/testing/fault_fs.hpp"
 #include "statefold/partition_state.hpp"
-#include "testkit/temp_dir.hpp"
+#include "statefold/testing/ledger_model.hpp"
+#include "statefold/testing/temp_dir.hpp"
 
 namespace statefold {
 namespace {
 
-using testkit::ledger;
-using testkit::ledger_model;
-using testkit::ledger_state;
-using testkit::temp_dir;
+using testing::fault_file_system;
+using testing::fs_op;
+
+using testing::ledger;
+using testing::ledger_model;
+using testing::ledger_state;
+using testing::temp_dir;
 using partition = partition_state<ledger_model>;
 using state_map = std::map<std::string, ledger_state>;
 
 constexpr int keys = 5;
 
-testkit::ledger_event event_at(int i) {  // event i has LSN i + 1 when everything is applied
+testing::ledger_event event_at(int i) {  // event i has LSN i + 1 when everything is applied
   return ledger("e" + std::to_string(i), "k" + std::to_string(i % keys), i / keys + 1, i + 1);
 }
 
@@ -45,7 +49,7 @@ state_map fold_of_prefix(uint64_t n) {
   return out;
 }
 
-using testkit::snapshot;
+using testing::snapshot;
 
 partition_options options(const std::string& dir) {
   partition_options o;

@@ -37,25 +37,28 @@
 #include <thread>
 
 #include "statefold/engine.hpp"
-#include "statefold/fault_fs.hpp"
-#include "testkit/temp_dir.hpp"
+#include "statefold/testing/fault_fs.hpp"
+#include "statefold/testing/ledger_model.hpp"
+#include "statefold/testing/temp_dir.hpp"
 
 extern char** environ;
 
 namespace {
 
 using namespace statefold;
+using statefold::testing::fault_file_system;
+using statefold::testing::fs_op;
 
 // Where a new worker may resume: the first event some key has not seen acknowledged, minus a
 // lag. Like a consumer's committed offset, it never skips past what a slow partition has not
 // made durable; the lag makes part of the tail a redelivery (duplicates).
 uint64_t resume_index(const std::vector<uint64_t>& acked_max, uint64_t lag);
-using testkit::ledger_model;
+using testing::ledger_model;
 using ledger_engine = engine<ledger_model>;
 
 constexpr int keys = 50;
 
-testkit::ledger_event event_at(uint64_t i) {
+testing::ledger_event event_at(uint64_t i) {
   return {"e" + std::to_string(i), "k" + std::to_string(i % keys), i / keys + 1, static_cast<int64_t>(i)};
 }
 
@@ -96,7 +99,7 @@ bool verify(const std::string& dir, const std::vector<uint64_t>& acked_max, std:
     why = all.error().to_string();
     return false;
   }
-  std::vector<testkit::ledger_state> by_key(keys);
+  std::vector<testing::ledger_state> by_key(keys);
   for (auto& [k, s] : *all) by_key[std::stoul(k.substr(1))] = s;
   for (int k = 0; k < keys; ++k) {
     const auto& s = by_key[k];
@@ -149,7 +152,7 @@ int run_worker(const std::string& dir, uint64_t from, uint64_t events) {
   std::atomic<uint64_t> answered{0};
   uint64_t sent = 0;
   for (uint64_t i = from; i < events; i += 64) {
-    std::vector<testkit::ledger_event> batch;
+    std::vector<testing::ledger_event> batch;
     for (uint64_t j = i; j < std::min(events, i + 64); ++j) batch.push_back(event_at(j));
     sent += batch.size();
     const uint64_t first = i;
@@ -261,7 +264,7 @@ bool powerloss_loop(const std::string& dir, uint64_t seed, uint64_t cycles, doub
         crashed = true;
       });
       for (uint64_t b = 0; b < batches && !crashed; ++b) {
-        std::vector<testkit::ledger_event> batch;
+        std::vector<testing::ledger_event> batch;
         const uint64_t first = from + b * 64;
         for (uint64_t j = first; j < first + 64; ++j) batch.push_back(event_at(j));
         ignore((*e)->submit_batch(std::move(batch), [&, first](std::vector<submit_result>& rs) {

@@ -1,6 +1,6 @@
 // Fuzz target: the checkpoint decoder. The input is a checkpoint file's content; the CRC check
 // passes in this build (STATEFOLD_FUZZING), so the fuzzer reaches the body parser. When the
-// decode succeeds, every entity's state is decoded with the ledger model (tests/testkit) and
+// decode succeeds, every entity's state is decoded with the ledger model (statefold/testing/ledger_model.hpp) and
 // the booking model (apps/booking), and each decoded state must survive a re-encoding.
 
 #include <cstddef>
@@ -11,7 +11,8 @@
 #include "booking_model.hpp"
 #include "fuzz_common.hpp"
 #include "statefold/checkpoint.hpp"
-#include "testkit/temp_dir.hpp"
+#include "statefold/testing/ledger_model.hpp"
+#include "statefold/testing/temp_dir.hpp"
 
 using namespace statefold;
 using statefold::fuzz::touch;
@@ -38,12 +39,12 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, std::size_t size) {
     touch(key);
     touch(state);
 
-    testkit::ledger_state l;
-    if (testkit::ledger_model::decode_state(state, l)) {
+    testing::ledger_state l;
+    if (testing::ledger_model::decode_state(state, l)) {
       std::string re;
-      testkit::ledger_model::encode_state(l, re);
-      testkit::ledger_state back;
-      FUZZ_CHECK(testkit::ledger_model::decode_state(re, back) && back == l,
+      testing::ledger_model::encode_state(l, re);
+      testing::ledger_state back;
+      FUZZ_CHECK(testing::ledger_model::decode_state(re, back) && back == l,
                  "ledger state round trip differs");
     }
     booking::state b;

@@ -14,7 +14,8 @@
 #include "event_json.hpp"
 #include "fuzz_common.hpp"
 #include "statefold/envelope.hpp"
-#include "testkit/temp_dir.hpp"
+#include "statefold/testing/ledger_model.hpp"
+#include "statefold/testing/temp_dir.hpp"
 
 using namespace statefold;
 using statefold::fuzz::touch;
@@ -78,23 +79,23 @@ void fuzz_states(std::string_view in) {
   if (booking::model::decode_state(in, s)) {
     fuzz::check_booking_state_round_trip(s, "booking state");
   }
-  testkit::ledger_state l;
-  if (testkit::ledger_model::decode_state(in, l)) {
+  testing::ledger_state l;
+  if (testing::ledger_model::decode_state(in, l)) {
     std::string bytes;
-    testkit::ledger_model::encode_state(l, bytes);
-    testkit::ledger_state back;
-    FUZZ_CHECK(testkit::ledger_model::decode_state(bytes, back) && back == l,
+    testing::ledger_model::encode_state(l, bytes);
+    testing::ledger_state back;
+    FUZZ_CHECK(testing::ledger_model::decode_state(bytes, back) && back == l,
                "ledger state round trip differs");
   }
-  testkit::ledger_event le;
+  testing::ledger_event le;
   statefold::event_context ctx;
   ctx.event_id = "fuzz-id";
   ctx.key = "fuzz-key";
-  if (testkit::ledger_model::decode_event(in, ctx, le)) {
+  if (testing::ledger_model::decode_event(in, ctx, le)) {
     std::string bytes;
-    testkit::ledger_model::encode_event(le, bytes);
-    testkit::ledger_event back;
-    FUZZ_CHECK(testkit::ledger_model::decode_event(bytes, ctx, back) && back.seq == le.seq &&
+    testing::ledger_model::encode_event(le, bytes);
+    testing::ledger_event back;
+    FUZZ_CHECK(testing::ledger_model::decode_event(bytes, ctx, back) && back.seq == le.seq &&
                    back.amount == le.amount,
                "ledger event round trip differs");
   }

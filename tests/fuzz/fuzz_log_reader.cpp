@@ -18,7 +18,7 @@
 //   - absolute ok => tolerate ok with the same result; tolerate ok => point_in_time likewise;
 //   - after repair_log, the log scans clean in absolute mode with the same next LSN and
 //     records, and needs no further repair (repair is idempotent).
-// The files live in memory (testkit::memory_file_system, a fresh one for each of the three
+// The files live in memory (testing::memory_file_system, a fresh one for each of the three
 // images an input writes): an input costs no system call. With STATEFOLD_FUZZ_REAL_FS=1 they
 // live on disk instead, through posix_file_system, in a per-process directory under /dev/shm
 // (or $STATEFOLD_FUZZ_TMP) emptied for every input: to rule out a memory_fs artefact when
@@ -43,7 +43,7 @@
 #include "statefold/file_system.hpp"
 #include "statefold/log_format.hpp"
 #include "statefold/log_reader.hpp"
-#include "testkit/memory_fs.hpp"
+#include "statefold/testing/memory_fs.hpp"
 
 using namespace statefold;
 using statefold::fuzz::touch;
@@ -89,10 +89,10 @@ const std::string& root() {
 // A file system holding nothing under root(): a new memory_file_system, or the POSIX one
 // with the scratch directory emptied.
 struct scratch_fs {
-  std::unique_ptr<testkit::memory_file_system> memory;
+  std::unique_ptr<testing::memory_file_system> memory;
   scratch_fs() {
     if (!real_fs()) {
-      memory = std::make_unique<testkit::memory_file_system>();
+      memory = std::make_unique<testing::memory_file_system>();
     } else {
       std::error_code ec;
       stdfs::remove_all(path_join(root(), "log"), ec);

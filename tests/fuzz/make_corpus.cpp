@@ -23,7 +23,8 @@
 #include "statefold/file_system.hpp"
 #include "statefold/log_reader.hpp"
 #include "statefold/log_writer.hpp"
-#include "testkit/temp_dir.hpp"
+#include "statefold/testing/ledger_model.hpp"
+#include "statefold/testing/temp_dir.hpp"
 
 using namespace statefold;
 namespace stdfs = std::filesystem;
@@ -205,8 +206,8 @@ std::string checkpoint_image(bool empty) {
     if (e.booking_id == "b1") booking::model::apply(s, e);
   b.add_entity("b1", [&](std::string& o) { booking::model::encode_state(s, o); });
   b.add_entity("b2", [&](std::string& o) { booking::model::encode_state(booking::state{}, o); });
-  testkit::ledger_state l{3, 120, 3, 0, 0};
-  b.add_entity("ledger-key", [&](std::string& o) { testkit::ledger_model::encode_state(l, o); });
+  testing::ledger_state l{3, 120, 3, 0, 0};
+  b.add_entity("ledger-key", [&](std::string& o) { testing::ledger_model::encode_state(l, o); });
   return std::move(b).finish();
 }
 
@@ -237,7 +238,7 @@ void event_seeds(const stdfs::path& out) {
   booking::model::encode_state(s, st);
   put(out, "booking_state", st);
   std::string ls;
-  testkit::ledger_model::encode_state({3, 120, 3, 0, 1}, ls);
+  testing::ledger_model::encode_state({3, 120, 3, 0, 1}, ls);
   put(out, "ledger_state", ls);
 }
 

@@ -18,15 +18,16 @@
 #include "statefold/data_dir.hpp"
 #include "statefold/log_reader.hpp"
 #include "statefold/partition_state.hpp"
-#include "testkit/temp_dir.hpp"
+#include "statefold/testing/ledger_model.hpp"
+#include "statefold/testing/temp_dir.hpp"
 
 namespace statefold {
 namespace {
 
 using json = nlohmann::json;
-using testkit::ledger;
-using testkit::ledger_model;
-using testkit::temp_dir;
+using testing::ledger;
+using testing::ledger_model;
+using testing::temp_dir;
 namespace fs = std::filesystem;
 
 constexpr uint32_t partitions = 2;
@@ -65,7 +66,7 @@ std::string quoted(const std::string& s) { return "'" + s + "'"; }
 std::map<std::string, std::string> snapshot_files(const std::string& dir) {
   std::map<std::string, std::string> out;
   for (const auto& e : fs::recursive_directory_iterator(dir))
-    out[e.path().string()] = e.is_regular_file() ? testkit::read_bytes(e.path().string()) : "<dir>";
+    out[e.path().string()] = e.is_regular_file() ? testing::read_bytes(e.path().string()) : "<dir>";
   return out;
 }
 
@@ -208,7 +209,7 @@ TEST_F(inspect_test, VerifyNamesFileAndOffsetOfABitFlipWithValidRecordsAfterIt) 
     if (w.file == where.front().file) first_segment.push_back(w);
   ASSERT_GE(first_segment.size(), 5u);
   const record_pos victim = first_segment[first_segment.size() / 2];
-  testkit::flip_bit(victim.file, victim.offset + 22, 3);  // inside the payload
+  testing::flip_bit(victim.file, victim.offset + 22, 3);  // inside the payload
 
   auto r = inspect("verify " + quoted(dir()), true);
   EXPECT_EQ(r.exit_code, 1) << r.out;
@@ -227,7 +228,7 @@ TEST_F(inspect_test, VerifyReportsATornTailWithItsOffset) {
   scan(1, &where);
   ASSERT_FALSE(where.empty());
   const record_pos last = where.back();
-  testkit::truncate_file(last.file, last.offset + 25);  // header complete, payload cut short
+  testing::truncate_file(last.file, last.offset + 25);  // header complete, payload cut short
 
   auto r = inspect("verify " + quoted(dir()), true);
   EXPECT_EQ(r.exit_code, 1) << r.out;
@@ -244,10 +245,10 @@ TEST_F(inspect_test, VerifyChangesNothingAndWarnsAboutLeftoverTempFiles) {
   // A torn tail (which recovery would cut) and leftovers (which recovery would delete).
   std::vector<record_pos> where;
   scan(0, &where);
-  testkit::truncate_file(where.back().file, where.back().offset + 7);
+  testing::truncate_file(where.back().file, where.back().offset + 7);
   const std::string ckpt_tmp = t_ / "p-0001/ckpt/00000000000000000999.ckpt.tmp";
-  testkit::write_bytes(ckpt_tmp, "half a checkpoint");
-  testkit::write_bytes(t_ / "p-0001/log/00000000000000000999.seg.tmp", "half a segment");
+  testing::write_bytes(ckpt_tmp, "half a checkpoint");
+  testing::write_bytes(t_ / "p-0001/log/00000000000000000999.seg.tmp", "half a segment");
   const auto before = snapshot_files(dir());
 
   auto r = inspect("verify " + quoted(dir()), true);
@@ -272,7 +273,7 @@ TEST_F(inspect_test, VerifyFlagsAMissingPartitionDirectory) {
 
 TEST_F(inspect_test, VerifyWithOnlyLeftoversExitsZero) {
   write(50);
-  testkit::write_bytes(t_ / "p-0000/ckpt/00000000000000000007.ckpt.tmp", "x");
+  testing::write_bytes(t_ / "p-0000/ckpt/00000000000000000007.ckpt.tmp", "x");
   auto r = inspect("verify " + quoted(dir()), true);
   EXPECT_EQ(r.exit_code, 0) << r.out;
   EXPECT_NE(r.out.find("p-0000 warning: "), std::string::npos) << r.out;
@@ -387,7 +388,7 @@ TEST_F(inspect_test, DumpFailsOnCorruptionAfterPrintingTheRecordsBeforeIt) {
   std::vector<record_pos> where;
   scan(0, &where);
   const record_pos victim = where[where.size() / 2];
-  testkit::flip_bit(victim.file, victim.offset + 22);
+  testing::flip_bit(victim.file, victim.offset + 22);
   auto r = inspect("dump " + quoted(dir()) + " --partition 0");
   EXPECT_EQ(r.exit_code, 1);
   // Records before the damage are printed (the visitor ran); the error went to stderr.

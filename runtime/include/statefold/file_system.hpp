@@ -3,9 +3,10 @@
 // The file-system interface every byte of statefold's storage goes through.
 //
 // Two implementations: `posix_file_system()` (the real disk: pwrite, fdatasync, rename,
-// directory fsync, an OFD lock) and `fault_file_system` (fault_fs.hpp), which wraps another file
+// directory fsync, an OFD lock) and, in the test kit (statefold::testing, never linked by
+// production code), `fault_file_system` (statefold/testing/fault_fs.hpp), which wraps another file
 // system to inject errors and to simulate a crash or power loss. (The tests add a third, in
-// memory: tests/testkit/memory_fs.hpp, for the log-reader fuzz target.)
+// memory: statefold/testing/memory_fs.hpp, a simulated disk with fault_file_system over it.)
 //
 // Durability rules the callers rely on (the POSIX contract, which fault_file_system enforces):
 // - bytes written to a file are durable only after `file::sync()` returns ok;

@@ -1,4 +1,4 @@
-#include "testkit/memory_fs.hpp"
+#include "statefold/testing/memory_fs.hpp"
 
 #include <algorithm>
 #include <cerrno>
@@ -8,7 +8,7 @@
 #include <mutex>
 #include <string_view>
 
-namespace statefold::testkit {
+namespace statefold::testing {
 
 // Byte order of names, as std::string compares them; written out here (memcmp) rather than
 // std::less<> so that, in the fuzz build, no coverage-instrumented string_view::compare
@@ -352,4 +352,4 @@ result<bool> memory_file_system::is_locked(const std::string& path) {
   return n->locked;
 }
 
-}  // namespace statefold::testkit
+}  // namespace statefold::testing

@@ -1,10 +1,10 @@
-#include "statefold/fault_fs.hpp"
+#include "statefold/testing/fault_fs.hpp"
 
 #include <algorithm>
 #include <csignal>
 #include <random>
 
-namespace statefold {
+namespace statefold::testing {
 
 const char* to_string(fs_op op) noexcept {
   static const char* names[fs_op_count] = {"read",   "write", "sync",     "truncate",
@@ -430,4 +430,4 @@ result<bool> fault_file_system::is_locked(const std::string& path) {
   return base_.is_locked(path);
 }
 
-}  // namespace statefold
+}  // namespace statefold::testing

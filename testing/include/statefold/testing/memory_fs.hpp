@@ -38,7 +38,7 @@
 
 #include "statefold/file_system.hpp"
 
-namespace statefold::testkit {
+namespace statefold::testing {
 
 class memory_file_system final : public file_system {
  public:
@@ -67,4 +67,4 @@ class memory_file_system final : public file_system {
   std::shared_ptr<tree> t_;
 };
 
-}  // namespace statefold::testkit
+}  // namespace statefold::testing

@@ -1,41 +1,24 @@
 #pragma once
 
-// Test helpers: a temporary directory removed at scope exit, byte surgery on real files,
-// and `ledger_model`, a small Model whose state makes holes and duplicates visible.
+// ledger_model: a small Model whose state makes holes, repeats and lost events visible, the
+// model statefold's own crash tests use (and a complete example of the Model concept).
+//
+// An event is (ID, key, per-key sequence number, amount); the state counts events, sums
+// amounts, and counts sequence numbers that skip (gaps) or come again (repeats): an oracle
+// wants both at 0 and count == last_seq. An amount of -999 makes apply() throw after changing
+// the state (a handler that refuses an event half-way: the partition must rebuild).
 
+#include <algorithm>
 #include <cstdint>
-#include <filesystem>
 #include <map>
 #include <stdexcept>
 #include <string>
 #include <string_view>
-#include <vector>
 
 #include "statefold/coding.hpp"
-#include "statefold/file_system.hpp"
 #include "statefold/model.hpp"
 
-namespace statefold::testkit {
-
-class temp_dir {
- public:
-  temp_dir();
-  ~temp_dir();
-  temp_dir(const temp_dir&) = delete;
-  temp_dir& operator=(const temp_dir&) = delete;
-  const std::string& path() const { return path_; }
-  std::string operator/(std::string_view name) const { return path_join(path_, name); }
-
- private:
-  std::string path_;
-};
-
-std::string read_bytes(const std::string& path);
-void write_bytes(const std::string& path, std::string_view bytes);
-void flip_bit(const std::string& path, uint64_t offset, int bit = 0);
-void truncate_file(const std::string& path, uint64_t size);
-void append_bytes(const std::string& path, std::string_view bytes);
-std::vector<std::string> files_in(const std::string& dir);  // sorted names
+namespace statefold::testing {
 
 /// Event: ID, key, per-key sequence number and an amount. State: count, sum, and the
 /// highest sequence number, plus counters of gaps and repeats, which the oracle wants at 0.
@@ -116,4 +99,4 @@ std::map<std::string, typename Partition::state_type> snapshot(const Partition& 
   return out;
 }
 
-}  // namespace statefold::testkit
+}  // namespace statefold::testing

@@ -32,7 +32,7 @@
 
 #include "statefold/file_system.hpp"
 
-namespace statefold {
+namespace statefold::testing {
 
 enum class fs_op : uint8_t {
   read, write, sync, truncate, open, rename, remove, list, sync_dir, create_dirs, lock,
@@ -129,4 +129,4 @@ class fault_file_system final : public file_system {
   std::vector<journal_entry> journal_;
 };
 
-}  // namespace statefold
+}  // namespace statefold::testing

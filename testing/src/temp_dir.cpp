@@ -1,4 +1,4 @@
-#include "testkit/temp_dir.hpp"
+#include "statefold/testing/temp_dir.hpp"
 
 #include <unistd.h>
 
@@ -7,7 +7,7 @@
 #include <iterator>
 #include <system_error>
 
-namespace statefold::testkit {
+namespace statefold::testing {
 
 namespace fs = std::filesystem;
 
@@ -55,4 +55,4 @@ std::vector<std::string> files_in(const std::string& dir) {
   return names;
 }
 
-}  // namespace statefold::testkit
+}  // namespace statefold::testing
