@@ -1,35 +1,38 @@
 #!/usr/bin/env bash
-# Test the tests: build with the planted bugs compiled in (runtime/include/statefold/planted.hpp),
-# run the reliability harness once with no bug (it must pass), then once per planted bug (it
-# must fail), and print the score caught/planted.
+# Test the tests: plant known bugs, one at a time, and show that the reliability harness catches
+# each; print the score caught/planted.
 #
-#   scripts/planted_bugs.sh                    full: every bug, the whole harness (~10 min)
+#   scripts/planted_bugs.sh                    full: every bug, the whole harness (~15 min)
 #   scripts/planted_bugs.sh dedup_off          full, just the bugs named
-#   scripts/planted_bugs.sh --quick [bug...]   quick: the CI stage of scripts/test.sh (3.5 min
-#                                              from clean on 2 busy shared cores, 2 CPU-minutes)
+#   scripts/planted_bugs.sh --quick [bug...]   quick: the CI stage of scripts/test.sh
 #
-# Full mode: the harness is every unit, crash and end-to-end test, built in full in
-# <repo>/build-planted; it prints the (first few) tests that caught each bug.
+# The bugs are mutants: scripts/planted/<bug>.patch, each a small patch to the source. They are
+# applied to a scratch copy of the tree (<build dir>/src, refreshed with rsync from the checkout
+# at every run), built there and tested there, one at a time, then reverted. Nothing of them
+# is in the checkout's sources, the production libraries or the installed headers: production
+# code carries no test-only branch and no define can switch one on. A patch that no longer
+# applies (the code it mutates changed) fails the run, naming it: regenerate it against the
+# new code (the patch header says what the bug is).
+#
+# Full mode: the harness is every unit, crash and end-to-end test, built in full; it prints the
+# (first few) tests that caught each bug.
 #
 # Quick mode: each bug is run against its own few fast tests only, the table `quick_map` below,
-# and only the test binaries that hold them are built (`quick_targets`), by default in
-# <repo>/build/planted. The baseline (no bug) runs the union of the chosen tests and must pass;
-# then each bug runs its tests, and EVERY test chosen for a bug must fail under it: a chosen
-# test that stops catching its bug fails the stage (listed as PARTIAL or MISSED), so the table
-# cannot rot silently. A chosen test that no longer exists fails the stage too.
+# and only the test binaries that hold them are built (`quick_targets`). The baseline (no bug)
+# runs the union of the chosen tests and must pass; then each bug runs its tests, and EVERY
+# test chosen for a bug must fail under it: a chosen test that stops catching its bug fails the
+# stage (listed as PARTIAL or MISSED), so the table cannot rot silently. A chosen test that no
+# longer exists fails the stage too. ccache, when installed, makes each mutant's rebuild (and
+# the rebuild after its revert) cheap.
 #
-# How the quick table was chosen: the full mode was run once (all 127 unit/crash/e2e tests,
-# per bug; commit 9d65017) and, for each bug, the catching tests were listed. From those, up
-# to two per bug were taken, preferring (1) deterministic tests (no timing, no random kill
-# points: the torture runs and the engine's threaded tests were left out), (2) short ones
-# (each chosen test takes < 0.5 s, except the crash-point enumerations, ~4 s each), (3) tests from
-# few, cheap binaries: everything lives in log_test, partition_state_test, crash_point_test
-# and partition_actor_test; the engine, booking and torture binaries, the slowest to compile,
-# are not needed. ack_before_sync lives in the actors layer, so one actor-level binary
-# (partition_actor_test, CAF's deterministic test coordinator) is unavoidable. Where two
-# different layers catch a bug, one test of each was preferred. torn_tail_cut_without_sync has
-# a single catcher in the whole harness. When you add, rename or remove a test that the table
-# names, or a bug, re-run the full mode and update the table (the stage tells you when needed).
+# How the quick table was chosen: the full mode was run (all unit/crash/e2e tests, per bug)
+# and, for each bug, the catching tests were listed. From those, up to two per bug were taken,
+# preferring deterministic tests (no timing, no random kill points), short ones, and tests from
+# few, cheap binaries (log_test, partition_state_test, crash_point_test, partition_actor_test).
+# ack_before_sync lives in the actors layer, so one actor-level binary (partition_actor_test,
+# CAF's deterministic test coordinator) is unavoidable. When you add, rename or remove a test
+# that the table names, or a bug, re-run the full mode and update the table (the stage tells
+# you when needed).
 #
 # Temporary directories go to /dev/shm when it exists: the fault-injecting file system, not
 # the device, decides what a simulated crash keeps, so the score does not depend on it, and
@@ -119,34 +122,94 @@ exact_regex() {
   printf '^(%s)$' "$names"
 }
 
-mkdir -p "$(dirname "$build_dir")"
-log "building with planted bugs in $build_dir"
+patches=$STATEFOLD_SCRIPTS_DIR/planted
+for bug in "${bugs[@]}"; do
+  [[ -f "$patches/$bug.patch" ]] || die "no patch for planted bug $bug: $patches/$bug.patch"
+done
+command -v rsync >/dev/null 2>&1 || die "rsync is needed (Debian: rsync; scripts/packages.txt lists it)"
+command -v patch >/dev/null 2>&1 || die "patch is needed (Debian: patch; scripts/packages.txt lists it)"
+
+mkdir -p "$build_dir"
+scratch=$build_dir/src
+binary_dir=$build_dir/build
+applied_marker=$build_dir/applied.patch
+# A run interrupted with a mutant applied left it in the scratch copy: take it out first.
+if [[ -f $applied_marker ]]; then
+  patch -s -R -p1 -d "$scratch" <"$applied_marker" || die "cannot revert the leftover mutant in $scratch; remove $build_dir"
+  rm -f "$applied_marker"
+fi
+log "copying the tree to $scratch"
+# Content-compared, and without the original times: a file that changed gets a new time, so
+# the scratch build recompiles it; an unchanged one keeps its objects.
+rsync -rlp --checksum --delete --exclude=/build --exclude='/build-*' --exclude=/.git \
+  "$STATEFOLD_ROOT/" "$scratch/"
+
+log "building the baseline in $binary_dir"
 generator=()
-if [[ ! -f "$build_dir/CMakeCache.txt" ]] && command -v ninja >/dev/null 2>&1; then generator=(-G Ninja); fi
-cmake -S . -B "$build_dir" "${generator[@]}" -DCMAKE_BUILD_TYPE=RelWithDebInfo \
-  -DSTATEFOLD_PLANTED_BUGS=ON -DSTATEFOLD_BUILD_BENCH=OFF >"$build_dir.configure.log" 2>&1 ||
-  { tail -n 30 "$build_dir.configure.log"; die "configure failed"; }
+if [[ ! -f "$binary_dir/CMakeCache.txt" ]] && command -v ninja >/dev/null 2>&1; then generator=(-G Ninja); fi
+launcher=()
+if command -v ccache >/dev/null 2>&1; then launcher=(-DCMAKE_CXX_COMPILER_LAUNCHER=ccache); fi
+# Unoptimised and without debug info: this build exists to be compiled again and again (each
+# mutant and its revert), and compiles about twice as fast so; the chosen tests stay fast.
+cmake -S "$scratch" -B "$binary_dir" "${generator[@]}" "${launcher[@]}" -DCMAKE_BUILD_TYPE=None \
+  -DCMAKE_CXX_FLAGS=-O0 -DSTATEFOLD_BUILD_BENCH=OFF >"$build_dir/configure.log" 2>&1 ||
+  { tail -n 30 "$build_dir/configure.log"; die "configure failed"; }
 targets=()
 if [[ $quick -eq 1 ]]; then
   targets=(--target "${quick_targets[@]}")
   log "building only: ${quick_targets[*]}"
 fi
-cmake --build "$build_dir" -j"$jobs" "${targets[@]}" >"$build_dir.build.log" 2>&1 ||
-  { grep -E 'error' "$build_dir.build.log" | head -n 20; die "build failed, see $build_dir.build.log"; }
+build() {  # build <label> [target...]: the given targets, else all of `targets`
+  local label=$1
+  shift
+  local -a these=("${targets[@]}")
+  [[ $# -eq 0 ]] || these=(--target "$@")
+  cmake --build "$binary_dir" -j"$jobs" "${these[@]}" >"$build_dir/build.log" 2>&1 ||
+    { grep -E 'error' "$build_dir/build.log" | head -n 20; die "build $label failed, see $build_dir/build.log"; }
+}
+# The test binary (CMake target) of a chosen test: its suite's name, except the log_test
+# binary's second suite.
+binary_of() {
+  local suite=${1%%.*}
+  case $suite in
+    log_fault_test) echo log_test ;;
+    *) echo "$suite" ;;
+  esac
+}
+build baseline
 build_seconds=$SECONDS
 log "configured and built in ${build_seconds}s"
 
 tmp_root=/dev/shm
 [[ -d $tmp_root && -w $tmp_root ]] || tmp_root=${TMPDIR:-/tmp}
 
-# harness <bug> [ctest args...]: runs the tests with STATEFOLD_PLANT=<bug> (empty: none);
-# prints the failing tests, one a line; returns ctest's status.
+# plant <bug> / unplant <bug>: apply or revert the mutant in the scratch copy, and rebuild.
+# In quick mode only the binaries of the bug's own tests are rebuilt.
+plant() {
+  patch -s -p1 --dry-run -d "$scratch" <"$patches/$1.patch" >/dev/null 2>&1 ||
+    die "$patches/$1.patch no longer applies to the code: regenerate it (see its header)"
+  patch -s -p1 -d "$scratch" <"$patches/$1.patch"
+  cp "$patches/$1.patch" "$applied_marker"
+  if [[ $quick -eq 1 ]]; then
+    local -a mine
+    read -r -a mine <<<"${tests_of[$1]}"
+    # shellcheck disable=SC2046  # one word per binary
+    build "with $1" $(for t in "${mine[@]}"; do binary_of "$t"; done | sort -u)
+  else
+    build "with $1"
+  fi
+}
+unplant() {
+  patch -s -R -p1 -d "$scratch" <"$patches/$1.patch"
+  rm -f "$applied_marker"
+}
+
+# harness [ctest args...]: runs the tests of the scratch build; prints the failing tests, one
+# a line; returns ctest's status.
 harness() {
-  local bug=$1 tmp out rc=0
-  shift
+  local tmp out rc=0
   tmp=$(mktemp -d "$tmp_root/statefold-planted-XXXXXX")
-  out=$(cd "$build_dir" && STATEFOLD_PLANT="$bug" TMPDIR="$tmp" \
-        ctest -j"$jobs" --timeout 300 --no-tests=error "$@" 2>&1) || rc=$?
+  out=$(cd "$binary_dir" && TMPDIR="$tmp" ctest -j"$jobs" --timeout 300 --no-tests=error "$@" 2>&1) || rc=$?
   rm -rf "$tmp"
   # Only the list under "The following tests FAILED:" (ctest lists skipped tests the same
   # way elsewhere, and a skipped test has not caught anything).
@@ -158,36 +221,40 @@ harness() {
 caught=0
 if [[ $quick -eq 0 ]]; then
   log "baseline (no bug planted): the harness must pass"
-  if ! failing=$(harness "" -L 'unit|crash|e2e'); then
+  if ! failing=$(harness -L 'unit|crash|e2e'); then
     die "the harness fails without any planted bug: $(head -n 6 <<<"$failing" | paste -sd, -)"
   fi
   printf '\n%-36s %-8s %s\n' "planted bug" "result" "caught by"
   for bug in "${bugs[@]}"; do
-    if failing=$(harness "$bug" -L 'unit|crash|e2e'); then
+    plant "$bug"
+    if failing=$(harness -L 'unit|crash|e2e'); then
       printf '%-36s %-8s %s\n' "$bug" "MISSED" "-"
     else
       printf '%-36s %-8s %s\n' "$bug" "caught" "$(head -n 6 <<<"$failing" | paste -sd, -)"
       caught=$((caught + 1))
     fi
+    unplant "$bug"
   done
 else
   # The union of the chosen tests must exist in the build (a renamed test, or a binary missing
   # from quick_targets, would otherwise just not run).
   mapfile -t union < <(for bug in "${bugs[@]}"; do tr ' ' '\n' <<<"${tests_of[$bug]}"; done | sort -u)
-  listed=$(cd "$build_dir" && ctest -N | sed -nE 's/^\s*Test\s+#[0-9]+: //p')
+  listed=$(cd "$binary_dir" && ctest -N | sed -nE 's/^\s*Test\s+#[0-9]+: //p')
   for t in "${union[@]}"; do
     grep -qxF "$t" <<<"$listed" ||
-      die "quick_map names test $t, which $build_dir does not have (renamed or removed? its binary not in quick_targets?); see the header of $0"
+      die "quick_map names test $t, which $binary_dir does not have (renamed or removed? its binary not in quick_targets?); see the header of $0"
   done
 
   log "baseline (no bug planted): the ${#union[@]} chosen tests must pass"
-  if ! failing=$(harness "" -R "$(exact_regex "${union[@]}")"); then
+  if ! failing=$(harness -R "$(exact_regex "${union[@]}")"); then
     die "the chosen tests fail without any planted bug: $(paste -sd, - <<<"$failing")"
   fi
   printf '\n%-36s %-8s %s\n' "planted bug" "result" "caught by (every chosen test must fail)"
   for bug in "${bugs[@]}"; do
     read -r -a chosen <<<"${tests_of[$bug]}"
-    failing=$(harness "$bug" -R "$(exact_regex "${chosen[@]}")") || true
+    plant "$bug"
+    failing=$(harness -R "$(exact_regex "${chosen[@]}")") || true
+    unplant "$bug"
     missed=()
     for t in "${chosen[@]}"; do grep -qxF "$t" <<<"$failing" || missed+=("$t"); done
     if [[ ${#missed[@]} -eq 0 ]]; then
@@ -201,7 +268,7 @@ else
   done
 fi
 echo
-echo "planted bugs caught: $caught/${#bugs[@]} (build ${build_seconds}s, runs $((SECONDS - build_seconds))s)"
+echo "planted bugs caught: $caught/${#bugs[@]} (baseline build ${build_seconds}s, mutants built and run in $((SECONDS - build_seconds))s)"
 if [[ $caught -ne ${#bugs[@]} ]]; then
   [[ $quick -eq 0 ]] ||
     warn "a chosen test no longer catches its bug: fix the test, or re-run the full mode ($0) and update quick_map in $0"

@@ -102,9 +102,10 @@ if [[ -n "$figures" ]]; then
   printf '%s\n' "$figures"
 fi
 
-# 5. planted bugs: the tests must catch each bug planted in a test-only build (a second build
-# folder, $build_dir/planted, of just the test binaries needed; a few fast tests per bug; the
-# table is in scripts/planted_bugs.sh, whose full mode is the long version). Not with a ctest
+# 5. planted bugs: the tests must catch each bug, a mutant (scripts/planted/*.patch) applied to
+# a scratch copy of the tree in $build_dir/planted and built there, one at a time (just the test
+# binaries needed; a few fast tests per bug; the table is in scripts/planted_bugs.sh, whose
+# full mode is the long version). Not with a ctest
 # selection (scripts/test.sh -R log_test): that asks for those tests only.
 if [[ "${SKIP_PLANTED:-0}" != 1 && $# -eq 0 ]]; then
   begin planted

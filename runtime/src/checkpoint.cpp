@@ -5,7 +5,6 @@
 #include <cstdio>
 
 #include "statefold/crc32c.hpp"
-#include "statefold/planted.hpp"
 
 namespace statefold {
 
@@ -224,7 +223,7 @@ result<bool> checkpoint_store::staged_write::step(std::size_t bytes) {
 }
 
 status checkpoint_store::staged_write::finish() {
-  if (!planted::active(planted::bug::checkpoint_renamed_before_sync)) SF_RETURN_IF_ERROR(f_->sync());
+  SF_RETURN_IF_ERROR(f_->sync());
   f_.reset();
   const std::string path = store_->path_of(lsn_);
   SF_RETURN_IF_ERROR(store_->fs_->rename(path + ".tmp", path));

@@ -7,7 +7,6 @@
 
 #include "statefold/coding.hpp"
 #include "statefold/crc32c.hpp"
-#include "statefold/planted.hpp"
 
 namespace statefold {
 namespace log_format {
@@ -417,7 +416,7 @@ status repair_log(file_system& fs, const std::string& log_dir, const log_scan& s
     SF_ASSIGN_OR_RETURN(uint64_t size, f->size());
     if (size > scan.cut_offset) {
       SF_RETURN_IF_ERROR(f->truncate(scan.cut_offset));
-      if (!planted::active(planted::bug::torn_tail_cut_without_sync)) SF_RETURN_IF_ERROR(f->sync());
+      SF_RETURN_IF_ERROR(f->sync());
     }
   }
   return status::ok();

@@ -6,7 +6,6 @@
 #include <condition_variable>
 #include <cstdlib>
 
-#include "statefold/planted.hpp"
 #include "statefold/segment_preparer.hpp"
 
 namespace statefold {
@@ -308,8 +307,7 @@ result<std::shared_ptr<file>> log_writer::create_segment(uint64_t base) {
   }
   SF_RETURN_IF_ERROR(f->sync());
   SF_RETURN_IF_ERROR(fs_.rename(staged, path));
-  if (!planted::active(planted::bug::segment_created_without_dir_sync))
-    SF_RETURN_IF_ERROR(fs_.sync_dir(log_dir_));
+  SF_RETURN_IF_ERROR(fs_.sync_dir(log_dir_));
   segments_.push_back({base, path});
   segment_count_.store(segments_.size());
   // Reopen under the final name, so that every later error names the file that exists.
@@ -339,9 +337,7 @@ result<uint64_t> log_writer::persist(log_batch& batch, persist_mode mode) {
                      '\0');
     if (status st = p.seg->f->write_at(p.offset, p.bytes); !st.is_ok()) return fail(st);
     if (mode == persist_mode::fdatasync) {
-      status st = p.seg->f->sync();
-      if (!st.is_ok() && planted::active(planted::bug::fsync_retried_after_eio)) st = p.seg->f->sync();
-      if (!st.is_ok()) return fail(st);
+      if (status st = p.seg->f->sync(); !st.is_ok()) return fail(st);
     }
   }
   if (!batch.pieces_.empty()) {

@@ -7,6 +7,9 @@
 #                       configure the consumer with CMAKE_PREFIX_PATH=<prefix>.
 #   mode subdirectory:  configure the consumer with add_subdirectory(<source-dir>).
 #
+# It builds and runs two programs: main.cpp (an engine: open, submit, get, close, reopen) and
+# the example test of docs/testing.md, taken from the document itself (statefold::testing).
+#
 # Exits non-zero on any failure. Works in a mktemp -d folder, removed on exit
 # (kept when KEEP_CONSUMER_WORKDIR=1, for debugging).
 set -euo pipefail
@@ -50,8 +53,14 @@ step() {
   fi
 }
 
+# The first C++ block of docs/testing.md: the test kit's example, compiled as the document shows it.
+example="$work/wallet_test.cpp"
+awk '/^```cpp$/ {inside=1; next} /^```$/ && inside {exit} inside' "$src_dir/docs/testing.md" >"$example"
+[[ -s "$example" ]] || { echo "run_consumer_test: no C++ block in docs/testing.md" >&2; exit 1; }
+
 cmake_args=(-S "$consumer_dir" -B "$work/build" "${generator[@]}"
-            -DCMAKE_BUILD_TYPE=Release -DSTATEFOLD_CONSUMER_MODE="$mode")
+            -DCMAKE_BUILD_TYPE=Release -DSTATEFOLD_CONSUMER_MODE="$mode"
+            -DSTATEFOLD_TESTING_EXAMPLE="$example")
 if [[ "$mode" == find_package ]]; then
   if [[ ! -f "$build_dir/CMakeCache.txt" ]]; then
     echo "run_consumer_test: '$build_dir' is not a configured statefold build dir" >&2
@@ -72,4 +81,5 @@ fi
 step configure cmake "${cmake_args[@]}"
 step build cmake --build "$work/build" -j "$jobs"
 step run "$work/build/statefold_consumer"
+step example "$work/build/wallet_test"
 echo "run_consumer_test [$mode]: OK"

@@ -48,7 +48,6 @@
 #include "statefold/log_reader.hpp"
 #include "statefold/log_writer.hpp"
 #include "statefold/model.hpp"
-#include "statefold/planted.hpp"
 #include "statefold/recovery.hpp"
 #include "statefold/status.hpp"
 
@@ -218,8 +217,6 @@ class partition_state {
   /// How far each source is consumed DURABLY: what may be committed to the source (e.g. a
   /// Kafka consumer group) without risking loss, and where a rerun resumes. Owner thread.
   const std::map<std::string, source_progress>& committed_sources() {
-    if (planted::active(planted::bug::offset_committed_before_durable))
-      return planted_sources_ = {sources_.begin(), sources_.end()};
     const uint64_t durable = writer_->durable_lsn();
     while (!pending_sources_.empty() && pending_sources_.front().lsn <= durable) {
       committed_sources_[pending_sources_.front().source] = pending_sources_.front().progress;
@@ -357,7 +354,6 @@ class partition_state {
   };
   std::deque<pending_source> pending_sources_;                   // applied, not yet durable
   std::map<std::string, source_progress> committed_sources_;     // durable progress
-  std::map<std::string, source_progress> planted_sources_;  // planted bug only
   recovery_report report_;
   partition_stats counters_;
   bool have_checkpoint_ = false;  // counters_.last_checkpoint_lsn names a checkpoint on disk
@@ -489,7 +485,7 @@ apply_result partition_state<Model>::apply(const event_type& e, const event_meta
     }
   }
   const event_digest d = identity_of(key, id);
-  if (const dedup_entry* seen = window_.find(d); seen && !planted::active(planted::bug::dedup_off)) {
+  if (const dedup_entry* seen = window_.find(d)) {
     // Rare: encode the body once more, to tell a redelivery from another event under the
     // same identity.
     std::string body;
@@ -659,10 +655,6 @@ status partition_state<Model>::begin_checkpoint_write(checkpoint_job job) {
   if (writer_->durable_lsn() < job.lsn)
     return {errc::invalid_argument, "checkpoint at LSN " + std::to_string(job.lsn) +
                                         " written before the log is durable up to it"};
-  if (planted::active(planted::bug::segment_deleted_before_checkpoint)) {
-    SF_ASSIGN_OR_RETURN(auto before, store_.list());
-    if (!before.empty()) SF_RETURN_IF_ERROR(writer_->release_before(job.lsn + 1));
-  }
   SF_ASSIGN_OR_RETURN(auto w, store_.begin_write(job.lsn, std::move(job.image)));
   writing_.emplace(std::move(w));
   return status::ok();

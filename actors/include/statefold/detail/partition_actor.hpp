@@ -28,7 +28,6 @@
 #include "statefold/detail/source_fences.hpp"
 #include "statefold/engine_options.hpp"
 #include "statefold/partition_state.hpp"
-#include "statefold/planted.hpp"
 
 namespace statefold::detail {
 
@@ -296,7 +295,7 @@ class partition_logic {
         return;
       }
     }
-    if (w->wait_lsn > ps.durable_lsn() && !planted::active(planted::bug::ack_before_sync))
+    if (w->wait_lsn > ps.durable_lsn())
       st.waiting.push_back(w);
     else
       w->done->finish();
