@@ -499,11 +499,23 @@ int run(const run_options& o) {
   }
   uint64_t window = 0, evictions = 0;
   std::vector<std::string> recoveries;
-  for (const auto& s : e.stats()) {
-    recoveries.push_back(s.recovery.summary());
+  // One line per partition up to 8; beyond, one line for all (the log has each).
+  uint64_t replayed = 0, damaged = 0;
+  double slowest = 0;
+  const auto stats = e.stats();
+  for (const auto& s : stats) {
+    if (stats.size() <= 8) recoveries.push_back(s.recovery.summary());
+    replayed += s.recovery.events_replayed;
+    damaged += s.recovery.bytes_cut > 0 || !s.recovery.damage.empty();
+    slowest = std::max(slowest, s.recovery.seconds);
     window = s.core.dedup_capacity;
     evictions += s.core.dedup_evictions;
   }
+  if (stats.size() > 8)
+    recoveries.push_back(std::to_string(stats.size()) + " partitions recovered, the slowest in " +
+                         std::to_string(slowest).substr(0, 5) + " s: " + std::to_string(replayed) +
+                         " events replayed, " + std::to_string(damaged) +
+                         " with damage cut (see the log above for each)");
   std::fprintf(stderr, "closing: syncing and checkpointing every partition ...\n");
   if (auto st = e.close(); !st.is_ok()) {
     std::fprintf(stderr, "statefold-booking: close: %s\n", st.to_string().c_str());
