@@ -64,14 +64,6 @@ const std::vector<std::string>& lines() {
 
 // -- baseline 1: nlohmann ----------------------------------------------------------------------
 
-std::optional<event_type> type_from(std::string_view s) {
-  if (s == "created") return event_type::created;
-  if (s == "seats_changed") return event_type::seats_changed;
-  if (s == "payment") return event_type::payment;
-  if (s == "confirmed") return event_type::confirmed;
-  if (s == "cancelled") return event_type::cancelled;
-  return std::nullopt;
-}
 
 // Field readers: false (with `why`) when the field is missing or has the wrong JSON type.
 bool nl_string(const nlohmann::json& j, const char* name, std::string& out, std::string& why,
@@ -128,7 +120,7 @@ std::optional<event> parse_nlohmann(std::string_view line, std::string& why) {
   if (!nl_string(j, "event_id", e.event_id, why) || !nl_string(j, "booking_id", e.booking_id, why) ||
       !nl_string(j, "type", type, why) || !nl_string(j, "session", e.session, why, false))
     return std::nullopt;
-  auto t = type_from(type);
+  auto t = booking::event_type_from(type);
   if (!t) {
     why = "unknown type";
     return std::nullopt;
@@ -215,7 +207,7 @@ struct ondemand_parser {
         return std::nullopt;
       }
     }
-    auto t = type_from(type);
+    auto t = booking::event_type_from(type);
     if ((seen & 7) != 7 || e.event_id.empty() || e.booking_id.empty() || !t) {
       why = "missing field";
       return std::nullopt;

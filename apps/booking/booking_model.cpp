@@ -18,6 +18,13 @@ const char* to_string(event_type t) {
   return "?";
 }
 
+std::optional<event_type> event_type_from(std::string_view s) {
+  for (auto t : {event_type::created, event_type::seats_changed, event_type::payment,
+                 event_type::confirmed, event_type::cancelled})
+    if (s == to_string(t)) return t;
+  return std::nullopt;
+}
+
 const char* to_string(booking_status s) {
   switch (s) {
     case booking_status::unknown: return "unknown";

@@ -30,6 +30,8 @@ enum class event_type : uint8_t { created = 1, seats_changed, payment, confirmed
 enum class booking_status : uint8_t { unknown = 0, pending, confirmed, cancelled };
 
 const char* to_string(event_type t);
+/// The event type named `s` ("created", ...), or nullopt.
+std::optional<event_type> event_type_from(std::string_view s);
 const char* to_string(booking_status s);
 
 struct event {

@@ -10,14 +10,6 @@
 namespace booking {
 namespace {
 
-std::optional<event_type> type_from(std::string_view s) {
-  if (s == "created") return event_type::created;
-  if (s == "seats_changed") return event_type::seats_changed;
-  if (s == "payment") return event_type::payment;
-  if (s == "confirmed") return event_type::confirmed;
-  if (s == "cancelled") return event_type::cancelled;
-  return std::nullopt;
-}
 
 // The fields an event may have; each is read at most once, wherever it is in the object.
 enum field : int { f_event_id, f_booking_id, f_type, f_session, f_show, f_customer, f_seats,
@@ -162,7 +154,7 @@ std::optional<event> event_parser::parse(std::string_view line, std::string& why
   if (!text(f_event_id, e.event_id, true) || !text(f_booking_id, e.booking_id, true) ||
       !text(f_type, type, true) || !text(f_session, e.session, false))
     return std::nullopt;
-  auto t = type_from(type);
+  auto t = event_type_from(type);
   if (!t) {
     why = "unknown type '" + type.substr(0, 64) + "'";
     return std::nullopt;
