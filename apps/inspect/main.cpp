@@ -434,6 +434,21 @@ json record_json(const std::string& dir, uint32_t p, const log_record& r, const 
   return j;
 }
 
+json position_json(const std::string& dir, uint32_t p, const log_record& r, const position_view& v) {
+  json j;
+  j["partition"] = p;
+  j["lsn"] = r.lsn;
+  j["type"] = "position";
+  j["source"] = v.source;
+  j["next"] = v.progress.next;
+  if (v.progress.fingerprint_at != 0) j["fingerprint_at"] = v.progress.fingerprint_at;
+  j["time_us"] = v.time_us;
+  j["size"] = r.payload.size();
+  j["file"] = relative_to(dir, r.file);
+  j["offset"] = r.offset;
+  return j;
+}
+
 int run_dump(file_system& fs, const std::string& dir, const dump_options& opt) {
   auto m = load_manifest(fs, dir);
   if (!m) {
@@ -457,9 +472,15 @@ int run_dump(file_system& fs, const std::string& dir, const dump_options& opt) {
     bool limit_reached = false;
     auto visit = [&](const log_record& r) -> status {
       progress.record(p);
-      auto env = decode_envelope(r.payload);
-      if (!env) return env.error().with_context(record_location(r));
-      print_json_line(record_json(dir, p, r, *env));
+      if (r.type == log_format::record_type::position) {
+        auto pos = decode_position(r.payload);
+        if (!pos) return pos.error().with_context(record_location(r));
+        print_json_line(position_json(dir, p, r, *pos));
+      } else {
+        auto env = decode_envelope(r.payload);
+        if (!env) return env.error().with_context(record_location(r));
+        print_json_line(record_json(dir, p, r, *env));
+      }
       if (++emitted == limit) {
         limit_reached = true;
         return status{errc::failed, "--limit reached"};
@@ -470,11 +491,18 @@ int run_dump(file_system& fs, const std::string& dir, const dump_options& opt) {
     o.partition = p;
     o.from_lsn = opt.from_lsn;
     o.mode = recovery_mode::tolerate_torn_tail;  // a torn tail was never acknowledged: skip it
-    auto scan = scan_log(fs, log_dir_of(dir, p), o, visit);
+    // Beside a live writer, up to what it has made durable; one attempt, since what is
+    // printed cannot be taken back.
+    const status read = detail::read_with_retries(fs, dir, p, 1, [&](const detail::read_bound& b) {
+      o.max_lsn = b.max_lsn;
+      o.max_epoch = b.epoch;
+      auto scan = scan_log(fs, log_dir_of(dir, p), o, visit);
+      return limit_reached ? status::ok() : scan.to_status();
+    });
     progress.clear();
-    if (!scan && !limit_reached) {
+    if (!read.is_ok()) {
       std::cout.flush();  // the records before the damage stay in order before the error
-      std::cerr << partition_dir_name(p) << ": " << scan.error().message() << '\n';
+      std::cerr << partition_dir_name(p) << ": " << read.message() << '\n';
       return exit_problems;
     }
   }
@@ -504,7 +532,18 @@ json partition_stats(file_system& fs, const std::string& dir, uint32_t p, bool& 
   log_scan_options o;
   o.partition = p;
   o.mode = recovery_mode::tolerate_torn_tail;  // count what recovery would keep
-  auto scan = scan_log(fs, log_dir_of(dir, p), o, nullptr);
+  // Beside a live writer, up to what it has made durable (read again if files change).
+  result<log_scan> scan = status{errc::failed, "not read"};
+  bool live = false;
+  const status read = detail::read_with_retries(fs, dir, p, 20, [&](const detail::read_bound& b) {
+    o.max_lsn = b.max_lsn;
+    o.max_epoch = b.epoch;
+    live = b.live;
+    scan = scan_log(fs, log_dir_of(dir, p), o, nullptr);
+    return scan.to_status();
+  });
+  if (!read.is_ok() && scan) scan = read;  // the retries' verdict, with its context
+  if (live) j["live_writer"] = true;
   if (scan) {
     uint64_t bytes = 0;
     for (const auto& s : scan->segments) bytes += s.file_bytes;

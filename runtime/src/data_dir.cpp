@@ -1,6 +1,8 @@
 #include "statefold/data_dir.hpp"
 
 #include <charconv>
+#include <chrono>
+#include <thread>
 #include <cinttypes>
 #include <cstdio>
 #include <sstream>
@@ -152,7 +154,19 @@ result<std::unique_ptr<data_dir>> data_dir::open(file_system& fs, std::string pa
     return status{errc::not_found, path + ": data directory does not exist"};
   SF_RETURN_IF_ERROR(fs.create_dirs(path));
   std::unique_ptr<data_dir> d(new data_dir(fs, path));
-  SF_ASSIGN_OR_RETURN(d->lock_, fs.lock(path_join(path, "LOCK")));
+  // A lock may outlive its killed owner by a few milliseconds (seen after kill -9: the kernel
+  // drops it after the process is reaped), so a restart tries again briefly before it says
+  // `locked`; a live owner still holds it then.
+  const auto deadline = std::chrono::steady_clock::now() + config.lock_wait;
+  for (;;) {
+    auto l = fs.lock(path_join(path, "LOCK"));
+    if (l) {
+      d->lock_ = std::move(l).value();
+      break;
+    }
+    if (l.error().code() != errc::locked || std::chrono::steady_clock::now() >= deadline) return l.error();
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
 
   const std::string mpath = path_join(path, "MANIFEST");
   SF_ASSIGN_OR_RETURN(bool has_manifest, fs.exists(mpath));

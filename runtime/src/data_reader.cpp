@@ -33,11 +33,16 @@ result<std::optional<read_bound>> bound_now(file_system& fs, const std::string& 
 status read_with_retries(file_system& fs, const std::string& dir, uint32_t p, int attempts,
                          const std::function<status(const read_bound&)>& attempt) {
   status last;
-  for (int i = 0; i < std::max(attempts, 1); ++i) {
-    if (i > 0) std::this_thread::sleep_for(std::chrono::milliseconds(5 * i));
+  // A writer that is recovering has not published its position yet: wait for it (it is
+  // reading its log), without spending attempts, up to this long.
+  const auto recovering_deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
+  for (int i = 0; i < std::max(attempts, 1);) {
     SF_ASSIGN_OR_RETURN(auto b, bound_now(fs, dir, p));
     if (!b) {
-      last = {errc::failed, "the running writer has not published its durable position yet"};
+      if (std::chrono::steady_clock::now() > recovering_deadline)
+        return {errc::failed, "the running writer has not published its durable position for 60 s "
+                              "(still recovering?); try again later"};
+      std::this_thread::sleep_for(std::chrono::milliseconds(20));
       continue;
     }
     last = attempt(*b);
@@ -46,6 +51,8 @@ status read_with_retries(file_system& fs, const std::string& dir, uint32_t p, in
     if (last.code() == errc::io_error) return last;
     SF_ASSIGN_OR_RETURN(bool live_now, fs.is_locked(path_join(dir, "LOCK")));
     if (!b->live && !live_now) return last;  // nobody wrote meanwhile: the damage is real
+    ++i;
+    std::this_thread::sleep_for(std::chrono::milliseconds(5 * i));
   }
   return last.with_context("a writer is running, and the data changed under every one of " +
                            std::to_string(std::max(attempts, 1)) + " attempts to read it");

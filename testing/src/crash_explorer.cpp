@@ -13,7 +13,10 @@ std::string crash_report::summary() const {
                   " acknowledged), " + std::to_string(cycles) + " crash-and-recover cycles, " +
                   std::to_string(failures.size()) + " failures";
   if (cycles == 0) s += " (nothing explored: the workload did no I/O, or STATEFOLD_CRASH_CASE matched no case)";
-  for (const auto& f : failures) s += "\n- " + f;
+  // The first few in full (each names its case and how to replay it); the rest counted.
+  constexpr std::size_t shown = 10;
+  for (std::size_t i = 0; i < failures.size() && i < shown; ++i) s += "\n- " + failures[i];
+  if (failures.size() > shown) s += "\n- ... and " + std::to_string(failures.size() - shown) + " more";
   return s;
 }
 

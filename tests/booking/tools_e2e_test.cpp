@@ -65,15 +65,21 @@ TEST_F(tools_test, ReadsBesideARunningWriterSeeDurableStateAndNeverFalseDamage) 
     const auto lines = lines_of(x.out);
     EXPECT_GE(lines.size(), last_count) << "the export went back in time";
     last_count = lines.size();
-    auto v = run_program(std::string(STATEFOLD_INSPECT) + " verify " + quoted(data()));
-    EXPECT_EQ(v.exit_code, 0) << v.out << v.err;
-    EXPECT_EQ(v.out.find("error"), std::string::npos) << v.out;
+    for (const char* cmd : {" verify ", " stats ", " dump --limit 5 "}) {
+      auto v = run_program(std::string(STATEFOLD_INSPECT) + cmd + quoted(data()));
+      EXPECT_EQ(v.exit_code, 0) << cmd << v.out << v.err;
+      EXPECT_EQ(v.out.find("error"), std::string::npos) << cmd << v.out;
+    }
     ++reads;
     return err.find("closing:") != std::string::npos;  // then let it finish
   }, 120'000);
   EXPECT_TRUE(writer_seen);
   EXPECT_GE(reads, 2u) << "no read overlapped the writer";
   expect_export_matches(data(), input);
+  // The whole log dumps, the consumer's position records included.
+  auto dump = run_program(std::string(STATEFOLD_INSPECT) + " dump " + quoted(data()));
+  EXPECT_EQ(dump.exit_code, 0) << dump.err;
+  EXPECT_NE(dump.out.find("\"type\":\"position\""), std::string::npos);
 }
 
 TEST_F(tools_test, AGarbageManifestIsNamedNotTakenForAMissingDirectory) {

@@ -19,6 +19,7 @@
 // MANIFEST is a small text file, one key=value per line, ending in a crc32c line over the
 // lines above it. See docs/log_format.md.
 
+#include <chrono>
 #include <cstdint>
 #include <memory>
 #include <optional>
@@ -66,6 +67,9 @@ struct data_dir_config {
   bool allow_no_dedup = false;
   std::string model;           ///< recorded in a new MANIFEST; another one is refused
   uint32_t codec_version = 1;  ///< likewise
+  /// How long to retry a LOCK another holder has before errc::locked: a killed owner's lock
+  /// can linger for a few milliseconds after the process is gone.
+  std::chrono::milliseconds lock_wait{500};
 };
 
 class data_dir {

@@ -428,10 +428,11 @@ result<recovery_result> partition_state<Model>::load_from_disk(bool repair) {
   hooks.before_replay = [this] { window_.begin_bulk(); };
   auto rec = recover_partition(fs_, log_dir(), store_, ro, hooks);
   window_.end_bulk();
-  SF_ASSIGN_OR_RETURN(auto r, std::move(rec));
-  r.report.entities = entities_.size();
-  committed_sources_ = {sources_.begin(), sources_.end()};  // everything on disk is durable
-  return r;
+  if (rec) {
+    rec->report.entities = entities_.size();
+    committed_sources_ = {sources_.begin(), sources_.end()};  // everything on disk is durable
+  }
+  return rec;
 }
 
 template <model Model>
