@@ -48,24 +48,11 @@
 #include "statefold/log_reader.hpp"
 #include "statefold/log_writer.hpp"
 #include "statefold/model.hpp"
+#include "statefold/outcome.hpp"
 #include "statefold/recovery.hpp"
 #include "statefold/status.hpp"
 
 namespace statefold {
-
-/// busy is the engine's (backpressure::reject): not accepted, nothing logged, retry later.
-enum class outcome : uint8_t { applied, duplicate, conflict, rejected, failed, busy };
-inline const char* to_string(outcome o) noexcept {
-  switch (o) {
-    case outcome::applied: return "applied";
-    case outcome::duplicate: return "duplicate";
-    case outcome::conflict: return "conflict";
-    case outcome::rejected: return "rejected";
-    case outcome::failed: return "failed";
-    case outcome::busy: return "busy";
-  }
-  return "unknown";
-}
 
 struct apply_result {
   outcome kind = outcome::applied;
