@@ -3,8 +3,13 @@
 //   statefold-booking run    [--data DIR] [--partitions N] [--durability sync|interval|none]
 //                            [--input FILE|- [--source NAME]] [--dedup-window N] [--ack-log FILE]
 //                            [--strict] [--events N] [--bookings N] [--duplicates RATE] [--seed S]
-//   statefold-booking get    [--data DIR] BOOKING_ID
-//   statefold-booking export [--data DIR]
+//   statefold-booking run    --store redis://HOST[:PORT][/DB] [--store-prefix P] [--processed-ttl S]
+//                            [--input FILE|- [--source NAME]] [--ack-log FILE] [--strict] [demo flags]
+//   statefold-booking get    [--data DIR | --store URL] BOOKING_ID
+//   statefold-booking export [--data DIR | --store URL]
+//
+// --store runs the seed's stateless consumer over an external store (docs/stores.md)
+// instead of the stateful engine: same inputs, outputs and exit codes, the state in Redis.
 //
 // Exit codes: 0 ok; 1 an error (message on stderr), events left unacknowledged, or an
 // export that could not read every partition (nothing printed); 2 usage error, or --strict
@@ -29,11 +34,13 @@
 #include "booking_model.hpp"
 #include "run.hpp"
 #include "statefold/data_reader.hpp"
+#include "statefold/stateless_consumer.hpp"
 
 namespace {
 
 struct read_options {
   std::string data = "./statefold-data";
+  booking::store_options store;
 };
 
 // Reads an existing DIR without writing to it, beside a running `run` or not
@@ -42,7 +49,55 @@ statefold::result<statefold::data_reader<booking::model>> open_reader(const read
   return statefold::data_reader<booking::model>::open(statefold::posix_file_system(), o.data);
 }
 
+int store_get(const read_options& o, const std::string& id) {
+  auto store = booking::open_store(o.store);
+  if (!store) {
+    std::fprintf(stderr, "statefold-booking: %s\n", store.error().to_string().c_str());
+    return 1;
+  }
+  statefold::stateless_consumer<booking::model, statefold::stores::redis_store> c(**store);
+  auto got = c.get(id);
+  if (!got) {
+    std::fprintf(stderr, "statefold-booking: get %s: %s\n", booking::printable(id).c_str(),
+                 got.error().to_string().c_str());
+    return 1;
+  }
+  if (!*got || (*got)->status == booking::booking_status::unknown) {
+    std::fprintf(stderr, "statefold-booking: booking '%s' is unknown in %s\n", booking::printable(id).c_str(),
+                 (*store)->name().c_str());
+    return 1;
+  }
+  std::printf("%s\n", booking::to_json(id, **got).dump(2).c_str());
+  return 0;
+}
+
+int store_export(const read_options& o) {
+  auto store = booking::open_store(o.store);
+  if (!store) {
+    std::fprintf(stderr, "statefold-booking: %s\n", store.error().to_string().c_str());
+    return 1;
+  }
+  std::vector<std::pair<std::string, booking::state>> all;
+  auto st = (*store)->for_each_state([&](std::string_view key, const statefold::stored_state& s) {
+    booking::state b;
+    if (!booking::model::decode_state(s.bytes, b))
+      return statefold::status(statefold::errc::corruption,
+                               (*store)->name() + ": the state of booking '" + booking::printable(key) +
+                                   "' (version " + std::to_string(s.version) + ") does not decode");
+    all.emplace_back(std::string(key), std::move(b));
+    return statefold::status::ok();
+  });
+  if (!st.is_ok()) {
+    std::fprintf(stderr, "statefold-booking: export: %s\n", st.to_string().c_str());
+    return 1;
+  }
+  std::sort(all.begin(), all.end(), [](const auto& a, const auto& b) { return a.first < b.first; });
+  for (const auto& [id, s] : all) std::printf("%s\n", booking::to_json(id, s).dump().c_str());
+  return 0;
+}
+
 int cmd_get(const read_options& o, const std::string& id) {
+  if (!o.store.url.empty()) return store_get(o, id);
   auto reader = open_reader(o);
   if (!reader) {
     std::fprintf(stderr, "statefold-booking: %s\n", reader.error().to_string().c_str());
@@ -65,6 +120,7 @@ int cmd_get(const read_options& o, const std::string& id) {
 }
 
 int cmd_export(const read_options& o) {
+  if (!o.store.url.empty()) return store_export(o);
   auto reader = open_reader(o);
   if (!reader) {
     std::fprintf(stderr, "statefold-booking: %s\n", reader.error().to_string().c_str());
@@ -119,11 +175,29 @@ int main(int argc, char** argv) {
       ->capture_default_str()
       ->check(CLI::Range(0.0, 1.0));
   run->add_option("--seed", ro.demo.seed, "demo workload: seed")->capture_default_str();
+  // The stateless consumer over an external store.
+  const auto add_store_options = [](CLI::App* cmd, booking::store_options& so, bool writes) {
+    auto* store = cmd->add_option("--store", so.url,
+                                  "redis://HOST[:PORT][/DB]: the state lives in this Redis, consumed "
+                                  "by the stateless consumer, instead of a data directory");
+    cmd->add_option("--store-prefix", so.prefix, "key prefix in the store")->capture_default_str()->needs(store);
+    if (writes)
+      cmd->add_option("--processed-ttl", so.processed_ttl_s,
+                      "seconds a processed-event ID is remembered (default: forever); the source "
+                      "position keeps reruns exact anyway (docs/stores.md)")
+          ->needs(store);
+    return store;
+  };
+  auto* run_store = add_store_options(run, ro.store, true);
+  for (const char* engine_only : {"--data", "--partitions", "--durability", "--dedup-window", "--unsafe-no-dedup"})
+    run_store->excludes(run->get_option(engine_only));
   auto* get = app.add_subcommand("get", "print one booking's state as JSON");
-  get->add_option("--data", o.data, "data directory")->capture_default_str();
+  auto* get_data = get->add_option("--data", o.data, "data directory")->capture_default_str();
+  add_store_options(get, o.store, false)->excludes(get_data);
   get->add_option("BOOKING_ID", booking_id)->required();
   auto* exp = app.add_subcommand("export", "print every booking as JSON Lines, sorted by booking_id");
-  exp->add_option("--data", o.data, "data directory")->capture_default_str();
+  auto* exp_data = exp->add_option("--data", o.data, "data directory")->capture_default_str();
+  add_store_options(exp, o.store, false)->excludes(exp_data);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -139,6 +213,13 @@ int main(int argc, char** argv) {
     if (ro.input.empty() && !ro.source.empty()) {
       std::fprintf(stderr, "statefold-booking: --source names an --input; the demo workload names itself\n");
       return 2;
+    }
+    if (!ro.store.url.empty()) {
+      if (auto a = statefold::stores::parse_redis_url(ro.store.url); !a) {
+        std::fprintf(stderr, "statefold-booking: %s\n", a.error().message().c_str());
+        return 2;
+      }
+      return booking::run_stateless(ro);
     }
     return booking::run(ro);
   }

@@ -3,13 +3,24 @@
 // statefold-booking run: consume an input (a JSON Lines file, standard input, or the
 // generated demo workload) into a data directory, exactly once across reruns.
 
+#include <cstddef>
 #include <cstdint>
+#include <memory>
 #include <optional>
 #include <string>
 
 #include "input.hpp"
+#include "statefold/stores/redis_store.hpp"
 
 namespace booking {
+
+/// --store: the stateless consumer over an external store instead of the engine.
+struct store_options {
+  std::string url;                 ///< redis://HOST[:PORT][/DB]; empty: the stateful engine
+  std::string prefix = "statefold";
+  uint64_t processed_ttl_s = 0;    ///< 0: processed-event markers never expire
+  std::size_t batch = 256;         ///< events per commit
+};
 
 struct run_options {
   std::string data = "./statefold-data";
@@ -22,6 +33,7 @@ struct run_options {
   std::string ack_log;
   bool strict = false;
   demo_options demo;
+  store_options store;
 };
 
 /// Runs it; returns the exit code (0 ok, 1 error or events not acknowledged, 2 --strict and a
@@ -29,5 +41,12 @@ struct run_options {
 /// made durable, the directory is checkpointed, the summary printed, and it exits 0; the next
 /// run resumes where it stopped.
 int run(const run_options& o);
+
+/// Connects to the store and checks it holds booking state (or none yet).
+statefold::result<std::unique_ptr<statefold::stores::redis_store>> open_store(const store_options& o);
+
+/// The same run through statefold::stateless_consumer over `o.store` (run_store.cpp): same
+/// inputs, outputs and exit codes; the state lives in the store.
+int run_stateless(const run_options& o);
 
 }  // namespace booking

@@ -108,8 +108,9 @@ inline std::map<std::string, expected_booking> fold(const std::vector<json>& inp
   return out;
 }
 
-inline void expect_export_matches(const std::string& data, const std::vector<json>& input) {
-  auto exported = run("export --data " + data);
+/// `export` with `where` ("--data DIR" or "--store URL") prints the fold of `input`.
+inline void expect_exported(const std::string& where, const std::vector<json>& input) {
+  auto exported = run("export " + where);
   ASSERT_EQ(exported.exit_code, 0) << exported.err;
   auto want = fold(input);
   auto got = lines_of(exported.out);
@@ -132,6 +133,10 @@ inline void expect_export_matches(const std::string& data, const std::vector<jso
     EXPECT_EQ(g["last_event_id"], w.last_event_id) << id;
     EXPECT_EQ(g["session"], w.session) << id;
   }
+}
+
+inline void expect_export_matches(const std::string& data, const std::vector<json>& input) {
+  expect_exported("--data " + data, input);
 }
 
 template <class T>

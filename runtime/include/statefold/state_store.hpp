@@ -84,7 +84,7 @@ struct source_advance {
   /// resume point. The store refuses a commit whose range does not touch its consumed part
   /// (a gap would mark positions consumed that nobody committed).
   uint64_t from = 0;
-  /// The position of the first event the commit applies (to.next when it applies none):
+  /// The position of the first event the commit applies (UINT64_MAX when it applies none):
   /// if the source's position has passed it since the read, the commit is stale.
   uint64_t lowest = 0;
   source_progress to;

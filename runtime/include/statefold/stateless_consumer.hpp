@@ -19,7 +19,9 @@
 // Single-threaded: one consumer per thread, each with its own Store.
 
 #include <chrono>
+#include <algorithm>
 #include <exception>
+#include <limits>
 #include <map>
 #include <span>
 #include <string>
@@ -215,7 +217,9 @@ result<std::vector<stateless_result>> stateless_consumer<Model, Store>::process(
 
     // 2. Decide.
     std::map<std::pair<std::string_view, std::string_view>, uint64_t> in_batch;  // applied here
-    uint64_t lowest = span ? span->to.next : 0;
+    // The position of the first event applied: if the source's position passes it before
+    // the commit, another consumer applied it (or will): the batch is stale.
+    uint64_t lowest = std::numeric_limits<uint64_t>::max();
     const auto now_us = static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::microseconds>(
                                                   std::chrono::system_clock::now().time_since_epoch())
                                                   .count());
@@ -233,7 +237,6 @@ result<std::vector<stateless_result>> stateless_consumer<Model, Store>::process(
         r = {outcome::duplicate, "source position already consumed", {}};
         continue;
       }
-      if (span && lowest == span->to.next) lowest = meta.source->offset;
       uint64_t seen_digest = 0;
       bool seen = false;
       if (processed) {
@@ -283,6 +286,7 @@ result<std::vector<stateless_result>> stateless_consumer<Model, Store>::process(
         r = {outcome::rejected, "handler threw a non-standard exception", {}};
         continue;
       }
+      if (span) lowest = std::min(lowest, meta.source->offset);
       w.events.push_back({id, digests[i]});
       in_batch.emplace(std::pair{key, id}, digests[i]);
     }
@@ -300,7 +304,8 @@ result<std::vector<stateless_result>> stateless_consumer<Model, Store>::process(
     }
     source_advance adv;
     if (span) adv = {span->source, span->from, lowest, span->to};
-    if (commits.empty() && !span) return tally(out);
+    // Nothing to write, and nothing to advance: another consumer is ahead on this source.
+    if (commits.empty() && (!span || consumed >= span->to.next)) return tally(out);
     SF_ASSIGN_OR_RETURN(const commit_reply done, store_.commit(commits, span ? &adv : nullptr));
     if (done.committed) {
       ++stats_.commits;

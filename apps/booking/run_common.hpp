@@ -1,0 +1,141 @@
+#pragma once
+
+// What statefold-booking's two runs share (run.cpp: the stateful engine; run_store.cpp: the
+// stateless consumer over --store): stop signals, counters, the progress display, the
+// problem log and percentiles, so both print the same progress and summary.
+
+#include <signal.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <cinttypes>
+#include <cstdio>
+#include <map>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <thread>
+#include <vector>
+
+namespace booking {
+
+using clock_type = std::chrono::steady_clock;
+
+inline std::atomic<bool> stop_requested{false};
+inline std::atomic<int> stop_signal{0};
+
+extern "C" inline void on_stop_signal(int sig) {
+  stop_signal.store(sig);
+  stop_requested.store(true);
+}
+
+inline void install_stop_handlers() {
+  struct sigaction sa {};
+  sa.sa_handler = on_stop_signal;
+  sigemptyset(&sa.sa_mask);
+  sa.sa_flags = 0;  // no SA_RESTART: a read waiting on a pipe returns, and sees the request
+  sigaction(SIGINT, &sa, nullptr);
+  sigaction(SIGTERM, &sa, nullptr);
+}
+
+// The first few of a kind of problem go to stderr one line each; then one line says how many
+// more there were, so that a bad input cannot flood the terminal.
+class problem_log {
+ public:
+  explicit problem_log(std::size_t limit) : limit_(limit) {}
+  void report(const std::string& line) {
+    std::lock_guard lock(mu_);
+    if (++count_ <= limit_) std::fprintf(stderr, "%s\n", line.c_str());
+  }
+  void finish(const char* what) {
+    std::lock_guard lock(mu_);
+    if (count_ > limit_)
+      std::fprintf(stderr, "... and %" PRIu64 " more %s (not shown)\n", count_ - limit_, what);
+  }
+
+ private:
+  std::mutex mu_;
+  std::size_t limit_;
+  uint64_t count_ = 0;
+};
+
+struct counters {
+  std::atomic<uint64_t> submitted{0}, answered{0}, applied{0}, duplicates{0}, conflicts{0},
+      handler_errors{0}, failed{0}, violations{0};
+  uint64_t malformed = 0;
+  std::mutex mu;
+  std::vector<double> latency_ms;
+  // Failures per partition: how many, and the first (line, reason).
+  struct failure {
+    uint64_t events = 0;
+    uint64_t first_line = 0;
+    std::string first_reason;
+  };
+  std::map<uint32_t, failure> failures;
+};
+
+// Progress on stderr: a bar on a terminal, a plain line every 2 s otherwise. By input
+// position when the input's size is known, by events answered otherwise.
+class progress_display {
+ public:
+  progress_display(counters& c, const std::atomic<uint64_t>& pos, std::optional<uint64_t> total,
+                   const char* unit)
+      : c_(c), pos_(pos), total_(total), unit_(unit), tty_(::isatty(2)) {
+    thread_ = std::thread([this] { loop(); });
+  }
+  ~progress_display() { stop(); }
+  void stop() {
+    if (stopped_.exchange(true)) return;
+    thread_.join();
+    if (tty_) std::fprintf(stderr, "\n");
+  }
+
+ private:
+  void loop() {
+    const auto t0 = clock_type::now();
+    auto last_line = t0;
+    while (!stopped_) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(100));
+      const auto now = clock_type::now();
+      const double secs = std::chrono::duration<double>(now - t0).count();
+      const uint64_t done = c_.answered.load();
+      const double rate = secs > 0 ? done / secs : 0;
+      const double frac =
+          total_ && *total_ ? std::min(1.0, double(pos_.load()) / double(*total_)) : 0;
+      if (tty_) {
+        const int width = 30;
+        std::string bar(static_cast<std::size_t>(frac * width), '#');
+        bar.resize(width, '.');
+        if (total_)
+          std::fprintf(stderr, "\r[%s] %5.1f%% of the %s  %" PRIu64 " events  %.0f events/s ",
+                       bar.c_str(), frac * 100, unit_, done, rate);
+        else
+          std::fprintf(stderr, "\r%" PRIu64 " events answered  %.0f events/s ", done, rate);
+      } else if (now - last_line >= std::chrono::seconds(2)) {
+        last_line = now;
+        if (total_)
+          std::fprintf(stderr, "progress: %.1f%% of the %s, %" PRIu64 " events answered, %.0f events/s\n",
+                       frac * 100, unit_, done, rate);
+        else
+          std::fprintf(stderr, "progress: %" PRIu64 " events answered, %.0f events/s\n", done, rate);
+      }
+    }
+  }
+  counters& c_;
+  const std::atomic<uint64_t>& pos_;
+  std::optional<uint64_t> total_;
+  const char* unit_;
+  bool tty_;
+  std::atomic<bool> stopped_{false};
+  std::thread thread_;
+};
+
+inline double percentile(std::vector<double> v, double p) {
+  if (v.empty()) return 0;
+  std::sort(v.begin(), v.end());
+  return v[std::min(v.size() - 1, static_cast<std::size_t>(p * v.size()))];
+}
+
+}  // namespace booking
