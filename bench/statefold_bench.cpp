@@ -153,6 +153,7 @@ class results {
   }
   const std::vector<row>& rows() const { return rows_; }
   json recovery = json::object();
+  json stateless_recovery = json::object();
 
  private:
   std::vector<row> rows_;
@@ -161,6 +162,7 @@ class results {
 // What one run measured; every system fills what it can.
 struct run_out {
   double events_per_s = 0;
+  double recovery_seconds = 0;  // Redis with measure_recovery
   std::vector<double> latencies_ms;  // per batch / group
   std::vector<std::pair<double, double>> trace;  // (intended send time - t0 in s, latency ms)
   double bytes_written_per_event = 0;
@@ -376,12 +378,14 @@ run_out run_tight(const options& o, const workload_spec& w, const std::vector<ev
 // -- baselines -----------------------------------------------------------------------------------
 
 run_out run_baseline(const options& o, const std::string& which, store_durability d,
-                     const std::vector<event>& events, double rate_per_s) {
+                     const std::vector<event>& events, double rate_per_s, int clients = 0,
+                     bool measure_recovery = false) {
   fresh_dir(o.dir);
   baseline_options bo;
   bo.durability = d;
   bo.group = o.batch;
-  bo.clients = o.producers;
+  bo.clients = clients ? clients : o.producers;
+  bo.measure_recovery = measure_recovery;
   bo.rate_per_s = rate_per_s;
   bo.dir = o.dir + "/" + which;
   fsys::create_directories(bo.dir);
@@ -399,6 +403,7 @@ run_out run_baseline(const options& o, const std::string& which, store_durabilit
   const uint64_t own_peak = peak_rss_bytes() - std::min(peak_rss_bytes(), rss_base);
   r.peak_rss_mb = static_cast<double>(res->peak_rss_bytes ? res->peak_rss_bytes : own_peak) / 1e6;
   r.note = res->note;
+  r.recovery_seconds = res->recovery_seconds;
   // The baselines report percentiles, not samples: {p50, p99, p999} (record_baseline).
   r.latencies_ms = {res->p50_ms, res->p99_ms, res->p999_ms};
   fresh_dir(o.dir);
@@ -462,9 +467,10 @@ int recovery_writer(const options& o, uint64_t entities, uint64_t tail) {
   return 1;
 }
 
-void run_recovery(const options& o, results& res) {
+// A child writes `entities` keys, checkpoints, logs `tail` more events and is killed; the
+// engine is reopened on its directory and timed.
+json measure_recovery(const options& o, uint64_t entities, uint64_t tail) {
   fresh_dir(o.dir);
-  const uint64_t entities = o.recovery_entities, tail = o.recovery_tail;
   progress("recovery: child writes " + std::to_string(entities) + " entities + checkpoint + " +
            std::to_string(tail) + " tail events, then is killed");
   // The child is this binary (recovery-writer subcommand); its stdout comes back in a file.
@@ -518,7 +524,7 @@ void run_recovery(const options& o, results& res) {
   }
   if (status st = opened.value()->close(); !st.is_ok()) die("recovery: close: " + st.to_string());
   if (replayed < tail) die("recovery: replayed " + std::to_string(replayed) + " < tail " + std::to_string(tail));
-  res.recovery = {{"partitions", o.recovery_partitions},
+  json out = {{"partitions", o.recovery_partitions},
                   {"checkpoint_entities", entities},
                   {"tail_events", tail},
                   {"events_replayed", replayed},
@@ -528,6 +534,50 @@ void run_recovery(const options& o, results& res) {
                   {"checkpoint_write_seconds", checkpoint_write},
                   {"checkpoint_load_seconds", ckpt_load}};
   fresh_dir(o.dir);
+  return out;
+}
+
+void run_recovery(const options& o, results& res) {
+  res.recovery = measure_recovery(o, o.recovery_entities, o.recovery_tail);
+}
+
+// -- stateful vs stateless (docs/stateful-vs-stateless.md) -----------------------------------
+std::string fmt_rate(double v);
+
+// The same events through statefold (2 partitions) and through the seed's stateless consumer
+// over one Redis with 1, 2 and 4 clients; then each design's recovery for that much state.
+void run_stateless(const options& o, results& res, const workload_spec& spec, const std::vector<event>& events) {
+  const uint64_t distinct = distinct_ids(events);
+  const std::string w = spec.describe();
+  progress("stateless: statefold, 2 partitions, " + std::to_string(events.size()) + " events");
+  auto c = run_engine(o, {2, durability::sync}, spec, events, 0);
+  check_counts("statefold", c, events.size(), distinct);
+  record(res.at("stateless", "statefold", 2, w, "sync", "closed"), c);
+  auto h = run_engine(o, {2, durability::sync}, spec, events, c.events_per_s / 2);
+  check_counts("statefold", h, events.size(), distinct);
+  record(res.at("stateless", "statefold", 2, w, "sync", "half"), h);
+  double redis_recovery = 0;
+  for (int clients : {1, 2, 4}) {
+    progress("stateless: Redis, " + std::to_string(clients) + " clients, closed loop");
+    auto r = run_baseline(o, "redis", store_durability::sync, events, 0, clients, clients == 2);
+    check_counts("redis", r, events.size(), distinct);
+    record_baseline(res.at("stateless", "redis", static_cast<uint32_t>(clients), w, "sync", "closed"), r);
+    if (clients == 2) {
+      redis_recovery = r.recovery_seconds;
+      progress("stateless: Redis, 2 clients, open loop at half (" + fmt_rate(r.events_per_s / 2) + "/s)");
+      auto rh = run_baseline(o, "redis", store_durability::sync, events, r.events_per_s / 2, 2);
+      check_counts("redis", rh, events.size(), distinct);
+      record_baseline(res.at("stateless", "redis", 2, w, "sync", "half"), rh);
+    }
+  }
+  progress("stateless: statefold recovery of " + std::to_string(spec.keys) + " keys + " +
+           std::to_string(events.size()) + " events");
+  json sf = measure_recovery(o, std::min<uint64_t>(spec.keys, events.size()), events.size());
+  res.stateless_recovery = {{"statefold_reopen_seconds", sf["reopen_seconds"]},
+                            {"statefold_entities", sf["checkpoint_entities"]},
+                            {"statefold_tail_events", sf["tail_events"]},
+                            {"redis_restart_seconds", redis_recovery},
+                            {"events", events.size()}};
 }
 
 // -- report ----------------------------------------------------------------------------------------
@@ -580,6 +630,15 @@ void print_table(const results& res, const std::vector<aim>& aims, const std::st
                 x["tail_events"].get<unsigned long long>(), x["reopen_seconds"].get<double>(),
                 x["replay_events_per_s_per_partition"].get<double>() / 1e6,
                 x["checkpoint_write_seconds"].get<double>(), x["checkpoint_load_seconds"].get<double>());
+  }
+  if (!res.stateless_recovery.empty()) {
+    const auto& x = res.stateless_recovery;
+    std::printf("\nstateless vs stateful recovery: statefold (2 partitions) reopened %llu keys + %llu "
+                "logged events after kill -9 in %.2f s; Redis (the stateless design's state) restarted "
+                "after kill -9 with the AOF of %llu events, a consumer ready, in %.2f s\n",
+                x["statefold_entities"].get<unsigned long long>(), x["statefold_tail_events"].get<unsigned long long>(),
+                x["statefold_reopen_seconds"].get<double>(), x["events"].get<unsigned long long>(),
+                x["redis_restart_seconds"].get<double>());
   }
   if (!aims.empty()) {
     std::printf("\naims (../shared/BENCHMARKS.md, set for 2 cores, sync, 100 B, 1M keys uniform, 5%% dup);"
@@ -638,6 +697,7 @@ void write_json(const options& o, const results& res, const std::vector<aim>& ai
   }
   j["rows"] = rows;
   j["recovery"] = res.recovery;
+  j["stateless_recovery"] = res.stateless_recovery;
   for (const auto& a : aims)
     j["aims"].push_back({{"aim", a.what}, {"value", a.value}, {"target", a.target},
                          {"at_least", a.at_least}, {"met", a.met()}});
@@ -792,6 +852,7 @@ int run(options& o) {
   }
 
   if (o.wants("recovery")) run_recovery(o, res);
+  if (o.wants("stateless")) run_stateless(o, res, headline_spec, baseline_events);
 
   const auto aims = evaluate_aims(o, res, headline);
   print_table(res, aims, headline);
@@ -832,7 +893,7 @@ int main(int argc, char** argv) {
   app.add_option("--keys", o.keys, "keys of the headline workload");
   app.add_option("--reps", o.reps, "repetitions of the scaling and baseline runs");
   app.add_option("--producers", o.producers, "threads submitting batches (and baseline clients)");
-  app.add_option("--sections", o.sections, "any of scaling,baselines,variations,recovery");
+  app.add_option("--sections", o.sections, "any of scaling,baselines,variations,recovery,stateless");
   app.add_option("--recovery-entities", o.recovery_entities, "entities in the recovery checkpoint");
   app.add_option("--recovery-tail", o.recovery_tail, "events in the recovery log tail");
   app.add_option("--dir", o.dir, "scratch directory on the disk under test (removed after)");

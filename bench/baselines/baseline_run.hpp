@@ -58,6 +58,7 @@ void fill_percentiles(std::vector<double>& ms, baseline_result& r);
 /// What one client thread counted.
 struct client_tally {
   uint64_t applied = 0, duplicates = 0;
+  uint64_t retries = 0;              // Redis: groups redone because another client moved a key
   std::vector<double> latencies_ms;  // per group
 };
 

@@ -3,9 +3,9 @@
 // Baselines for the partition-scaling benchmark: the same generated events through what people
 // would otherwise build, measured in the same run as statefold.
 //
-//   redis    the "seed" design: a stateless consumer keeping per-key state and the set of
-//            processed event IDs in a private redis-server (AOF on), one EVALSHA per event,
-//            pipelined by group
+//   redis    the "seed" design: statefold::stateless_consumer over statefold::stores::
+//            redis_store, keeping per-key state and the processed event IDs in a private
+//            redis-server (AOF on); per group one read round trip and one atomic commit
 //   rocksdb  the embedded-store design (Kafka Streams / kspp): an in-process RocksDB with its
 //            WAL, read-modify-write per event, one WriteBatch per group
 //
@@ -45,6 +45,9 @@ struct baseline_options {
   double rate_per_s = 0;
   /// Scratch directory on the disk under test (created; the caller removes it).
   std::string dir;
+  /// Redis: after the run, kill the server and time its restart until a consumer is ready
+  /// (baseline_result::recovery_seconds).
+  bool measure_recovery = false;
 };
 
 struct baseline_result {
@@ -69,6 +72,8 @@ struct baseline_result {
   /// Growth of the store's files during the run / events (AOF files, or the RocksDB directory):
   /// logical bytes, next to bytes_written_per_event, which counts dirtied pages.
   double file_growth_per_event = 0;
+  /// measure_recovery: kill -9 of the server to a consumer ready on the restarted one.
+  double recovery_seconds = 0;
 };
 
 /// Starts a private redis-server from PATH (posix_spawn) on a free loopback port with its AOF

@@ -7,7 +7,8 @@
 #                       configure the consumer with CMAKE_PREFIX_PATH=<prefix>.
 #   mode subdirectory:  configure the consumer with add_subdirectory(<source-dir>).
 #
-# It builds and runs two programs: main.cpp (an engine: open, submit, get, close, reopen) and
+# It builds and runs three programs: main.cpp (an engine: open, submit, get, close, reopen),
+# stores_main.cpp (statefold::stores: a stateless consumer over a private redis-server), and
 # the example test of docs/testing.md, taken from the document itself (statefold::testing).
 #
 # Exits non-zero on any failure. Works in a mktemp -d folder, removed on exit
@@ -81,5 +82,6 @@ fi
 step configure cmake "${cmake_args[@]}"
 step build cmake --build "$work/build" -j "$jobs"
 step run "$work/build/statefold_consumer"
+step stores "$work/build/statefold_stores_consumer"
 step example "$work/build/wallet_test"
 echo "run_consumer_test [$mode]: OK"
