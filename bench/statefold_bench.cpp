@@ -570,9 +570,10 @@ void run_stateless(const options& o, results& res, const workload_spec& spec, co
       record_baseline(res.at("stateless", "redis", 2, w, "sync", "half"), rh);
     }
   }
-  progress("stateless: statefold recovery of " + std::to_string(spec.keys) + " keys + " +
+  const uint64_t keys = std::min<uint64_t>(spec.keys, events.size());
+  progress("stateless: statefold recovery of " + std::to_string(keys) + " keys + " +
            std::to_string(events.size()) + " events");
-  json sf = measure_recovery(o, std::min<uint64_t>(spec.keys, events.size()), events.size());
+  json sf = measure_recovery(o, keys, events.size());
   res.stateless_recovery = {{"statefold_reopen_seconds", sf["reopen_seconds"]},
                             {"statefold_entities", sf["checkpoint_entities"]},
                             {"statefold_tail_events", sf["tail_events"]},
