@@ -16,7 +16,7 @@ include(CMakePackageConfigHelpers)
 option(STATEFOLD_INSTALL "Generate statefold's install rules" ${statefold_top_level})
 
 set(STATEFOLD_INSTALL_TARGETS statefold_runtime)
-list(APPEND STATEFOLD_INSTALL_TARGETS statefold_actors statefold_stores statefold_testing)
+list(APPEND STATEFOLD_INSTALL_TARGETS statefold_actors statefold_http statefold_stores statefold_testing)
 
 if(NOT STATEFOLD_INSTALL)
   return()

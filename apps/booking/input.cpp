@@ -69,8 +69,8 @@ std::string printable(std::string_view s, std::size_t max) {
 status event_input::mismatch(const std::string& what, uint64_t next) const {
   return status{errc::config_mismatch,
                 "source '" + printable(source()) + "': " + what +
-                    ". It is not the input that was consumed under this name before (the data "
-                    "directory has consumed it up to position " + std::to_string(next) +
+                    ". It is not the input that was consumed under this name before (it is "
+                    "consumed up to position " + std::to_string(next) +
                     "). To consume another input, name it with --source NAME"};
 }
 

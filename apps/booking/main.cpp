@@ -34,6 +34,7 @@
 #include "booking_model.hpp"
 #include "run.hpp"
 #include "statefold/data_reader.hpp"
+#include "statefold/http/server.hpp"
 #include "statefold/stateless_consumer.hpp"
 
 namespace {
@@ -50,7 +51,7 @@ statefold::result<statefold::data_reader<booking::model>> open_reader(const read
 }
 
 int store_get(const read_options& o, const std::string& id) {
-  auto store = booking::open_store(o.store);
+  auto store = booking::open_store(o.store, false);
   if (!store) {
     std::fprintf(stderr, "statefold-booking: %s\n", store.error().to_string().c_str());
     return 1;
@@ -72,7 +73,7 @@ int store_get(const read_options& o, const std::string& id) {
 }
 
 int store_export(const read_options& o) {
-  auto store = booking::open_store(o.store);
+  auto store = booking::open_store(o.store, false);
   if (!store) {
     std::fprintf(stderr, "statefold-booking: %s\n", store.error().to_string().c_str());
     return 1;
@@ -185,9 +186,14 @@ int main(int argc, char** argv) {
       cmd->add_option("--processed-ttl", so.processed_ttl_s,
                       "seconds a processed-event ID is remembered (default: forever); the source "
                       "position keeps reruns exact anyway (docs/stores.md)")
+          ->check(CLI::Range(uint64_t{1}, statefold::stores::max_processed_ttl_s))
           ->needs(store);
     return store;
   };
+  run->add_option("--metrics-listen", ro.metrics_listen,
+                  "HOST:PORT: serve /metrics (Prometheus), /healthz and /readyz while running (port 0: any free one)");
+  run->add_flag("--metrics-per-partition", ro.metrics_per_partition,
+                "per-partition series on /metrics instead of totals");
   auto* run_store = add_store_options(run, ro.store, true);
   for (const char* engine_only : {"--data", "--partitions", "--durability", "--dedup-window", "--unsafe-no-dedup"})
     run_store->excludes(run->get_option(engine_only));
@@ -214,14 +220,26 @@ int main(int argc, char** argv) {
       std::fprintf(stderr, "statefold-booking: --source names an --input; the demo workload names itself\n");
       return 2;
     }
+    if (!ro.metrics_listen.empty()) {
+      if (auto a = statefold::http::parse_listen_address(ro.metrics_listen); !a) {
+        std::fprintf(stderr, "statefold-booking: --metrics-listen: %s\n", a.error().message().c_str());
+        return 2;
+      }
+    }
     if (!ro.store.url.empty()) {
-      if (auto a = statefold::stores::parse_redis_url(ro.store.url); !a) {
-        std::fprintf(stderr, "statefold-booking: %s\n", a.error().message().c_str());
+      if (auto st = booking::check_store_options(ro.store); !st.is_ok()) {
+        std::fprintf(stderr, "statefold-booking: %s\n", st.message().c_str());
         return 2;
       }
       return booking::run_stateless(ro);
     }
     return booking::run(ro);
+  }
+  if (!o.store.url.empty()) {
+    if (auto st = booking::check_store_options(o.store); !st.is_ok()) {
+      std::fprintf(stderr, "statefold-booking: %s\n", st.message().c_str());
+      return 2;
+    }
   }
   if (*get) return cmd_get(o, booking_id);
   return cmd_export(o);

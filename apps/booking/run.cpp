@@ -20,6 +20,7 @@
 
 #include "run_common.hpp"
 #include "statefold/engine.hpp"
+#include "statefold/http/engine_endpoints.hpp"
 
 namespace booking {
 namespace {
@@ -167,6 +168,24 @@ int run(const run_options& o) {
   const uint64_t items_before = input->items();
 
   counters c;
+  std::atomic<bool> reading{true};  // /readyz: accepting events until the input ends
+  std::unique_ptr<statefold::http::server> metrics;
+  if (!o.metrics_listen.empty()) {
+    statefold::http::engine_metrics_options mo;
+    mo.per_partition = o.metrics_per_partition;
+    mo.extra = [&c](statefold::http::metrics_text& m) { booking_metrics(m, c); };
+    mo.accepting = [&reading] { return reading.load(); };
+    statefold::http::server_options so;
+    so.listen = o.metrics_listen;
+    auto started = statefold::http::server::start(so, statefold::http::engine_routes(e, mo));
+    if (!started) {
+      std::fprintf(stderr, "statefold-booking: --metrics-listen: %s\n", started.error().to_string().c_str());
+      statefold::ignore(e.close());
+      return 1;
+    }
+    metrics = std::move(started).value();
+    std::fprintf(stderr, "metrics: http://%s/metrics (and /healthz, /readyz)\n", metrics->address().c_str());
+  }
   problem_log malformed_log(20), refused_log(20);
   progress_tracker tracker;
   std::atomic<uint64_t> read_pos{input->position()};
@@ -400,6 +419,8 @@ int run(const run_options& o) {
                          std::to_string(slowest).substr(0, 5) + " s: " + std::to_string(replayed) +
                          " events replayed, " + std::to_string(damaged) +
                          " with damage cut (see the log above for each)");
+  reading = false;
+  if (metrics) metrics->stop();  // before close: /metrics reads the running engine
   std::fprintf(stderr, "closing: syncing and checkpointing every partition ...\n");
   if (auto st = e.close(); !st.is_ok()) {
     std::fprintf(stderr, "statefold-booking: close: %s\n", st.to_string().c_str());
@@ -420,7 +441,7 @@ int run(const run_options& o) {
               c.conflicts.load());
   std::printf("  handler errors   %" PRIu64 " (refused by the model's apply; not applied)\n",
               c.handler_errors.load());
-  std::printf("  malformed        %" PRIu64 " (lines skipped)\n", c.malformed);
+  std::printf("  malformed        %" PRIu64 " (lines skipped)\n", c.malformed.load());
   std::printf("  rule violations  %" PRIu64 " (applied events that broke a booking rule: state, not errors)\n",
               c.violations.load());
   if (c.failed)

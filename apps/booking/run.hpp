@@ -34,6 +34,8 @@ struct run_options {
   bool strict = false;
   demo_options demo;
   store_options store;
+  std::string metrics_listen;          ///< HOST:PORT for /metrics, /healthz, /readyz; empty: none
+  bool metrics_per_partition = false;  ///< per-partition series instead of totals
 };
 
 /// Runs it; returns the exit code (0 ok, 1 error or events not acknowledged, 2 --strict and a
@@ -42,8 +44,13 @@ struct run_options {
 /// run resumes where it stopped.
 int run(const run_options& o);
 
-/// Connects to the store and checks it holds booking state (or none yet).
-statefold::result<std::unique_ptr<statefold::stores::redis_store>> open_store(const store_options& o);
+/// Connects to the store and checks it holds booking state; `for_writing` records the Model
+/// in a store that holds none yet, a reader (get, export) writes nothing and fails then.
+statefold::result<std::unique_ptr<statefold::stores::redis_store>> open_store(const store_options& o,
+                                                                             bool for_writing);
+
+/// ok, or the usage error in `o` (URL, prefix, TTL), checked before anything is touched.
+statefold::status check_store_options(const store_options& o);
 
 /// The same run through statefold::stateless_consumer over `o.store` (run_store.cpp): same
 /// inputs, outputs and exit codes; the state lives in the store.

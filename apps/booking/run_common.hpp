@@ -19,6 +19,8 @@
 #include <thread>
 #include <vector>
 
+#include "statefold/http/prometheus.hpp"
+
 namespace booking {
 
 using clock_type = std::chrono::steady_clock;
@@ -64,7 +66,7 @@ class problem_log {
 struct counters {
   std::atomic<uint64_t> submitted{0}, answered{0}, applied{0}, duplicates{0}, conflicts{0},
       handler_errors{0}, failed{0}, violations{0};
-  uint64_t malformed = 0;
+  std::atomic<uint64_t> malformed{0};
   std::mutex mu;
   std::vector<double> latency_ms;
   // Failures per partition: how many, and the first (line, reason).
@@ -136,6 +138,21 @@ inline double percentile(std::vector<double> v, double p) {
   if (v.empty()) return 0;
   std::sort(v.begin(), v.end());
   return v[std::min(v.size() - 1, static_cast<std::size_t>(p * v.size()))];
+}
+
+// The run's own counters on /metrics (--metrics-listen), beside the engine's or the store's:
+// what the program answered, including what never reached a partition.
+inline void booking_metrics(statefold::http::metrics_text& m, const counters& c) {
+  const char* help = "Events and lines statefold-booking run answered, by outcome.";
+  m.family("statefold_booking_events_total", "counter", help);
+  const std::pair<const char*, uint64_t> by[] = {
+      {"applied", c.applied.load()},         {"duplicate", c.duplicates.load()},
+      {"conflict", c.conflicts.load()},      {"rejected", c.handler_errors.load()},
+      {"failed", c.failed.load()},           {"malformed", c.malformed.load()}};
+  for (const auto& [outcome, n] : by) m.sample("statefold_booking_events_total", {{"outcome", outcome}}, static_cast<double>(n));
+  m.family("statefold_booking_rule_violations_total", "counter",
+           "Applied events that broke a booking rule (state, not errors).");
+  m.sample("statefold_booking_rule_violations_total", static_cast<double>(c.violations.load()));
 }
 
 }  // namespace booking

@@ -8,19 +8,29 @@
 
 #include "run.hpp"
 #include "run_common.hpp"
+#include "statefold/http/server.hpp"
 #include "statefold/stateless_consumer.hpp"
 #include "statefold/stores/redis_store.hpp"
 
 namespace booking {
 
-statefold::result<std::unique_ptr<statefold::stores::redis_store>> open_store(const store_options& o) {
+statefold::result<std::unique_ptr<statefold::stores::redis_store>> open_store(const store_options& o,
+                                                                             bool for_writing) {
   statefold::stores::redis_options ro;
   ro.prefix = o.prefix;
   ro.processed_ttl_s = o.processed_ttl_s;
   auto s = statefold::stores::redis_store::connect(o.url, ro);
   if (!s) return s.error();
-  if (auto st = (*s)->check_model(model::name, model::codec_version); !st.is_ok()) return st;
+  if (auto st = (*s)->check_model(model::name, model::codec_version, for_writing); !st.is_ok()) return st;
   return std::move(s).value();
+}
+
+statefold::status check_store_options(const store_options& o) {
+  if (auto a = statefold::stores::parse_redis_url(o.url); !a) return a.error();
+  statefold::stores::redis_options ro;
+  ro.prefix = o.prefix;
+  ro.processed_ttl_s = o.processed_ttl_s;
+  return statefold::stores::check_redis_options(ro);
 }
 
 int run_stateless(const run_options& o) {
@@ -49,7 +59,7 @@ int run_stateless(const run_options& o) {
     }
   } close_ack_log{ack_log};
 
-  auto opened = open_store(o.store);
+  auto opened = open_store(o.store, true);
   if (!opened) {
     std::fprintf(stderr, "statefold-booking: %s\n", opened.error().to_string().c_str());
     return 1;
@@ -83,6 +93,46 @@ int run_stateless(const run_options& o) {
   const uint64_t items_before = input->items();
 
   counters c;
+  // --metrics-listen: the run's counters, the store's retries, its health.
+  std::atomic<bool> reading{true};
+  std::atomic<uint64_t> retries{0};
+  std::mutex failure_mu;
+  std::string store_failure;  // under failure_mu
+  std::unique_ptr<statefold::http::server> metrics;
+  if (!o.metrics_listen.empty()) {
+    namespace sh = statefold::http;
+    std::vector<sh::route> routes = {
+        {"GET", "/metrics", false,
+         [&](sh::request&, sh::responder answer) {
+           sh::metrics_text m;
+           booking_metrics(m, c);
+           m.family("statefold_store_retries_total", "counter",
+                    "Batches read and redone because another consumer changed what they read.");
+           m.sample("statefold_store_retries_total", static_cast<double>(retries.load()));
+           sh::process_metrics(m);
+           answer({200, std::string(sh::prometheus_content_type), m.take(), {}});
+         }},
+        {"GET", "/healthz", false,
+         [&](sh::request&, sh::responder answer) {
+           std::lock_guard lock(failure_mu);
+           if (store_failure.empty()) answer({200, "text/plain; charset=utf-8", "ok\n", {}});
+           else answer({503, "text/plain; charset=utf-8", "store failed: " + store_failure + "\n", {}});
+         }},
+        {"GET", "/readyz", false, [&](sh::request&, sh::responder answer) {
+           std::lock_guard lock(failure_mu);
+           if (reading.load() && store_failure.empty()) answer({200, "text/plain; charset=utf-8", "ready\n", {}});
+           else answer({503, "text/plain; charset=utf-8", "not accepting events\n", {}});
+         }}};
+    sh::server_options so;
+    so.listen = o.metrics_listen;
+    auto started = sh::server::start(so, std::move(routes));
+    if (!started) {
+      std::fprintf(stderr, "statefold-booking: --metrics-listen: %s\n", started.error().to_string().c_str());
+      return 1;
+    }
+    metrics = std::move(started).value();
+    std::fprintf(stderr, "metrics: http://%s/metrics (and /healthz, /readyz)\n", metrics->address().c_str());
+  }
   problem_log malformed_log(20), refused_log(20);
   std::atomic<uint64_t> read_pos{input->position()};
   const std::string label = printable(input->label());
@@ -92,14 +142,21 @@ int run_stateless(const run_options& o) {
   std::vector<event> batch;
   std::vector<statefold::event_meta> metas;
   std::vector<uint64_t> lines;
-  uint64_t batch_from = input->position();  // where the next commit's range starts
+  // Where the next commit's range starts: the store's position. (The input may be past it: a
+  // last line consumed without its newline, which has arrived since, is skipped whole.)
+  uint64_t batch_from = from->next;
   // Commits what is read, up to `to`; false when the store failed (nothing of it acknowledged).
   auto send = [&](const statefold::source_progress& to) -> bool {
     const auto t0 = clock_type::now();
     const statefold::source_span span{input->source(), batch_from, to};
     c.submitted += batch.size();
     auto rs = consumer.process(batch, metas, &span);
+    retries = consumer.stats().retries;
     if (!rs) {
+      {
+        std::lock_guard lock(failure_mu);
+        store_failure = rs.error().to_string();
+      }
       c.failed += batch.size();
       auto& f = c.failures[0];
       if (f.events == 0 && !lines.empty()) f.first_line = lines.front();
@@ -207,11 +264,16 @@ int run_stateless(const run_options& o) {
     read_pos = input->position();
     bar.stop();
   }
+  reading = false;
+  if (metrics) metrics->stop();
   const double secs = std::chrono::duration<double>(clock_type::now() - t0).count();
   malformed_log.finish("malformed lines");
   refused_log.finish("refused events");
   if (c.failed) {
-    auto at = store.progress(input->source());
+    // The failed connection may be unusable (a timeout mid-reply): ask on a fresh one.
+    auto fresh = open_store(o.store, false);
+    auto at = fresh ? (*fresh)->progress(input->source())
+                    : statefold::result<statefold::source_progress>(fresh.error());
     std::fprintf(stderr,
                  "statefold-booking: stopped at the first failure; everything acknowledged before it is "
                  "committed to %s. Rerun the same command once the cause is fixed: it resumes at "
@@ -244,7 +306,7 @@ int run_stateless(const run_options& o) {
               c.conflicts.load());
   std::printf("  handler errors   %" PRIu64 " (refused by the model's apply; not applied)\n",
               c.handler_errors.load());
-  std::printf("  malformed        %" PRIu64 " (lines skipped)\n", c.malformed);
+  std::printf("  malformed        %" PRIu64 " (lines skipped)\n", c.malformed.load());
   std::printf("  rule violations  %" PRIu64 " (applied events that broke a booking rule: state, not errors)\n",
               c.violations.load());
   if (c.failed)

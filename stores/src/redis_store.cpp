@@ -2,6 +2,8 @@
 
 #include <signal.h>
 
+#include <algorithm>
+#include <cctype>
 #include <charconv>
 #include <cinttypes>
 #include <cstdio>
@@ -42,18 +44,20 @@ for g = 1, n do
   k = k + 1 + events
   a = a + 4 + events
 end
-local ttl = tonumber(ARGV[7])
+-- Writes. Redis does not roll a script back: nothing below may fail on what was checked
+-- above (no number is formatted by Lua; HINCRBY on a version checked to be an integer).
 k, a = 2, 9
 for g = 1, n do
   local events = tonumber(ARGV[a + 3])
   if ARGV[a + 1] == '1' then
     redis.call('DEL', KEYS[k])
   else
-    redis.call('HSET', KEYS[k], 'v', tonumber(ARGV[a]) + 1, 'd', ARGV[a + 2])
+    redis.call('HINCRBY', KEYS[k], 'v', 1)
+    redis.call('HSET', KEYS[k], 'd', ARGV[a + 2])
   end
   for j = 1, events do
-    if ttl > 0 then
-      redis.call('SET', KEYS[k + j], ARGV[a + 3 + j], 'EX', ttl)
+    if ARGV[7] ~= '0' then
+      redis.call('SET', KEYS[k + j], ARGV[a + 3 + j], 'EX', ARGV[7])
     else
       redis.call('SET', KEYS[k + j], ARGV[a + 3 + j])
     end
@@ -165,6 +169,10 @@ class args {
 }  // namespace
 
 result<redis_address> parse_redis_url(std::string_view url) {
+  if (url.find('@') != std::string_view::npos)  // never echo a password
+    return status(errc::invalid_argument,
+                  "store URL: user:password@ is not supported (no AUTH yet); run the consumer next to a "
+                  "server without a password on a trusted network");
   const auto bad = [&](const std::string& why) {
     return status(errc::invalid_argument, "store '" + std::string(url) + "': " + why +
                                               " (expected redis://HOST[:PORT][/DB])");
@@ -176,7 +184,7 @@ result<redis_address> parse_redis_url(std::string_view url) {
   if (auto slash = rest.find('/'); slash != std::string_view::npos) {
     const std::string_view db = rest.substr(slash + 1);
     uint64_t v = 0;
-    if (!parse_u64(db, v) || v > 15'000) return bad("the database must be a number");
+    if (!parse_u64(db, v) || v > 1'000'000) return bad("the database must be a number, 0 or more");
     a.db = static_cast<int>(v);
     rest = rest.substr(0, slash);
   }
@@ -206,7 +214,10 @@ struct redis_store::impl {
   std::string source_key(std::string_view source) const { return prefix + "src:" + std::string(source); }
 
   status io_error(const std::string& what) const {
-    return status(errc::io_error, name + ": " + what + ": " + (c->errstr[0] ? c->errstr : "connection lost"));
+    std::string why = c->errstr[0] ? c->errstr : "connection lost";
+    if (why.find("Resource temporarily unavailable") != std::string::npos)  // SO_RCVTIMEO
+      why = "no answer within " + std::to_string(static_cast<int>(o.io_timeout_s)) + " s (timeout)";
+    return status(errc::io_error, name + ": " + what + ": " + why);
   }
   status append(const args& a) {
     std::vector<const char*> argv;
@@ -275,7 +286,22 @@ result<std::unique_ptr<redis_store>> redis_store::connect(std::string_view url, 
   return connect(a, std::move(o));
 }
 
+status check_redis_options(const redis_options& o) {
+  if (o.prefix.empty() || o.prefix.size() > 64 ||
+      !std::all_of(o.prefix.begin(), o.prefix.end(), [](char c) {
+        return std::isalnum(static_cast<unsigned char>(c)) || c == '_' || c == '-' || c == '.';
+      }))
+    return status(errc::invalid_argument,
+                  "store prefix '" + o.prefix + "': 1 to 64 of A-Z a-z 0-9 _ - . (a ':' would let one "
+                  "prefix's keys look like another's)");
+  if (o.processed_ttl_s > max_processed_ttl_s)
+    return status(errc::invalid_argument, "processed TTL " + std::to_string(o.processed_ttl_s) +
+                                              " s: at most " + std::to_string(max_processed_ttl_s) + " (10 years)");
+  return status::ok();
+}
+
 result<std::unique_ptr<redis_store>> redis_store::connect(const redis_address& a, redis_options o) {
+  SF_RETURN_IF_ERROR(check_redis_options(o));
   sigpipe_blocked guard;
   auto i = std::make_unique<impl>();
   i->name = "redis://" + a.host + ":" + std::to_string(a.port) + "/" + std::to_string(a.db);
@@ -293,19 +319,26 @@ result<std::unique_ptr<redis_store>> redis_store::connect(const redis_address& a
   return std::unique_ptr<redis_store>(new redis_store(std::move(i)));
 }
 
-status redis_store::check_model(std::string_view model, uint32_t codec_version) {
+status redis_store::check_model(std::string_view model, uint32_t codec_version, bool record) {
   sigpipe_blocked guard;
   auto& i = *impl_;
   const std::string meta = i.prefix + "meta";
   const std::string codec = std::to_string(codec_version);
-  SF_RETURN_IF_ERROR(i.append(args().add("HSETNX").add(meta).add("model").add(model)));
-  SF_RETURN_IF_ERROR(i.append(args().add("HSETNX").add(meta).add("codec").add(codec)));
+  if (record) {
+    SF_RETURN_IF_ERROR(i.append(args().add("HSETNX").add(meta).add("model").add(model)));
+    SF_RETURN_IF_ERROR(i.append(args().add("HSETNX").add(meta).add("codec").add(codec)));
+  }
   SF_RETURN_IF_ERROR(i.append(args().add("HMGET").add(meta).add("model").add("codec")));
-  SF_RETURN_IF_ERROR(i.reply("HSETNX").to_status());
-  SF_RETURN_IF_ERROR(i.reply("HSETNX").to_status());
+  if (record) {
+    SF_RETURN_IF_ERROR(i.reply("HSETNX").to_status());
+    SF_RETURN_IF_ERROR(i.reply("HSETNX").to_status());
+  }
   SF_ASSIGN_OR_RETURN(auto r, i.reply("HMGET"));
   if (r->type != REDIS_REPLY_ARRAY || r->elements != 2)
     return status(errc::failed, name_ + ": unexpected reply reading " + meta);
+  if (r->element[0]->type == REDIS_REPLY_NIL)
+    return status(errc::not_found, name_ + ": no statefold state under prefix '" + i.o.prefix +
+                                       "' (nothing was consumed into this database with this prefix)");
   const std::string_view have_model = text_of(r->element[0]), have_codec = text_of(r->element[1]);
   if (have_model != model || have_codec != codec)
     return status(errc::config_mismatch,

@@ -202,6 +202,54 @@ TEST_F(store_e2e_test, AnUnreachableStoreIsAClearErrorAndAcknowledgesNothing) {
   EXPECT_NE(g.err.find(url), std::string::npos) << g.err;
 }
 
+TEST_F(store_e2e_test, ALastLineConsumedWithoutItsNewlineResumesWhenTheNewlineArrives) {
+  const auto input = make_input(300, 13);
+  std::string text;
+  for (const auto& e : input) text += e.dump() + "\n";
+  const std::size_t half = text.find('\n', text.size() / 2);  // a whole line, its '\n' held back
+  statefold::testing::write_bytes(in(), text.substr(0, half));
+  auto first = run("run " + store() + " --input " + in());
+  ASSERT_EQ(first.exit_code, 0) << first.err;
+  statefold::testing::append_bytes(in(), text.substr(half));  // the newline, and the rest
+  auto second = run("run " + store() + " --input " + in());
+  ASSERT_EQ(second.exit_code, 0) << second.err;
+  expect_exported(store(), input);
+  // The same through the stateful engine, for the same input history: the same export.
+  statefold::testing::write_bytes(t_ / "b.jsonl", text.substr(0, half));
+  ASSERT_EQ(run("run --data " + (t_ / "data") + " --input " + (t_ / "b.jsonl")).exit_code, 0);
+  statefold::testing::append_bytes(t_ / "b.jsonl", text.substr(half));
+  ASSERT_EQ(run("run --data " + (t_ / "data") + " --input " + (t_ / "b.jsonl")).exit_code, 0);
+  EXPECT_EQ(run("export " + store()).out, run("export --data " + (t_ / "data")).out);
+}
+
+TEST_F(store_e2e_test, GetAndExportWriteNothingAndAnEmptyStoreIsAnError) {
+  auto e = run("export " + store());
+  EXPECT_EQ(e.exit_code, 1);
+  EXPECT_NE(e.err.find("no statefold state under prefix 'statefold'"), std::string::npos) << e.err;
+  auto g = run("get --store " + server_->url(5) + " bk-1");  // another database: empty too
+  EXPECT_EQ(g.exit_code, 1);
+  for (int db : {0, 5}) {
+    auto keys = run_program("redis-cli -p " + std::to_string(server_->port()) + " -n " + std::to_string(db) + " dbsize");
+    EXPECT_EQ(keys.out, "0\n") << "a reader wrote to database " << db;
+  }
+}
+
+TEST_F(store_e2e_test, StoreOptionsAreCheckedBeforeAnythingIsTouched) {
+  for (const std::string& bad : {std::string("--store-prefix 'a:b'"), std::string("--store-prefix ''"),
+                                 std::string("--processed-ttl 0"), std::string("--processed-ttl -1"),
+                                 std::string("--processed-ttl 999999999999")}) {
+    auto r = run("run " + store() + " " + bad + " --events 10");
+    EXPECT_EQ(r.exit_code, 2) << bad << ": " << r.err;
+  }
+  auto secret = run("run --store redis://user:hunter2@127.0.0.1:1/0 --events 10");
+  EXPECT_EQ(secret.exit_code, 2);
+  EXPECT_EQ(secret.err.find("hunter2"), std::string::npos) << secret.err;
+  auto exported = run("export --store http://x");
+  EXPECT_EQ(exported.exit_code, 2) << exported.err;
+  auto keys = run_program("redis-cli -p " + std::to_string(server_->port()) + " dbsize");
+  EXPECT_EQ(keys.out, "0\n");
+}
+
 TEST_F(store_e2e_test, EngineOnlyFlagsAreRefusedWithAStore) {
   for (const char* flag : {"--data x", "--partitions 2", "--durability none", "--dedup-window 9"}) {
     auto r = run("run " + store() + " " + flag + " --events 10");

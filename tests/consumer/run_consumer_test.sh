@@ -7,8 +7,9 @@
 #                       configure the consumer with CMAKE_PREFIX_PATH=<prefix>.
 #   mode subdirectory:  configure the consumer with add_subdirectory(<source-dir>).
 #
-# It builds and runs three programs: main.cpp (an engine: open, submit, get, close, reopen),
-# stores_main.cpp (statefold::stores: a stateless consumer over a private redis-server), and
+# It builds and runs four programs: main.cpp (an engine: open, submit, get, close, reopen),
+# stores_main.cpp (statefold::stores: a stateless consumer over a private redis-server),
+# http_main.cpp (statefold::http: an engine's /metrics over a socket), and
 # the example test of docs/testing.md, taken from the document itself (statefold::testing).
 #
 # Exits non-zero on any failure. Works in a mktemp -d folder, removed on exit
@@ -83,5 +84,6 @@ step configure cmake "${cmake_args[@]}"
 step build cmake --build "$work/build" -j "$jobs"
 step run "$work/build/statefold_consumer"
 step stores "$work/build/statefold_stores_consumer"
+step http "$work/build/statefold_http_consumer"
 step example "$work/build/wallet_test"
 echo "run_consumer_test [$mode]: OK"

@@ -145,7 +145,7 @@ class run_between_read_and_commit final : public state_store {
  public:
   run_between_read_and_commit(state_store& inner, std::function<void()> f) : inner_(inner), f_(std::move(f)) {}
   const std::string& name() const noexcept override { return inner_.name(); }
-  status check_model(std::string_view m, uint32_t v) override { return inner_.check_model(m, v); }
+  status check_model(std::string_view m, uint32_t v, bool r) override { return inner_.check_model(m, v, r); }
   result<stored_state> get_state(std::string_view k) override { return inner_.get_state(k); }
   status save_state(std::string_view k, std::string_view b) override { return inner_.save_state(k, b); }
   result<std::optional<uint64_t>> is_processed(std::string_view k, std::string_view id) override {

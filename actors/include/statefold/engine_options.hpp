@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "statefold/file_system.hpp"
+#include "statefold/histogram.hpp"
 #include "statefold/log_reader.hpp"
 #include "statefold/log_writer.hpp"
 #include "statefold/partition_state.hpp"
@@ -107,6 +108,10 @@ struct engine_partition_stats {
   uint64_t in_flight = 0;          ///< submitted, not answered yet
   uint64_t waiting_for_sync = 0;   ///< batches applied, waiting for their sync
   uint64_t syncs = 0;              ///< persist calls completed (group commits)
+  latency_histogram persist_latency;     ///< per group commit: the write and its fdatasync
+  latency_histogram ack_latency;         ///< per event: taken by the partition -> answered
+  latency_histogram checkpoint_latency;  ///< per checkpoint: handed to the flusher -> durable
+  uint64_t checkpoint_bytes = 0;         ///< size of the last checkpoint written
   uint64_t restarts = 0;           ///< times the partition was restarted after a failure
   std::string failure;             ///< empty while healthy
   recovery_report recovery;        ///< the last recovery of this partition

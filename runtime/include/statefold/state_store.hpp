@@ -102,9 +102,10 @@ class state_store {
 
   /// Names the store in messages ("redis://127.0.0.1:6379/0").
   virtual const std::string& name() const noexcept = 0;
-  /// Records the Model's name and codec version on first use; refuses (config_mismatch) a
-  /// store written by another Model or another version of its encoding.
-  virtual status check_model(std::string_view model, uint32_t codec_version) = 0;
+  /// Records the Model's name and codec version on first use (`record`; a reader passes false
+  /// and writes nothing: a store nothing was consumed into is then not_found); refuses
+  /// (config_mismatch) a store written by another Model or another version of its encoding.
+  virtual status check_model(std::string_view model, uint32_t codec_version, bool record = true) = 0;
 
   // --- The seed's four operations ---------------------------------------------------------
   virtual result<stored_state> get_state(std::string_view key) = 0;

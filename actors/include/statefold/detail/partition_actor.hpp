@@ -108,6 +108,7 @@ struct submit_work final : work_item {
   std::shared_ptr<batch_completion> done;
   std::size_t next = 0;       // first event not applied yet (resumption after a rebuild)
   uint64_t wait_lsn = 0;      // answers wait until this LSN is durable
+  std::chrono::steady_clock::time_point accepted{};  // when the partition took it (ack latency)
 };
 
 template <class Model>
@@ -119,6 +120,7 @@ struct flush_work final : work_item {
   // Results, filled in by the flusher.
   status st;
   uint64_t durable = 0;
+  double persist_seconds = 0;  // the write (and fdatasync) alone
 };
 
 /// A checkpoint image the flusher writes in steps, between the persists that keep arriving;
@@ -128,6 +130,8 @@ struct checkpoint_write_work final : work_item {
   std::shared_ptr<partition_state<Model>> ps;
   caf::actor reply_to;
   uint64_t lsn = 0;
+  uint64_t bytes = 0;
+  std::chrono::steady_clock::time_point started{};
   status st;
 };
 
@@ -175,7 +179,9 @@ caf::behavior flusher_actor(caf::event_based_actor* self) {
   return {
       [self](persist_atom, work_ptr w) -> caf::message {
         auto job = work_cast<flush_work<Model>>(w);
+        const auto t0 = std::chrono::steady_clock::now();
         auto r = job->ps->persist(job->batch, job->mode);
+        job->persist_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
         if (!r) {
           job->st = r.error();
           return caf::make_message(flushed_atom::value, std::move(w));
@@ -186,6 +192,8 @@ caf::behavior flusher_actor(caf::event_based_actor* self) {
           cw->ps = job->ps;
           cw->reply_to = caf::actor_cast<caf::actor>(self->current_sender());
           cw->lsn = job->checkpoint->lsn;
+          cw->bytes = job->checkpoint->image.size();
+          cw->started = std::chrono::steady_clock::now();
           cw->st = job->ps->begin_checkpoint_write(std::move(*job->checkpoint));
           job->checkpoint.reset();
           if (cw->st.is_ok()) self->send(self, ckpt_write_atom::value, work_ptr(cw));
@@ -228,6 +236,10 @@ struct partition_actor_state {
   uint64_t events_since_checkpoint = 0;
   std::chrono::steady_clock::time_point last_checkpoint = std::chrono::steady_clock::now();
   uint64_t syncs = 0;
+  latency_histogram persist_latency;     // write + fdatasync, per group commit
+  latency_histogram ack_latency;         // taken by the partition -> answered, per event
+  latency_histogram checkpoint_latency;  // image handed to the flusher -> durable
+  uint64_t checkpoint_bytes = 0;         // the last checkpoint written
   bool flushing = false;
   bool rebuilding = false;
   bool checkpoint_wanted = false;
@@ -249,6 +261,7 @@ class partition_logic {
 
   static void on_submit(self_ptr self, const std::shared_ptr<submit_work<Model>>& w) {
     auto& st = self->state;
+    w->accepted = std::chrono::steady_clock::now();
     if (st.rebuilding || !st.stash.empty()) {
       st.stash.push_back(w);
       return;
@@ -295,10 +308,12 @@ class partition_logic {
         return;
       }
     }
-    if (w->wait_lsn > ps.durable_lsn())
+    if (w->wait_lsn > ps.durable_lsn()) {
       st.waiting.push_back(w);
-    else
+    } else {
+      st.ack_latency.observe(std::chrono::steady_clock::now() - w->accepted, w->events.size());
       w->done->finish();
+    }
   }
 
   static void maybe_flush(self_ptr self) {
@@ -414,8 +429,12 @@ class partition_logic {
       return;
     }
     ++st.syncs;
+    st.persist_latency.observe(job->persist_seconds);
+    const auto now = std::chrono::steady_clock::now();
     while (!st.waiting.empty() && st.waiting.front()->wait_lsn <= job->durable) {
-      st.waiting.front()->done->finish();
+      auto& w = *st.waiting.front();
+      st.ack_latency.observe(now - w.accepted, w.events.size());
+      w.done->finish();
       st.waiting.pop_front();
     }
     maybe_flush(self);
@@ -426,6 +445,8 @@ class partition_logic {
     st.checkpoint_writing = false;
     if (cw->st.is_ok()) {
       st.ps->checkpoint_done(cw->lsn);
+      st.checkpoint_latency.observe(std::chrono::steady_clock::now() - cw->started);
+      st.checkpoint_bytes = cw->bytes;
     } else {
       // The old checkpoints and every segment are still there: keep going, say so.
       st.ctx.log->warn("partition {}: checkpoint at LSN {} failed: {}", st.ctx.partition, cw->lsn,
@@ -561,6 +582,10 @@ class partition_logic {
     s.in_flight = static_cast<uint64_t>(std::max<int64_t>(0, st.ctx.flight->n.load()));
     s.waiting_for_sync = st.waiting.size();
     s.syncs = st.syncs;
+    s.persist_latency = st.persist_latency;
+    s.ack_latency = st.ack_latency;
+    s.checkpoint_latency = st.checkpoint_latency;
+    s.checkpoint_bytes = st.checkpoint_bytes;
     s.restarts = st.ctx.restarts->load();
     s.failure = st.ps->failure().is_ok() ? std::string() : st.ps->failure().to_string();
     s.recovery = st.ps->recovery();

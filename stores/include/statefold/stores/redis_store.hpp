@@ -33,10 +33,15 @@ struct redis_address {
   int db = 0;
 };
 
-/// Parses "redis://HOST[:PORT][/DB]" (PORT 6379 and DB 0 when left out).
+/// Parses "redis://HOST[:PORT][/DB]" (PORT 6379 and DB 0 when left out). A URL with
+/// credentials is refused without echoing it (AUTH is not supported yet).
 result<redis_address> parse_redis_url(std::string_view url);
 
+/// At most 10 years.
+inline constexpr uint64_t max_processed_ttl_s = 10ull * 365 * 24 * 3600;
+
 struct redis_options {
+  /// 1 to 64 of A-Z a-z 0-9 _ - . (no ':', so that no prefix's keys look like another's).
   std::string prefix = "statefold";
   /// Seconds a processed-event marker lives; 0: forever (the default).
   uint64_t processed_ttl_s = 0;
@@ -44,6 +49,9 @@ struct redis_options {
   /// Bounds every later read and write: a server that hangs becomes an error.
   double io_timeout_s = 30;
 };
+
+/// ok, or what is wrong with the options (prefix characters, TTL range).
+status check_redis_options(const redis_options& o);
 
 class redis_store final : public state_store {
  public:
@@ -55,7 +63,7 @@ class redis_store final : public state_store {
   redis_store& operator=(const redis_store&) = delete;
 
   const std::string& name() const noexcept override { return name_; }
-  status check_model(std::string_view model, uint32_t codec_version) override;
+  status check_model(std::string_view model, uint32_t codec_version, bool record = true) override;
 
   result<stored_state> get_state(std::string_view key) override;
   status save_state(std::string_view key, std::string_view bytes) override;
