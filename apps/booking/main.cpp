@@ -33,6 +33,7 @@
 
 #include "booking_model.hpp"
 #include "run.hpp"
+#include "serve.hpp"
 #include "statefold/data_reader.hpp"
 #include "statefold/http/server.hpp"
 #include "statefold/stateless_consumer.hpp"
@@ -197,6 +198,23 @@ int main(int argc, char** argv) {
   auto* run_store = add_store_options(run, ro.store, true);
   for (const char* engine_only : {"--data", "--partitions", "--durability", "--dedup-window", "--unsafe-no-dedup"})
     run_store->excludes(run->get_option(engine_only));
+  booking::serve_options so;
+  auto* srv = app.add_subcommand("serve", "the booking service over HTTP, until SIGTERM (docs: apps/booking/README.md)");
+  srv->add_option("--listen", so.listen, "HOST:PORT (port 0: any free one, printed on stderr)")->capture_default_str();
+  srv->add_option("--data", so.data, "data directory")->capture_default_str();
+  srv->add_option("--partitions", so.partitions, "partitions of a new directory")->check(CLI::Range(1, 4096));
+  srv->add_option("--durability", so.durability, "sync | interval | none")
+      ->capture_default_str()
+      ->check(CLI::IsMember({"sync", "interval", "none"}));
+  srv->add_option("--dedup-window", so.dedup_window, "event IDs remembered per partition (grow-only)")
+      ->check(CLI::Range(uint64_t{1}, uint64_t{1} << 30));
+  srv->add_option("--max-connections", so.max_connections, "open connections at most (more get 503)")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 100000));
+  srv->add_option("--max-body", so.max_body_bytes, "request body bytes at most (more get 413)")
+      ->capture_default_str()
+      ->check(CLI::Range(std::size_t{1024}, std::size_t{1} << 30));
+  srv->add_flag("--metrics-per-partition", so.metrics_per_partition, "per-partition series on /metrics");
   auto* get = app.add_subcommand("get", "print one booking's state as JSON");
   auto* get_data = get->add_option("--data", o.data, "data directory")->capture_default_str();
   add_store_options(get, o.store, false)->excludes(get_data);
@@ -234,6 +252,13 @@ int main(int argc, char** argv) {
       return booking::run_stateless(ro);
     }
     return booking::run(ro);
+  }
+  if (*srv) {
+    if (auto a = statefold::http::parse_listen_address(so.listen); !a) {
+      std::fprintf(stderr, "statefold-booking: --listen: %s\n", a.error().message().c_str());
+      return 2;
+    }
+    return booking::serve(so);
   }
   if (!o.store.url.empty()) {
     if (auto st = booking::check_store_options(o.store); !st.is_ok()) {

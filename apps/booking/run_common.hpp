@@ -143,7 +143,7 @@ inline double percentile(std::vector<double> v, double p) {
 // The run's own counters on /metrics (--metrics-listen), beside the engine's or the store's:
 // what the program answered, including what never reached a partition.
 inline void booking_metrics(statefold::http::metrics_text& m, const counters& c) {
-  const char* help = "Events and lines statefold-booking run answered, by outcome.";
+  const char* help = "Events and lines statefold-booking answered, by outcome.";
   m.family("statefold_booking_events_total", "counter", help);
   const std::pair<const char*, uint64_t> by[] = {
       {"applied", c.applied.load()},         {"duplicate", c.duplicates.load()},
