@@ -21,6 +21,7 @@
 #include <set>
 #include <sstream>
 #include <string>
+#include <type_traits>
 #include <vector>
 
 #include <nlohmann/json.hpp>
@@ -199,7 +200,8 @@ inline void write_jsonl(const std::string& path, const std::vector<json>& events
 
 /// Starts the program with `args` (stdout and stderr to files in `logs`), and kills it with
 /// SIGKILL once `kill_when` returns true (polled every millisecond; it gets the stderr so
-/// far) or after `max_ms`. True if it was killed while running.
+/// far, and the child's pid if it takes two arguments) or after `max_ms`. True if it was
+/// killed while running.
 template <class Pred>
 bool run_and_kill(const std::vector<std::string>& args, const std::string& logs, Pred kill_when,
                   int max_ms) {
@@ -220,7 +222,11 @@ bool run_and_kill(const std::vector<std::string>& args, const std::string& logs,
   for (int ms = 0; ms < max_ms; ++ms) {
     int ws;
     if (::waitpid(pid, &ws, WNOHANG) == pid) return false;  // it ended by itself
-    if (kill_when(statefold::testing::read_bytes(err))) break;
+    if constexpr (std::is_invocable_v<Pred, const std::string&, pid_t>) {
+      if (kill_when(statefold::testing::read_bytes(err), pid)) break;
+    } else {
+      if (kill_when(statefold::testing::read_bytes(err))) break;
+    }
     std::this_thread::sleep_for(std::chrono::milliseconds(1));
   }
   ::kill(pid, SIGKILL);
