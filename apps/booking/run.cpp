@@ -355,6 +355,7 @@ int run(const run_options& o) {
         }
       }
     }
+    reading = false;  // /readyz: draining from here on
     if (!input->verified().is_ok()) {
       // Another input under this source's name: nothing read since the resume point is sent.
       exit_code = 1;

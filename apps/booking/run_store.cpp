@@ -256,6 +256,7 @@ int run_stateless(const run_options& o) {
         read_pos = input->position();
       }
     }
+    reading = false;  // /readyz: draining from here on
     // Everything read so far (the input's end, or where a stop or a read error left it) —
     // unless the input is not the one consumed before, or --strict sent up to its line.
     if (!input->verified().is_ok()) exit_code = 1;

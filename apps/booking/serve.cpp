@@ -24,7 +24,12 @@
 #include <charconv>
 #include <cinttypes>
 #include <cstdio>
+#include <algorithm>
+#include <condition_variable>
+#include <deque>
 #include <mutex>
+#include <set>
+#include <thread>
 
 #include <spdlog/sinks/stdout_color_sinks.h>
 #include <spdlog/spdlog.h>
@@ -72,8 +77,28 @@ std::optional<std::string> unhex(std::string_view s) {
   return out;
 }
 
+// Sources with a request in flight. A source's positions must reach the engine in order, one
+// request after another: two concurrent requests of one source would let a higher position
+// reach a partition first, and the lower ones would count as consumed there.
+class sources_in_flight {
+ public:
+  bool take(const std::string& s) {
+    std::lock_guard lock(mu_);
+    return busy_.insert(s).second;
+  }
+  void give_back(const std::string& s) {
+    std::lock_guard lock(mu_);
+    busy_.erase(s);
+  }
+
+ private:
+  std::mutex mu_;
+  std::set<std::string> busy_;
+};
+
 // POST /events.
-void post_events(booking_engine& e, counters& c, sh::request& rq, sh::responder answer) {
+void post_events(booking_engine& e, counters& c, sources_in_flight& in_flight, sh::request& rq,
+                 sh::responder answer) {
   const std::string source = rq.header("x-source");
   uint64_t first_position = 0;
   if (const std::string p = rq.header("x-position"); !p.empty()) {
@@ -117,6 +142,8 @@ void post_events(booking_engine& e, counters& c, sh::request& rq, sh::responder 
     }
     lines->push_back(std::move(r));
   }
+  if (!source.empty() && line_no > 0 && first_position > UINT64_MAX - (line_no - 1))
+    return answer(error_response(400, "X-Position + the body's lines overflow 64 bits"));
   uint64_t malformed = 0;
   for (const auto& l : *lines) malformed += !l.malformed.empty();
   c.malformed += malformed;
@@ -127,9 +154,14 @@ void post_events(booking_engine& e, counters& c, sh::request& rq, sh::responder 
     j["results"] = rs;
     return answer(json_response(400, j));
   }
+  if (!source.empty() && !in_flight.take(source))
+    return answer(error_response(409, "a request of source '" + printable(source) +
+                                          "' is in flight: one source's requests must be sent one after "
+                                          "another, in position order"));
   const std::size_t n = events.size();
   c.submitted += n;
-  auto done = [lines, answer, &c](std::vector<statefold::submit_result>& rs) {
+  auto done = [lines, answer, &c, &in_flight, source](std::vector<statefold::submit_result>& rs) {
+    if (!source.empty()) in_flight.give_back(source);
     json results = json::array();
     uint64_t counts[6] = {};
     bool retry = false;
@@ -169,6 +201,7 @@ void post_events(booking_engine& e, counters& c, sh::request& rq, sh::responder 
   };
   auto st = e.submit_batch(std::move(events), std::move(done), std::move(metas));
   if (!st.is_ok()) {
+    if (!source.empty()) in_flight.give_back(source);
     c.failed += n;
     auto resp = error_response(503, st.to_string());
     resp.headers.emplace_back("Retry-After", "1");
@@ -177,7 +210,7 @@ void post_events(booking_engine& e, counters& c, sh::request& rq, sh::responder 
 }
 
 void get_booking(booking_engine& e, sh::request& rq, sh::responder answer) {
-  const std::string id = rq.path.substr(std::string("/bookings/").size());
+  const std::string id = sh::percent_decode(rq.path.substr(std::string("/bookings/").size()));
   if (id.empty() || id.size() > max_id_bytes) return answer(error_response(400, "a booking ID is 1 to 256 bytes"));
   auto got = e.get(id, std::chrono::seconds(2));
   if (!got) {
@@ -216,15 +249,59 @@ void list_bookings(booking_engine& e, sh::request& rq, sh::responder answer) {
                           [](const std::string& a, const auto& entry) { return a < entry.first; });
   json items = json::array();
   std::string last;
-  for (; it != all->end() && items.size() < limit; ++it) {
-    if (it->second.status == booking_status::unknown) continue;
+  const auto known = [](const auto& entry) { return entry.second.status != booking_status::unknown; };
+  for (it = std::find_if(it, all->end(), known); it != all->end() && items.size() < limit;
+       it = std::find_if(std::next(it), all->end(), known)) {
     items.push_back(to_json(it->first, it->second));
     last = it->first;
   }
   json j{{"bookings", items}};
-  if (it != all->end()) j["next_cursor"] = hex_of(last);
+  if (it != all->end()) j["next_cursor"] = hex_of(last);  // another known booking follows
   answer(json_response(200, j));
 }
+
+// Reads that export every partition (GET /bookings) or may wait for a restarting one run
+// here, one at a time, not on an I/O thread: /healthz and /metrics stay quick meanwhile.
+class slow_reads {
+ public:
+  slow_reads() : thread_([this] { loop(); }) {}
+  ~slow_reads() {
+    {
+      std::lock_guard lock(mu_);
+      done_ = true;
+    }
+    cv_.notify_all();
+    thread_.join();
+  }
+  /// false when too many are waiting (the caller answers 503).
+  bool post(std::function<void()> job) {
+    std::lock_guard lock(mu_);
+    if (jobs_.size() >= 64) return false;
+    jobs_.push_back(std::move(job));
+    cv_.notify_one();
+    return true;
+  }
+
+ private:
+  void loop() {
+    for (;;) {
+      std::function<void()> job;
+      {
+        std::unique_lock lock(mu_);
+        cv_.wait(lock, [&] { return done_ || !jobs_.empty(); });
+        if (jobs_.empty()) return;
+        job = std::move(jobs_.front());
+        jobs_.pop_front();
+      }
+      job();
+    }
+  }
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::deque<std::function<void()>> jobs_;
+  bool done_ = false;
+  std::thread thread_;
+};
 
 }  // namespace
 
@@ -236,6 +313,73 @@ int serve(const serve_options& o) {
   sigaddset(&stop_signals, SIGINT);
   sigaddset(&stop_signals, SIGTERM);
   pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
+
+  // The port is bound before the directory is recovered: a port in use fails at once, and
+  // during a long recovery /healthz answers (alive) and /readyz says it is starting.
+  std::atomic<booking_engine*> ready{nullptr};
+  std::atomic<bool> accepting{false};
+  counters c;
+  sources_in_flight in_flight;
+  slow_reads slow;
+  const auto starting = [] {
+    sh::response r{503, "text/plain; charset=utf-8", "starting: recovering the data directory\n", {}};
+    r.headers.emplace_back("Retry-After", "1");
+    return r;
+  };
+  sh::engine_metrics_options mo;
+  mo.per_partition = o.metrics_per_partition;
+  mo.extra = [&c](sh::metrics_text& mt) { booking_metrics(mt, c); };
+  std::vector<sh::route> routes = {
+      {"GET", "/metrics", false,
+       [&](sh::request&, sh::responder a) {
+         booking_engine* e = ready.load();
+         if (!e) return a(starting());
+         a({200, std::string(sh::prometheus_content_type), sh::engine_metrics(e->stats(), mo), {}});
+       }},
+      {"GET", "/healthz", false,
+       [&](sh::request&, sh::responder a) {
+         booking_engine* e = ready.load();
+         if (!e) return a({200, "text/plain; charset=utf-8", "ok (starting)\n", {}});
+         a(sh::engine_health(e->stats()));
+       }},
+      {"GET", "/readyz", false,
+       [&](sh::request&, sh::responder a) {
+         booking_engine* e = ready.load();
+         if (!e) return a(starting());
+         a(sh::engine_ready(e->stats(), accepting.load()));
+       }},
+      {"POST", "/events", false,
+       [&](sh::request& rq, sh::responder a) {
+         booking_engine* e = ready.load();
+         if (!e || !accepting) return a(starting());
+         post_events(*e, c, in_flight, rq, std::move(a));
+       }},
+      {"GET", "/bookings/", true,
+       [&](sh::request& rq, sh::responder a) {
+         booking_engine* e = ready.load();
+         if (!e) return a(starting());
+         if (!slow.post([e, rq, a]() mutable { get_booking(*e, rq, std::move(a)); }))
+           a(error_response(503, "too many reads waiting"));
+       }},
+      {"GET", "/bookings", false,
+       [&](sh::request& rq, sh::responder a) {
+         booking_engine* e = ready.load();
+         if (!e) return a(starting());
+         if (!slow.post([e, rq, a]() mutable { list_bookings(*e, rq, std::move(a)); }))
+           a(error_response(503, "too many reads waiting"));
+       }},
+  };
+  sh::server_options so;
+  so.listen = o.listen;
+  so.threads = 2;
+  so.max_connections = o.max_connections;
+  so.max_body_bytes = o.max_body_bytes;
+  auto server = sh::server::start(so, std::move(routes));
+  if (!server) {
+    std::fprintf(stderr, "statefold-booking: %s\n", server.error().to_string().c_str());
+    return 1;
+  }
+  std::fprintf(stderr, "listening on http://%s; recovering %s ...\n", (*server)->address().c_str(), o.data.c_str());
 
   statefold::engine_options eo;
   eo.dir = o.data;
@@ -254,29 +398,8 @@ int serve(const serve_options& o) {
     return 1;
   }
   auto& e = *opened.value();
-  counters c;
-  std::atomic<bool> accepting{true};
-
-  sh::engine_metrics_options mo;
-  mo.per_partition = o.metrics_per_partition;
-  mo.extra = [&c](sh::metrics_text& mt) { booking_metrics(mt, c); };
-  mo.accepting = [&accepting] { return accepting.load(); };
-  auto routes = sh::engine_routes(e, mo);
-  routes.push_back({"POST", "/events", false,
-                    [&](sh::request& rq, sh::responder a) { post_events(e, c, rq, std::move(a)); }});
-  routes.push_back({"GET", "/bookings/", true, [&](sh::request& rq, sh::responder a) { get_booking(e, rq, std::move(a)); }});
-  routes.push_back({"GET", "/bookings", false, [&](sh::request& rq, sh::responder a) { list_bookings(e, rq, std::move(a)); }});
-  sh::server_options so;
-  so.listen = o.listen;
-  so.threads = 2;  // a get waiting for a restarting partition does not stop the other
-  so.max_connections = o.max_connections;
-  so.max_body_bytes = o.max_body_bytes;
-  auto server = sh::server::start(so, std::move(routes));
-  if (!server) {
-    std::fprintf(stderr, "statefold-booking: %s\n", server.error().to_string().c_str());
-    statefold::ignore(e.close());
-    return 1;
-  }
+  ready = &e;
+  accepting = true;
   std::fprintf(stderr, "serving on http://%s (POST /events, GET /bookings/ID, /bookings, /metrics, /healthz, /readyz)\n",
                (*server)->address().c_str());
 

@@ -35,10 +35,10 @@ std::string lower(std::string_view s) {
   return out;
 }
 
-std::string percent_decoded(std::string_view s) {
+std::string percent_decoded(std::string_view s, bool plus_is_space = true) {
   std::string out;
   for (std::size_t i = 0; i < s.size(); ++i) {
-    if (s[i] == '+') {
+    if (s[i] == '+' && plus_is_space) {
       out += ' ';
     } else if (s[i] == '%' && i + 2 < s.size()) {
       unsigned v = 0;
@@ -112,6 +112,23 @@ class session : public std::enable_shared_from_this<session> {
     parser_->header_limit(static_cast<std::uint32_t>(srv_.o.max_header_bytes));
     parser_->body_limit(srv_.o.max_body_bytes);
     stream_.expires_after(srv_.o.read_timeout);
+    // The header first: a client that sent "Expect: 100-continue" waits for a 100 before
+    // it sends the body (curl does so for large bodies).
+    bhttp::async_read_header(stream_, buffer_, *parser_, [self = shared_from_this()](beast::error_code ec, std::size_t) {
+      if (ec) return self->on_read(ec);
+      const auto& h = self->parser_->get();
+      if (beast::iequals(h[bhttp::field::expect], "100-continue") && !self->parser_->is_done()) {
+        auto cont = std::make_shared<bhttp::response<bhttp::empty_body>>(bhttp::status::continue_, 11);
+        return bhttp::async_write(self->stream_, *cont, [self, cont](beast::error_code wec, std::size_t) {
+          if (wec) return self->shutdown();
+          self->read_body();
+        });
+      }
+      self->read_body();
+    });
+  }
+
+  void read_body() {
     bhttp::async_read(stream_, buffer_, *parser_,
                       [self = shared_from_this()](beast::error_code ec, std::size_t) { self->on_read(ec); });
   }
@@ -155,6 +172,13 @@ class session : public std::enable_shared_from_this<session> {
       response no;
       no.status = path_known ? 405 : 404;
       no.body = path_known ? rq.method + " is not allowed on " + rq.path + "\n" : "no such path: " + rq.path + "\n";
+      if (path_known) {
+        std::string allow;
+        for (const auto& r : srv_.routes)
+          if (r.prefix ? rq.path.rfind(r.path, 0) == 0 : rq.path == r.path)
+            allow += (allow.empty() ? "" : ", ") + r.method;
+        no.headers.emplace_back("Allow", allow);
+      }
       return write(std::move(no));
     }
     busy_ = true;
@@ -273,6 +297,11 @@ result<std::pair<std::string, uint16_t>> parse_listen_address(std::string_view s
     return status(errc::invalid_argument, "listen address '" + std::string(s) + "': the port must be 0..65535");
   std::string host(s.substr(0, colon));
   if (host.size() > 2 && host.front() == '[' && host.back() == ']') host = host.substr(1, host.size() - 2);
+  beast::error_code bad_ip;
+  net::ip::make_address(host, bad_ip);
+  if (bad_ip)
+    return status(errc::invalid_argument, "listen address '" + std::string(s) +
+                                              "': the host must be an IP address (127.0.0.1, 0.0.0.0, [::1])");
   return std::pair{host, static_cast<uint16_t>(port)};
 }
 
@@ -342,6 +371,8 @@ void server::stop() {
   for (auto& t : i.threads) t.join();
   i.threads.clear();
 }
+
+std::string percent_decode(std::string_view s) { return percent_decoded(s, false); }
 
 std::string request::header(std::string_view name) const {
   for (const auto& [k, v] : headers)

@@ -6,6 +6,8 @@
 
 #include <gtest/gtest.h>
 
+#include <future>
+
 #include "booking_oracle.hpp"
 
 namespace {
@@ -152,6 +154,60 @@ TEST(serve_e2e_test, ARetriedRequestWithASourceIsExactlyOnceBeyondTheDedupWindow
   auto [plain_code, plain] = post(s.base(), input, t / "body");
   ASSERT_EQ(plain_code, 200);
   EXPECT_GT(plain["applied"].get<int>(), 0) << "the window of 4 caught everything?";
+}
+
+TEST(serve_e2e_test, OneSourceOneRequestAtATimeAndOtherEdges) {
+  temp_dir t;
+  service s(t / "data", t.path());
+  // A second request of a source while one is in flight: 409, nothing of it taken.
+  std::vector<json> big;
+  for (int i = 0; i < 150'000; ++i)
+    big.push_back({{"event_id", "big-" + std::to_string(i)}, {"booking_id", "b" + std::to_string(i % 50)},
+                   {"type", "payment"}, {"amount_cents", 1}});
+  std::string body;
+  for (const auto& l : big) body += l.dump() + "\n";
+  statefold::testing::write_bytes(t / "first", body);
+  auto first = std::async(std::launch::async, [&] {
+    return run_program("curl -s --max-time 60 -o /dev/null -w '%{http_code}' -H 'X-Source: src' -H 'X-Position: 1' "
+                       "-X POST --data-binary @" + (t / "first") + " " + s.base() + "/events");
+  });
+  // Until the first is in the engine (in flight), then the second.
+  for (int i = 0; i < 2000; ++i) {
+    auto m = run_program("curl -s --max-time 30 " + s.base() + "/metrics");
+    const auto at = m.out.find("\nstatefold_in_flight_events ");
+    if (at != std::string::npos && m.out.compare(at + 28, 2, "0\n") != 0) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(2));
+  }
+  auto [second_code, second] = post(s.base(), {big[0]}, t / "second", "-H 'X-Source: src' -H 'X-Position: 200000'");
+  EXPECT_EQ(second_code, 409) << second;
+  EXPECT_EQ(first.get().out, "200");
+  // Positions past 2^64: 400, nothing taken.
+  auto [wrap_code, wrap] = post(s.base(), {big[1], big[2]}, t / "wrap",
+                                "-H 'X-Source: other' -H 'X-Position: 18446744073709551615'");
+  EXPECT_EQ(wrap_code, 400) << wrap;
+  // A booking ID that needs percent-encoding in the path.
+  json odd = {{"event_id", "o1"}, {"booking_id", "a b/cé"}, {"type", "created"}, {"show", "s"},
+              {"customer", "c"}, {"seats", 1}, {"price_cents", 5}};
+  ASSERT_EQ(post(s.base(), {odd}, t / "odd").first, 200);
+  auto got = run_program("curl -s --max-time 30 -w ' %{http_code}' " + s.base() + "/bookings/a%20b%2Fc%C3%A9");
+  EXPECT_NE(got.out.find(" 200"), std::string::npos) << got.out;
+  // Expect: 100-continue is answered (curl would wait a second for it otherwise).
+  const auto t0 = std::chrono::steady_clock::now();
+  auto cont = run_program("curl -s --max-time 30 -o /dev/null -w '%{http_code}' -H 'Expect: 100-continue' -X POST "
+                          "--data-binary @" + (t / "odd") + " " + s.base() + "/events");
+  EXPECT_EQ(cont.out, "200");
+  EXPECT_LT(std::chrono::steady_clock::now() - t0, std::chrono::milliseconds(900));
+  // 405 names what is allowed.
+  auto not_allowed = run_program("curl -s -i --max-time 30 -X DELETE " + s.base() + "/events");
+  EXPECT_NE(not_allowed.out.find("Allow: POST"), std::string::npos) << not_allowed.out;
+}
+
+TEST(serve_e2e_test, AHostNameIsAUsageErrorAndTouchesNothing) {
+  temp_dir t;
+  auto r = run("serve --listen localhost:0 --data " + (t / "data"));
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_NE(r.err.find("must be an IP address"), std::string::npos) << r.err;
+  EXPECT_FALSE(std::filesystem::exists(t / "data"));
 }
 
 TEST(serve_e2e_test, ASigkillDuringALoadLosesNoAcknowledgedEvent) {

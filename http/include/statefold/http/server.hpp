@@ -102,7 +102,10 @@ class server {
   std::shared_ptr<impl> impl_;
 };
 
-/// "HOST:PORT" split; an error names what is wrong.
+/// %XX sequences decoded (a path segment: '+' stays '+').
+std::string percent_decode(std::string_view s);
+
+/// "IP:PORT" split; an error names what is wrong (a host name is refused: bind needs an IP).
 result<std::pair<std::string, uint16_t>> parse_listen_address(std::string_view s);
 
 }  // namespace statefold::http
