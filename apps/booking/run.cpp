@@ -104,29 +104,10 @@ int run(const run_options& o) {
     return 2;
   }
   install_stop_handlers();
-  std::unique_ptr<event_input> input;
-  if (o.input.empty()) {
-    input = open_demo(o.demo);
-  } else {
-    auto in = open_lines(o.input, o.source, &stop_requested);
-    if (!in) {
-      std::fprintf(stderr, "statefold-booking: %s\n", in.error().to_string().c_str());
-      return 1;
-    }
-    input = std::move(in).value();
-  }
-  FILE* ack_log = nullptr;
-  if (!o.ack_log.empty() && !(ack_log = std::fopen(o.ack_log.c_str(), "a"))) {
-    std::fprintf(stderr, "statefold-booking: cannot open --ack-log %s: %s\n", o.ack_log.c_str(),
-                 std::strerror(errno));
-    return 1;
-  }
-  struct closer {
-    FILE*& f;
-    ~closer() {
-      if (f) std::fclose(f);
-    }
-  } close_ack_log{ack_log};
+  run_io io;
+  if (int rc = open_run_io(o, io); rc != 0) return rc;
+  std::unique_ptr<event_input>& input = io.input;
+  FILE* const ack_log = io.ack_log;
 
   statefold::engine_options eo;
   eo.dir = o.data;

@@ -4,6 +4,7 @@
 // generated demo workload) into a data directory, exactly once across reruns.
 
 #include <cstddef>
+#include <cstdio>
 #include <cstdint>
 #include <memory>
 #include <optional>
@@ -43,6 +44,21 @@ struct run_options {
 /// made durable, the directory is checkpointed, the summary printed, and it exits 0; the next
 /// run resumes where it stopped.
 int run(const run_options& o);
+
+/// A run's input and its --ack-log (closed with it).
+struct run_io {
+  std::unique_ptr<event_input> input;
+  FILE* ack_log = nullptr;
+  run_io() = default;
+  run_io(const run_io&) = delete;
+  run_io& operator=(const run_io&) = delete;
+  ~run_io() {
+    if (ack_log) std::fclose(ack_log);
+  }
+};
+/// Opens the input (--input FILE|-, or the demo) and the ack log; 0, or the exit code after
+/// saying why on stderr. Call after install_stop_handlers(): a read a signal interrupts ends.
+int open_run_io(const run_options& o, run_io& io);
 
 /// Connects to the store and checks it holds booking state; `for_writing` records the Model
 /// in a store that holds none yet, a reader (get, export) writes nothing and fails then.

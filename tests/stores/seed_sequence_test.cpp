@@ -15,6 +15,7 @@
 
 #include "statefold/stateless_consumer.hpp"
 #include "statefold/stores/redis_store.hpp"
+#include "statefold/testing/hooked_store.hpp"
 #include "statefold/testing/ledger_model.hpp"
 #include "statefold/testing/redis_server.hpp"
 #include "statefold/testing/temp_dir.hpp"
@@ -141,42 +142,15 @@ TEST_F(SeedSequenceTest, TheSeedsSequenceLosesAnUpdateWhenTwoConsumersInterleave
 
 // The same interleaving through stateless_consumer: A's commit finds the version moved, A
 // reads again and redoes its event on top of B's.
-class run_between_read_and_commit final : public state_store {
- public:
-  run_between_read_and_commit(state_store& inner, std::function<void()> f) : inner_(inner), f_(std::move(f)) {}
-  const std::string& name() const noexcept override { return inner_.name(); }
-  status check_model(std::string_view m, uint32_t v, bool r) override { return inner_.check_model(m, v, r); }
-  result<stored_state> get_state(std::string_view k) override { return inner_.get_state(k); }
-  status save_state(std::string_view k, std::string_view b) override { return inner_.save_state(k, b); }
-  result<std::optional<uint64_t>> is_processed(std::string_view k, std::string_view id) override {
-    return inner_.is_processed(k, id);
-  }
-  status mark_processed(std::string_view k, std::string_view id, uint64_t d) override {
-    return inner_.mark_processed(k, id, d);
-  }
-  status read(const store_read& w, store_read_reply& out) override { return inner_.read(w, out); }
-  using state_store::commit;
-  result<commit_reply> commit(std::span<const key_commit> k, const source_advance* s) override {
-    if (f_) std::exchange(f_, nullptr)();
-    return inner_.commit(k, s);
-  }
-  result<source_progress> progress(std::string_view s) override { return inner_.progress(s); }
-  status for_each_state(const std::function<status(std::string_view, const stored_state&)>& f) override {
-    return inner_.for_each_state(f);
-  }
-
- private:
-  state_store& inner_;
-  std::function<void()> f_;
-};
-
 TEST_F(SeedSequenceTest, TheAtomicCommitLosesNoUpdateInTheSameInterleaving) {
   auto store_a = connect(), store_b = connect();
   stateless_consumer<ledger_model> b(*store_b);
-  run_between_read_and_commit a_store(*store_a, [&] {
+  testing::hooked_store a_store(*store_a);
+  a_store.before_commit = [&](int n) {
+    if (n != 0) return;
     auto r = b.process(std::vector{ledger("pay-b", "booking-1", 1, 30)});
     ASSERT_TRUE(r && (*r)[0].kind == outcome::applied);
-  });
+  };
   stateless_consumer<ledger_model> a(a_store);
   auto r = a.process(std::vector{ledger("pay-a", "booking-1", 1, 20)});
   ASSERT_TRUE(r) << r.error().to_string();

@@ -7,6 +7,7 @@
 
 #include "statefold/stateless_consumer.hpp"
 #include "statefold/stores/redis_store.hpp"
+#include "statefold/testing/hooked_store.hpp"
 #include "statefold/testing/ledger_model.hpp"
 #include "statefold/testing/redis_server.hpp"
 #include "statefold/testing/temp_dir.hpp"
@@ -104,44 +105,15 @@ TEST_F(StoreTest, CommitIsAllOrNothing) {
   EXPECT_NE(again->moved.find("marker"), std::string::npos) << again->moved;
 }
 
+
 // The scripted interleaving of two consumers on one key: B commits between A's read and A's
 // commit. A's commit is stale, A reads again and redoes its batch: both updates land.
-class interleaving_store final : public state_store {
- public:
-  explicit interleaving_store(state_store& inner) : inner_(inner) {}
-  std::function<void()> before_first_commit;
-  int commits = 0;
-
-  const std::string& name() const noexcept override { return inner_.name(); }
-  status check_model(std::string_view m, uint32_t v, bool r) override { return inner_.check_model(m, v, r); }
-  result<stored_state> get_state(std::string_view k) override { return inner_.get_state(k); }
-  status save_state(std::string_view k, std::string_view b) override { return inner_.save_state(k, b); }
-  result<std::optional<uint64_t>> is_processed(std::string_view k, std::string_view id) override {
-    return inner_.is_processed(k, id);
-  }
-  status mark_processed(std::string_view k, std::string_view id, uint64_t d) override {
-    return inner_.mark_processed(k, id, d);
-  }
-  status read(const store_read& w, store_read_reply& out) override { return inner_.read(w, out); }
-  using state_store::commit;
-  result<commit_reply> commit(std::span<const key_commit> k, const source_advance* s) override {
-    if (commits++ == 0 && before_first_commit) before_first_commit();
-    return inner_.commit(k, s);
-  }
-  result<source_progress> progress(std::string_view s) override { return inner_.progress(s); }
-  status for_each_state(const std::function<status(std::string_view, const stored_state&)>& f) override {
-    return inner_.for_each_state(f);
-  }
-
- private:
-  state_store& inner_;
-};
-
 TEST_F(StoreTest, TwoConsumersInterleavedOnOneKeyLoseNoUpdate) {
   auto store_a = connect(), store_b = connect();
-  interleaving_store a_view(*store_a);
+  testing::hooked_store a_view(*store_a);
   stateless_consumer<ledger_model> a(a_view), b(*store_b);
-  a_view.before_first_commit = [&] {
+  a_view.before_commit = [&](int n) {
+    if (n != 0) return;
     auto rb = b.process(std::vector{ledger("b1", "seat-7", 1, 100)});
     ASSERT_TRUE(rb && (*rb)[0].kind == outcome::applied);
   };
@@ -149,7 +121,7 @@ TEST_F(StoreTest, TwoConsumersInterleavedOnOneKeyLoseNoUpdate) {
   ASSERT_TRUE(ra) << ra.error().to_string();
   EXPECT_EQ((*ra)[0].kind, outcome::applied);
   EXPECT_EQ(a.stats().retries, 1u);
-  EXPECT_EQ(a_view.commits, 2);
+  EXPECT_EQ(a_view.commits(), 2);
   const auto s = **a.get("seat-7");
   EXPECT_EQ(s.count, 2u);
   EXPECT_EQ(s.sum, 101);
