@@ -5,7 +5,9 @@
 #
 # 1. statefold-booking serve (2 partitions, durability sync) on a fresh directory; wrk posts
 #    JSON Lines bodies of fresh events (bench/http/post_events.lua: unique IDs, no duplicate)
-#    over CONNECTIONS keep-alive connections for SECONDS: closed loop.
+#    over CONNECTIONS keep-alive connections for SECONDS: closed loop. Then, on the same
+#    service, bench/http/open_loop.cpp sends requests of fresh events at half of that request
+#    rate for SECONDS, latency from each request's intended send time: half load.
 # 2. the same number of the same kind of events from a file through `statefold-booking run`
 #    (the same parser, the same engine, no HTTP): the baseline of the same run.
 # wrk runs on the same cores as the service. Needs wrk (apt-get install wrk).
@@ -35,6 +37,8 @@ for _ in $(seq 1 500); do
 done
 [[ -n "$addr" ]] || { cat "$work/serve.err" >&2; exit 1; }
 wrk -t1 -c"$conns" -d"${secs}s" --timeout 30s -s "$root/bench/http/post_events.lua" "http://$addr" -- "$per" >"$work/wrk.out"
+half_rps=$(awk '$1 == "requests" { r = $2 } $1 == "seconds" { s = $2 } END { printf "%.1f", r / s / 2 }' "$work/wrk.out")
+"$build/bench/http_open_loop" "$addr" "$half_rps" "$secs" "$per" "$conns" >"$work/open.out" || true
 kill -TERM "$pid"
 wait "$pid"
 pid=
@@ -57,5 +61,9 @@ printf '%-46s %12s %12s %10s %10s\n' "" "events/s" "ratio" "p50 ms" "p99 ms"
 printf '%-46s %12s %12s %10s %10s\n' "HTTP: wrk, $conns conns, $per events per POST, ${secs}s" "$http_rate" \
   "$(awk -v a="$http_rate" -v b="$direct_rate" 'BEGIN { printf "%.2f", a / b }')" \
   "$(val latency_p50_ms)" "$(val latency_p99_ms)"
+oval() { awk -v k="$1" '$1 == k { print $2 }' "$work/open.out"; }
+printf '%-46s %12s %12s %10s %10s\n' "HTTP: open loop at half ($half_rps requests/s)" "$(oval events_per_s)" \
+  "$(awk -v a="$(oval events_per_s)" -v b="$direct_rate" 'BEGIN { printf "%.2f", a / b }')" \
+  "$(oval p50_ms)" "$(oval p99_ms)"
 printf '%-46s %12s %12s %10s %10s\n' "run --input FILE (same count, no HTTP)" "$direct_rate" "1.00" "-" "-"
-echo "($events events over HTTP in $requests requests; answers other than 200: $(val not_200); latency per request)"
+echo "(closed loop: $events events in $requests requests; answers other than 200: $(val not_200) closed, $(oval not_200) open; latency per request, the open loop's from each request's intended send time)"
