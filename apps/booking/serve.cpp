@@ -328,7 +328,11 @@ int serve(const serve_options& o) {
   };
   sh::engine_metrics_options mo;
   mo.per_partition = o.metrics_per_partition;
-  mo.extra = [&c](sh::metrics_text& mt) { booking_metrics(mt, c); };
+  std::atomic<sh::server*> http{nullptr};  // set once started: its request series
+  mo.extra = [&c, &http](sh::metrics_text& mt) {
+    booking_metrics(mt, c);
+    if (sh::server* s = http.load()) sh::server_metrics(mt, s->stats());
+  };
   std::vector<sh::route> routes = {
       {"GET", "/metrics", false,
        [&](sh::request&, sh::responder a) {
@@ -379,6 +383,7 @@ int serve(const serve_options& o) {
     std::fprintf(stderr, "statefold-booking: %s\n", server.error().to_string().c_str());
     return 1;
   }
+  http = server->get();
   std::fprintf(stderr, "listening on http://%s; recovering %s ...\n", (*server)->address().c_str(), o.data.c_str());
 
   statefold::engine_options eo;

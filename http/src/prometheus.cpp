@@ -134,4 +134,22 @@ void process_metrics(metrics_text& m) {
   m.sample("process_start_time_seconds", boot_time + start_ticks / static_cast<double>(::sysconf(_SC_CLK_TCK)));
 }
 
+void server_metrics(metrics_text& m, const server::counters& c) {
+  m.family("statefold_http_requests_total", "counter", "HTTP requests answered, by route and status code.");
+  for (const auto& a : c.answers)
+    m.sample("statefold_http_requests_total",
+             {{"method", a.method}, {"route", a.route}, {"code", std::to_string(a.status)}},
+             static_cast<double>(a.answers));
+  m.family("statefold_http_request_seconds", "histogram",
+           "From a request read whole to its answer written, by route.");
+  for (const auto& l : c.latency) m.histogram("statefold_http_request_seconds", {{"method", l.method}, {"route", l.route}}, l.seconds);
+  m.family("statefold_http_connections_total", "counter", "Connections accepted.");
+  m.sample("statefold_http_connections_total", static_cast<double>(c.connections));
+  m.family("statefold_http_connections_refused_total", "counter",
+           "Connections answered 503 because the server had its maximum open.");
+  m.sample("statefold_http_connections_refused_total", static_cast<double>(c.refused));
+  m.family("statefold_http_open_connections", "gauge", "Connections open now.");
+  m.sample("statefold_http_open_connections", static_cast<double>(c.open));
+}
+
 }  // namespace statefold::http

@@ -16,6 +16,7 @@
 #include <cctype>
 #include <charconv>
 #include <condition_variable>
+#include <map>
 #include <mutex>
 #include <optional>
 #include <thread>
@@ -71,6 +72,16 @@ struct server::impl : std::enable_shared_from_this<server::impl> {
   std::string address;
   std::vector<std::thread> threads;
   std::atomic<uint64_t> connections{0}, requests{0}, refused{0};
+
+  // Answers by (route, status) and latency by route; route index routes.size(): none.
+  std::mutex stats_mu;
+  std::map<std::pair<std::size_t, unsigned>, uint64_t> answers;
+  std::vector<latency_histogram> latency;  // routes.size() + 1, sized at start
+  void answered(std::size_t route, unsigned status, std::chrono::steady_clock::duration took) {
+    std::lock_guard lock(stats_mu);
+    ++answers[{route, status}];
+    latency[route].observe(took);
+  }
 
   std::mutex mu;
   std::condition_variable cv;
@@ -156,6 +167,8 @@ class session : public std::enable_shared_from_this<session> {
                               std::string(f.value()));
     rq.body = std::move(msg.body());
     ++srv_.requests;
+    started_ = std::chrono::steady_clock::now();
+    route_ = srv_.routes.size();
 
     const route* found = nullptr;
     bool path_known = false;
@@ -181,6 +194,7 @@ class session : public std::enable_shared_from_this<session> {
       }
       return write(std::move(no));
     }
+    route_ = static_cast<std::size_t>(found - srv_.routes.data());
     busy_ = true;
     stream_.expires_never();  // the handler may answer later (when events are durable)
     // The session lives until the handler answers (nothing else is pending on it meanwhile),
@@ -218,8 +232,10 @@ class session : public std::enable_shared_from_this<session> {
     res->keep_alive(keep_alive_ && !closing_);
     res->prepare_payload();
     stream_.expires_after(srv_.o.read_timeout);  // a client that does not read its answer
-    bhttp::async_write(stream_, *res, [self = shared_from_this(), res](beast::error_code ec, std::size_t) {
+    bhttp::async_write(stream_, *res, [self = shared_from_this(), res, status = r.status](beast::error_code ec, std::size_t) {
       self->busy_ = false;
+      self->srv_.answered(self->route_, status, std::chrono::steady_clock::now() - self->started_);
+      self->route_ = self->srv_.routes.size();
       if (ec || !res->keep_alive()) return self->shutdown();
       self->read();
     });
@@ -227,6 +243,8 @@ class session : public std::enable_shared_from_this<session> {
 
   void reply_and_close(unsigned status, std::string why) {
     keep_alive_ = false;
+    started_ = std::chrono::steady_clock::now();
+    route_ = srv_.routes.size();
     write({status, "text/plain; charset=utf-8", why + "\n", {}});
   }
 
@@ -242,6 +260,8 @@ class session : public std::enable_shared_from_this<session> {
   std::shared_ptr<server::impl> keep_;  // a late answer (after stop() gave up waiting) finds it alive
   server::impl& srv_;
   bool keep_alive_ = true;
+  std::size_t route_ = 0;  // of the request being answered; routes.size(): none
+  std::chrono::steady_clock::time_point started_;
   bool busy_ = false;
   bool closing_ = false;
 };
@@ -310,6 +330,7 @@ result<std::unique_ptr<server>> server::start(server_options o, std::vector<rout
   auto i = std::make_shared<impl>();
   i->o = o;
   i->routes = std::move(routes);
+  i->latency.resize(i->routes.size() + 1);
   beast::error_code ec;
   const auto addr = net::ip::make_address(hp.first, ec);
   if (ec) return status(errc::invalid_argument, "listen address '" + o.listen + "': " + ec.message());
@@ -341,7 +362,30 @@ server::~server() { stop(); }
 const std::string& server::address() const noexcept { return impl_->address; }
 
 server::counters server::stats() const {
-  return {impl_->connections.load(), impl_->requests.load(), impl_->refused.load()};
+  const auto& i = *impl_;
+  counters c;
+  c.connections = i.connections.load();
+  c.requests = i.requests.load();
+  c.refused = i.refused.load();
+  {
+    std::lock_guard lock(impl_->mu);
+    c.open = i.open;
+  }
+  auto name = [&](std::size_t r) -> std::pair<std::string, std::string> {
+    if (r >= i.routes.size()) return {};
+    return {i.routes[r].method, i.routes[r].prefix ? i.routes[r].path + "*" : i.routes[r].path};
+  };
+  std::lock_guard lock(impl_->stats_mu);
+  for (const auto& [k, n] : i.answers) {
+    auto [method, route] = name(k.first);
+    c.answers.push_back({std::move(method), std::move(route), k.second, n});
+  }
+  for (std::size_t r = 0; r < i.latency.size(); ++r) {
+    if (i.latency[r].count == 0) continue;
+    auto [method, route] = name(r);
+    c.latency.push_back({std::move(method), std::move(route), i.latency[r]});
+  }
+  return c;
 }
 
 void server::stop() {

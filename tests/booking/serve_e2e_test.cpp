@@ -99,6 +99,18 @@ void expect_pages_match(const std::string& base, const std::vector<json>& input)
   }
 }
 
+// The sum of the samples of `name` that pass `filter` (Python, over s.labels), read through
+// python3-prometheus-client: the whole /metrics text must parse.
+std::string metric(const std::string& base, const std::string& name, const std::string& filter = "True") {
+  auto r = run_program("curl -s -f --max-time 20 " + base +
+                       "/metrics | /usr/bin/python3 -c \"\nimport sys\nfrom prometheus_client.parser import "
+                       "text_string_to_metric_families\nt=0\nfor f in text_string_to_metric_families(sys.stdin.read()):\n"
+                       "  for s in f.samples:\n    if s.name=='" + name + "' and " + filter +
+                       ": t+=s.value\nprint(int(t))\"");
+  EXPECT_EQ(r.exit_code, 0) << r.err << r.out;
+  return r.out;
+}
+
 TEST(serve_e2e_test, PostReadRestartAndReadAgain) {
   temp_dir t;
   const auto input = make_input(400, 17);
@@ -111,6 +123,15 @@ TEST(serve_e2e_test, PostReadRestartAndReadAgain) {
       ASSERT_EQ(body["results"].size(), chunk.size());
     }
     expect_pages_match(s.base(), input);
+    // /metrics agrees: the events answered, and the requests by route and code.
+    const std::size_t posts = (input.size() + 149) / 150;
+    EXPECT_EQ(metric(s.base(), "statefold_http_requests_total",
+                     "s.labels['route']=='/events' and s.labels['code']=='200' and s.labels['method']=='POST'"),
+              std::to_string(posts) + "\n");
+    EXPECT_EQ(metric(s.base(), "statefold_http_request_seconds_count", "s.labels['route']=='/events'"),
+              std::to_string(posts) + "\n");
+    EXPECT_EQ(metric(s.base(), "statefold_booking_events_total"), std::to_string(input.size()) + "\n");
+    EXPECT_EQ(metric(s.base(), "statefold_events_total"), std::to_string(input.size()) + "\n");
     auto one = run_program("curl -s --max-time 30 -w ' %{http_code}' " + s.base() + "/bookings/bk-3");
     EXPECT_NE(one.out.find("\"booking_id\":\"bk-3\""), std::string::npos) << one.out;
     EXPECT_EQ(run_program("curl -s --max-time 30 -w ' %{http_code}' " + s.base() + "/bookings/nope").out,

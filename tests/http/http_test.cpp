@@ -9,7 +9,9 @@
 #include <unistd.h>
 
 #include <cstdio>
+#include <fstream>
 #include <future>
+#include <map>
 #include <thread>
 
 #include "statefold/engine.hpp"
@@ -104,6 +106,29 @@ TEST(HttpServer, RoutesAnswersAndErrorsOverRealSockets) {
   auto two = sh("curl -s -o /dev/null -o /dev/null -w '%{num_connects}\\n' " + base + "/later " + base + "/later");
   EXPECT_EQ(two.out, "1\n0\n");
   EXPECT_EQ((*s)->stats().requests, 7u);  // 413 and 431 end before a request is whole
+
+  // Every answer is counted by route and code (an answer counts once written: poll briefly).
+  auto answers = [&] {
+    std::map<std::string, uint64_t> by;
+    for (const auto& a : (*s)->stats().answers) by[a.method + " " + a.route + " " + std::to_string(a.status)] += a.answers;
+    return by;
+  };
+  for (int i = 0; i < 200 && answers().size() < 7; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  const std::map<std::string, uint64_t> want = {{"POST /echo 200", 1}, {"GET /later 202", 3}, {"GET /throws 500", 1},
+                                                {"  404", 1}, {"  405", 1}, {"  413", 1}, {"  431", 1}};
+  EXPECT_EQ(answers(), want);
+  metrics_text m;
+  server_metrics(m, (*s)->stats());
+  testing::temp_dir scratch;
+  const std::string file = scratch / "metrics.txt";
+  {
+    std::ofstream(file) << m.text();
+  }
+  auto parsed = sh("/usr/bin/python3 -c \"\nfrom prometheus_client.parser import text_string_to_metric_families\n"
+                   "for f in text_string_to_metric_families(open('" + file + "').read()):\n  for s in f.samples:\n"
+                   "    if s.name=='statefold_http_requests_total' and s.labels['route']=='/later': print(s.labels['code'], int(s.value))\n"
+                   "    if s.name=='statefold_http_request_seconds_count' and s.labels['route']=='/later': print('count', int(s.value))\n\"");
+  EXPECT_EQ(parsed.out, "202 3\ncount 3\n");
 }
 
 TEST(HttpServer, ASlowClientIsCutOffAndTooManyConnectionsGet503) {

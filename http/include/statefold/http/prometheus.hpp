@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "statefold/histogram.hpp"
+#include "statefold/http/server.hpp"
 
 namespace statefold::http {
 
@@ -41,5 +42,11 @@ std::string escape_label_value(std::string_view v);
 /// The process basics (process_cpu_seconds_total, process_resident_memory_bytes,
 /// process_open_fds, process_threads, process_start_time_seconds), from /proc/self.
 void process_metrics(metrics_text& m);
+
+/// An HTTP server's own series, from server::stats(): statefold_http_requests_total{method,
+/// route,code}, statefold_http_request_seconds{method,route} (histogram), and its connections
+/// (accepted, refused over the limit, open). Route labels are the registered routes (route=""
+/// for requests no route took), so the series stay bounded whatever paths clients send.
+void server_metrics(metrics_text& m, const server::counters& c);
 
 }  // namespace statefold::http

@@ -25,6 +25,7 @@
 #include <utility>
 #include <vector>
 
+#include "statefold/histogram.hpp"
 #include "statefold/status.hpp"
 
 namespace statefold::http {
@@ -88,10 +89,28 @@ class server {
   /// flight to be written, then stops the I/O threads. Idempotent.
   void stop();
 
+  /// Answers by route and status code. `route` is the route's path as registered ("/bookings/*"
+  /// for a prefix route), or "" for a request no route took (404, 405, a bad or oversized
+  /// request): bounded by the routes, whatever the paths clients send.
+  struct route_counters {
+    std::string method;  ///< the route's; "" with route ""
+    std::string route;
+    unsigned status = 0;
+    uint64_t answers = 0;
+  };
+  struct route_latency {
+    std::string method, route;
+    /// From the request read whole to its answer written (a POST /events: until its events
+    /// are durable and answered).
+    latency_histogram seconds;
+  };
   struct counters {
     uint64_t connections = 0;  ///< accepted in all
+    uint64_t open = 0;         ///< open now
     uint64_t requests = 0;
     uint64_t refused = 0;      ///< connections answered 503 (over max_connections)
+    std::vector<route_counters> answers;
+    std::vector<route_latency> latency;
   };
   counters stats() const;
 
