@@ -195,6 +195,12 @@ int main(int argc, char** argv) {
                   "HOST:PORT: serve /metrics (Prometheus), /healthz and /readyz while running (port 0: any free one)");
   run->add_flag("--metrics-per-partition", ro.metrics_per_partition,
                 "per-partition series on /metrics instead of totals");
+  const char* log_format_help =
+      "text | json: stderr as lines for a person, or one JSON object per line (time, level, msg, and "
+      "partition, lsn, session, source, line where a line is about them) for a log collector";
+  run->add_option("--log-format", ro.log_format, log_format_help)
+      ->capture_default_str()
+      ->check(CLI::IsMember({"text", "json"}));
   auto* run_store = add_store_options(run, ro.store, true);
   for (const char* engine_only : {"--data", "--partitions", "--durability", "--dedup-window", "--unsafe-no-dedup"})
     run_store->excludes(run->get_option(engine_only));
@@ -215,6 +221,9 @@ int main(int argc, char** argv) {
       ->capture_default_str()
       ->check(CLI::Range(std::size_t{1024}, std::size_t{1} << 30));
   srv->add_flag("--metrics-per-partition", so.metrics_per_partition, "per-partition series on /metrics");
+  srv->add_option("--log-format", so.log_format, log_format_help)
+      ->capture_default_str()
+      ->check(CLI::IsMember({"text", "json"}));
   auto* get = app.add_subcommand("get", "print one booking's state as JSON");
   auto* get_data = get->add_option("--data", o.data, "data directory")->capture_default_str();
   add_store_options(get, o.store, false)->excludes(get_data);

@@ -77,30 +77,24 @@ class progress_tracker {
   uint64_t answered_ = 0;
 };
 
-std::shared_ptr<spdlog::logger> make_logger() {
-  auto log = spdlog::stderr_color_mt("statefold");
-  log->set_pattern("[%H:%M:%S.%e] %^%l%$ %v");
-  log->set_level(spdlog::level::info);
-  return log;
-}
-
 }  // namespace
 
 int run(const run_options& o) {
+  auto engine_log = setup_logging(o.log_format);
   // Everything that can be checked is checked before the data directory is touched.
   statefold::durability mode;
   if (o.durability == "sync") mode = statefold::durability::sync;
   else if (o.durability == "interval") mode = statefold::durability::interval;
   else if (o.durability == "none") mode = statefold::durability::none;
   else {
-    std::fprintf(stderr, "statefold-booking: --durability must be sync, interval or none\n");
+    say(spdlog::level::err, {}, "statefold-booking: --durability must be sync, interval or none");
     return 2;
   }
   if (o.dedup_window == uint64_t{0} && !o.allow_no_dedup) {
-    std::fprintf(stderr,
+    say(spdlog::level::err, {},
                  "statefold-booking: --dedup-window 0 turns deduplication by event ID off: an "
                  "event redelivered without a source position would be applied twice. Add "
-                 "--unsafe-no-dedup if that is really what you want\n");
+                 "--unsafe-no-dedup if that is really what you want");
     return 2;
   }
   install_stop_handlers();
@@ -114,12 +108,12 @@ int run(const run_options& o) {
   eo.mode = mode;
   eo.dedup_window = o.dedup_window;
   eo.allow_no_dedup = o.allow_no_dedup;
-  eo.logger = make_logger();
+  eo.logger = engine_log;
   auto m = statefold::read_manifest(statefold::posix_file_system(), o.data);
   eo.partitions = o.partitions.value_or(m ? m->partitions : 4);
   auto opened = booking_engine::open(std::move(eo));
   if (!opened) {
-    std::fprintf(stderr, "statefold-booking: %s\n", opened.error().to_string().c_str());
+    say(spdlog::level::err, {}, "statefold-booking: %s", opened.error().to_string().c_str());
     return 1;
   }
   auto& e = *opened.value();
@@ -127,24 +121,24 @@ int run(const run_options& o) {
   // Resume where this source's durable part ends, in every partition.
   auto from = e.resume_point(input->source());
   if (!from) {
-    std::fprintf(stderr, "statefold-booking: %s\n", from.error().to_string().c_str());
+    say(spdlog::level::err, {}, "statefold-booking: %s", from.error().to_string().c_str());
     return 1;
   }
   const auto resume_t0 = clock_type::now();
   if (auto st = input->resume(*from); !st.is_ok()) {
-    std::fprintf(stderr, "statefold-booking: %s\n", st.to_string().c_str());
+    say(spdlog::level::err, {}, "statefold-booking: %s", st.to_string().c_str());
     return 1;
   }
   if (from->next > 0)
-    std::fprintf(stderr, "resumed %s at %s %" PRIu64 " (position %" PRIu64 "; %.2f s to skip and check what was consumed)\n",
+    say(spdlog::level::info, {}, "resumed %s at %s %" PRIu64 " (position %" PRIu64 "; %.2f s to skip and check what was consumed)",
                  printable(input->label()).c_str(), o.input.empty() ? "event" : "line",
                  input->items() + 1, input->position(),
                  std::chrono::duration<double>(clock_type::now() - resume_t0).count());
   else if (m)  // an existing directory that has consumed nothing of this source
-    std::fprintf(stderr,
+    say(spdlog::level::info, {},
                  "source '%s' is new to %s: nothing of it is consumed yet. (An input consumed "
                  "before under another name — a moved or copied file — would be applied again: "
-                 "give it its old name with --source.)\n",
+                 "give it its old name with --source.)",
                  printable(input->source()).c_str(), o.data.c_str());
   const uint64_t items_before = input->items();
 
@@ -160,12 +154,12 @@ int run(const run_options& o) {
     so.listen = o.metrics_listen;
     auto started = statefold::http::server::start(so, statefold::http::engine_routes(e, mo));
     if (!started) {
-      std::fprintf(stderr, "statefold-booking: --metrics-listen: %s\n", started.error().to_string().c_str());
+      say(spdlog::level::err, {}, "statefold-booking: --metrics-listen: %s", started.error().to_string().c_str());
       statefold::ignore(e.close());
       return 1;
     }
     metrics = std::move(started).value();
-    std::fprintf(stderr, "metrics: http://%s/metrics (and /healthz, /readyz)\n", metrics->address().c_str());
+    say(spdlog::level::info, {}, "metrics: http://%s/metrics (and /healthz, /readyz)", metrics->address().c_str());
   }
   problem_log malformed_log(20), refused_log(20);
   progress_tracker tracker;
@@ -185,9 +179,12 @@ int run(const run_options& o) {
     std::vector<std::string> ids;  // printable, for the ack log and the messages
     ids.reserve(batch.size());
     for (const auto& ev : batch) ids.push_back(printable(ev.event_id, ack_log ? 1024 : 120));
+    std::vector<std::string> sessions;  // for the JSON log's lines about an event
+    if (logging_json())
+      for (const auto& ev : batch) sessions.push_back(printable(ev.session, 256));
     const auto t0 = clock_type::now();
     c.submitted += batch.size();
-    auto done = [&, seq, t0, ids = std::move(ids), lines = std::move(lines)](
+    auto done = [&, seq, t0, ids = std::move(ids), lines = std::move(lines), sessions = std::move(sessions)](
                     std::vector<statefold::submit_result>& rs) {
       const double ms = std::chrono::duration<double, std::milli>(clock_type::now() - t0).count();
       bool failed = false;
@@ -196,6 +193,10 @@ int run(const run_options& o) {
         c.latency_ms.push_back(ms);
         for (std::size_t i = 0; i < rs.size(); ++i) {
           const auto& r = rs[i];
+          const statefold::log_fields about{.partition = r.partition,
+                                            .session = i < sessions.size() ? sessions[i] : std::string_view(),
+                                            .source = label,
+                                            .line = lines[i]};
           switch (r.kind) {
             case statefold::outcome::applied:
               ++c.applied;
@@ -205,11 +206,11 @@ int run(const run_options& o) {
             case statefold::outcome::conflict:
               ++c.conflicts;
               refused_log.report(label + ":" + std::to_string(lines[i]) + ": conflict: event '" +
-                                 ids[i] + "': " + r.reason);
+                                 ids[i] + "': " + r.reason, about);
               break;
             case statefold::outcome::rejected:
               ++c.handler_errors;
-              refused_log.report(label + ":" + std::to_string(lines[i]) + ": refused: " + printable(r.reason, 400));
+              refused_log.report(label + ":" + std::to_string(lines[i]) + ": refused: " + printable(r.reason, 400), about);
               break;
             default: {
               ++c.failed;
@@ -218,6 +219,7 @@ int run(const run_options& o) {
               if (f.events++ == 0) {
                 f.first_line = lines[i];
                 f.first_reason = r.reason;
+                if (i < sessions.size()) f.first_session = sessions[i];
               }
             }
           }
@@ -235,7 +237,7 @@ int run(const run_options& o) {
     metas.clear();
     lines.clear();
     if (!st.is_ok()) {
-      std::fprintf(stderr, "statefold-booking: %s\n", st.to_string().c_str());
+      say(spdlog::level::err, {}, "statefold-booking: %s", st.to_string().c_str());
       failed_flag = true;
     }
   };
@@ -292,16 +294,16 @@ int run(const run_options& o) {
       auto more = input->next(item);
       if (!more) {
         if (stop_requested.load()) continue;  // interrupted: the loop head says why
-        std::fprintf(stderr, "statefold-booking: %s\n", more.error().to_string().c_str());
+        say(spdlog::level::err, {}, "statefold-booking: %s", more.error().to_string().c_str());
         exit_code = 1;
         break;
       }
       if (!*more) break;
       if (item.unterminated && !item.ev && !item.blank) {
         // Half a line at the end: a producer may still be writing it. Left for the next run.
-        std::fprintf(stderr,
+        say(spdlog::level::warn, {.source = label, .line = item.line},
                      "%s:%" PRIu64 ": the last line has no newline and is not a whole event "
-                     "(%s): not consumed; the next run reads it again\n",
+                     "(%s): not consumed; the next run reads it again",
                      label.c_str(), item.line, item.why.c_str());
         last_line_held = true;
         break;
@@ -311,7 +313,8 @@ int run(const run_options& o) {
       if (item.blank) continue;
       if (!item.ev) {
         ++c.malformed;
-        malformed_log.report(label + ":" + std::to_string(item.line) + ": malformed event: " + item.why);
+        malformed_log.report(label + ":" + std::to_string(item.line) + ": malformed event: " + item.why,
+                             {.source = label, .line = item.line});
         if (o.strict) {
           // Consumed up to the start of this line: a rerun reads it again.
           if (!input->awaiting_check())
@@ -360,16 +363,16 @@ int run(const run_options& o) {
 
   // One line per partition that failed, and where the rerun resumes.
   for (const auto& [p, f] : c.failures)
-    std::fprintf(stderr,
+    say(spdlog::level::err, {.partition = p, .session = f.first_session, .source = label, .line = f.first_line},
                  "statefold-booking: partition %u: %" PRIu64 " events not acknowledged, the first at "
-                 "%s:%" PRIu64 ": %s\n",
+                 "%s:%" PRIu64 ": %s",
                  p, f.events, label.c_str(), f.first_line, f.first_reason.c_str());
   if (!c.failures.empty()) {
     if (auto at = e.resume_point(input->source()); at)
-      std::fprintf(stderr,
+      say(spdlog::level::err, {.source = label, .position = at->next},
                    "statefold-booking: stopped reading at the first failure; everything before it "
                    "is durable. Rerun the same command once the cause is fixed: it resumes at "
-                   "position %" PRIu64 " of %s\n",
+                   "position %" PRIu64 " of %s",
                    at->next, label.c_str());
   }
 
@@ -379,7 +382,7 @@ int run(const run_options& o) {
   if (all) {
     for (const auto& [id, s] : *all) ++by_status[static_cast<int>(s.status)];
   } else {
-    std::fprintf(stderr, "statefold-booking: %s\n", all.error().to_string().c_str());
+    say(spdlog::level::err, {}, "statefold-booking: %s", all.error().to_string().c_str());
     exit_code = exit_code ? exit_code : 1;
   }
   uint64_t window = 0, evictions = 0;
@@ -403,9 +406,9 @@ int run(const run_options& o) {
                          " with damage cut (see the log above for each)");
   reading = false;
   if (metrics) metrics->stop();  // before close: /metrics reads the running engine
-  std::fprintf(stderr, "closing: syncing and checkpointing every partition ...\n");
+  say(spdlog::level::info, {}, "closing: syncing and checkpointing every partition ...");
   if (auto st = e.close(); !st.is_ok()) {
-    std::fprintf(stderr, "statefold-booking: close: %s\n", st.to_string().c_str());
+    say(spdlog::level::err, {}, "statefold-booking: close: %s", st.to_string().c_str());
     exit_code = exit_code ? exit_code : 1;
   }
 

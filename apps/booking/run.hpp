@@ -37,6 +37,7 @@ struct run_options {
   store_options store;
   std::string metrics_listen;          ///< HOST:PORT for /metrics, /healthz, /readyz; empty: none
   bool metrics_per_partition = false;  ///< per-partition series instead of totals
+  std::string log_format = "text";     ///< text | json: how stderr's lines are written
 };
 
 /// Runs it; returns the exit code (0 ok, 1 error or events not acknowledged, 2 --strict and a

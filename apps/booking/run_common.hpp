@@ -7,6 +7,7 @@
 #include <signal.h>
 #include <unistd.h>
 
+#include <cstdarg>
 #include <algorithm>
 #include <atomic>
 #include <chrono>
@@ -20,6 +21,7 @@
 #include <vector>
 
 #include "statefold/http/prometheus.hpp"
+#include "statefold/log.hpp"
 
 namespace booking {
 
@@ -42,19 +44,61 @@ inline void install_stop_handlers() {
   sigaction(SIGTERM, &sa, nullptr);
 }
 
+// The program's own messages on stderr. With --log-format text, each is the line as written;
+// with json, a JSON object through the same kind of logger as the engine's (logger
+// "statefold-booking"), with the fields of what it is about, so that every line a log
+// collector reads is JSON.
+inline std::shared_ptr<spdlog::logger> json_log;  // null: text
+
+/// The engine's logger for this format (and the program's own, for json).
+inline std::shared_ptr<spdlog::logger> setup_logging(const std::string& format) {
+  const auto f = statefold::parse_log_style(format).value_or(statefold::log_style::text);
+  json_log = f == statefold::log_style::json ? statefold::make_stderr_logger("statefold-booking", f) : nullptr;
+  return statefold::make_stderr_logger("statefold", f);
+}
+
+inline bool logging_json() { return json_log != nullptr; }
+
+inline void say_text(spdlog::level::level_enum level, const statefold::log_fields& fields, const std::string& text) {
+  if (json_log)
+    statefold::log_with(*json_log, level, fields, "{}", text);
+  else
+    std::fprintf(stderr, "%s\n", text.c_str());
+}
+
+/// One message, printf-style, without its newline.
+__attribute__((format(printf, 3, 4))) inline void say(spdlog::level::level_enum level,
+                                                      const statefold::log_fields& fields, const char* format, ...) {
+  va_list ap, again;
+  va_start(ap, format);
+  va_copy(again, ap);
+  char small[512];
+  const int n = std::vsnprintf(small, sizeof small, format, ap);
+  std::string text;
+  if (n >= 0 && static_cast<std::size_t>(n) < sizeof small) {
+    text.assign(small, static_cast<std::size_t>(n));
+  } else if (n >= 0) {
+    text.resize(static_cast<std::size_t>(n) + 1);
+    std::vsnprintf(text.data(), text.size(), format, again);
+    text.resize(static_cast<std::size_t>(n));
+  }
+  va_end(again);
+  va_end(ap);
+  say_text(level, fields, text);
+}
+
 // The first few of a kind of problem go to stderr one line each; then one line says how many
 // more there were, so that a bad input cannot flood the terminal.
 class problem_log {
  public:
   explicit problem_log(std::size_t limit) : limit_(limit) {}
-  void report(const std::string& line) {
+  void report(const std::string& line, const statefold::log_fields& fields = {}) {
     std::lock_guard lock(mu_);
-    if (++count_ <= limit_) std::fprintf(stderr, "%s\n", line.c_str());
+    if (++count_ <= limit_) say_text(spdlog::level::warn, fields, line);
   }
   void finish(const char* what) {
     std::lock_guard lock(mu_);
-    if (count_ > limit_)
-      std::fprintf(stderr, "... and %" PRIu64 " more %s (not shown)\n", count_ - limit_, what);
+    if (count_ > limit_) say(spdlog::level::warn, {}, "... and %" PRIu64 " more %s (not shown)", count_ - limit_, what);
   }
 
  private:
@@ -74,6 +118,7 @@ struct counters {
     uint64_t events = 0;
     uint64_t first_line = 0;
     std::string first_reason;
+    std::string first_session;  // with --log-format json
   };
   std::map<uint32_t, failure> failures;
 };
@@ -84,7 +129,7 @@ class progress_display {
  public:
   progress_display(counters& c, const std::atomic<uint64_t>& pos, std::optional<uint64_t> total,
                    const char* unit)
-      : c_(c), pos_(pos), total_(total), unit_(unit), tty_(::isatty(2)) {
+      : c_(c), pos_(pos), total_(total), unit_(unit), tty_(::isatty(2) && !logging_json()) {
     thread_ = std::thread([this] { loop(); });
   }
   ~progress_display() { stop(); }
@@ -118,10 +163,10 @@ class progress_display {
       } else if (now - last_line >= std::chrono::seconds(2)) {
         last_line = now;
         if (total_)
-          std::fprintf(stderr, "progress: %.1f%% of the %s, %" PRIu64 " events answered, %.0f events/s\n",
-                       frac * 100, unit_, done, rate);
+          say(spdlog::level::info, {}, "progress: %.1f%% of the %s, %" PRIu64 " events answered, %.0f events/s",
+              frac * 100, unit_, done, rate);
         else
-          std::fprintf(stderr, "progress: %" PRIu64 " events answered, %.0f events/s\n", done, rate);
+          say(spdlog::level::info, {}, "progress: %" PRIu64 " events answered, %.0f events/s", done, rate);
       }
     }
   }

@@ -39,13 +39,13 @@ int open_run_io(const run_options& o, run_io& io) {
   } else {
     auto in = open_lines(o.input, o.source, &stop_requested);
     if (!in) {
-      std::fprintf(stderr, "statefold-booking: %s\n", in.error().to_string().c_str());
+      say(spdlog::level::err, {}, "statefold-booking: %s", in.error().to_string().c_str());
       return 1;
     }
     io.input = std::move(in).value();
   }
   if (!o.ack_log.empty() && !(io.ack_log = std::fopen(o.ack_log.c_str(), "a"))) {
-    std::fprintf(stderr, "statefold-booking: cannot open --ack-log %s: %s\n", o.ack_log.c_str(),
+    say(spdlog::level::err, {}, "statefold-booking: cannot open --ack-log %s: %s", o.ack_log.c_str(),
                  std::strerror(errno));
     return 1;
   }
@@ -53,6 +53,7 @@ int open_run_io(const run_options& o, run_io& io) {
 }
 
 int run_stateless(const run_options& o) {
+  setup_logging(o.log_format);  // no engine here: only the program's own lines
   install_stop_handlers();
   run_io io;
   if (int rc = open_run_io(o, io); rc != 0) return rc;
@@ -61,7 +62,7 @@ int run_stateless(const run_options& o) {
 
   auto opened = open_store(o.store, true);
   if (!opened) {
-    std::fprintf(stderr, "statefold-booking: %s\n", opened.error().to_string().c_str());
+    say(spdlog::level::err, {}, "statefold-booking: %s", opened.error().to_string().c_str());
     return 1;
   }
   auto& store = **opened;
@@ -69,7 +70,7 @@ int run_stateless(const run_options& o) {
   if (auto d = store.durability(); d) {
     durability = d->text;
     if (!d->durable)
-      std::fprintf(stderr, "statefold-booking: warning: %s runs with %s\n", store.name().c_str(),
+      say(spdlog::level::warn, {}, "statefold-booking: warning: %s runs with %s", store.name().c_str(),
                    d->text.c_str());
   }
   statefold::stateless_consumer<model, statefold::stores::redis_store> consumer(store);
@@ -77,16 +78,16 @@ int run_stateless(const run_options& o) {
   // Resume where the store says this source is consumed.
   auto from = store.progress(input->source());
   if (!from) {
-    std::fprintf(stderr, "statefold-booking: %s\n", from.error().to_string().c_str());
+    say(spdlog::level::err, {}, "statefold-booking: %s", from.error().to_string().c_str());
     return 1;
   }
   const auto resume_t0 = clock_type::now();
   if (auto st = input->resume(*from); !st.is_ok()) {
-    std::fprintf(stderr, "statefold-booking: %s\n", st.to_string().c_str());
+    say(spdlog::level::err, {}, "statefold-booking: %s", st.to_string().c_str());
     return 1;
   }
   if (from->next > 0)
-    std::fprintf(stderr, "resumed %s at %s %" PRIu64 " (position %" PRIu64 "; %.2f s to skip and check what was consumed)\n",
+    say(spdlog::level::info, {}, "resumed %s at %s %" PRIu64 " (position %" PRIu64 "; %.2f s to skip and check what was consumed)",
                  printable(input->label()).c_str(), o.input.empty() ? "event" : "line",
                  input->items() + 1, input->position(),
                  std::chrono::duration<double>(clock_type::now() - resume_t0).count());
@@ -127,11 +128,11 @@ int run_stateless(const run_options& o) {
     so.listen = o.metrics_listen;
     auto started = sh::server::start(so, std::move(routes));
     if (!started) {
-      std::fprintf(stderr, "statefold-booking: --metrics-listen: %s\n", started.error().to_string().c_str());
+      say(spdlog::level::err, {}, "statefold-booking: --metrics-listen: %s", started.error().to_string().c_str());
       return 1;
     }
     metrics = std::move(started).value();
-    std::fprintf(stderr, "metrics: http://%s/metrics (and /healthz, /readyz)\n", metrics->address().c_str());
+    say(spdlog::level::info, {}, "metrics: http://%s/metrics (and /healthz, /readyz)", metrics->address().c_str());
   }
   problem_log malformed_log(20), refused_log(20);
   std::atomic<uint64_t> read_pos{input->position()};
@@ -162,10 +163,15 @@ int run_stateless(const run_options& o) {
       if (f.events == 0 && !lines.empty()) f.first_line = lines.front();
       f.events += batch.size();
       f.first_reason = rs.error().to_string();
-      std::fprintf(stderr, "statefold-booking: %s\n", rs.error().to_string().c_str());
+      say(spdlog::level::err, {}, "statefold-booking: %s", rs.error().to_string().c_str());
       return false;
     }
     c.latency_ms.push_back(std::chrono::duration<double, std::milli>(clock_type::now() - t0).count());
+    std::string session;
+    auto about = [&](std::size_t i) {
+      session = printable(batch[i].session, 256);
+      return statefold::log_fields{.session = session, .source = label, .line = lines[i]};
+    };
     for (std::size_t i = 0; i < rs->size(); ++i) {
       const auto& r = (*rs)[i];
       switch (r.kind) {
@@ -177,11 +183,12 @@ int run_stateless(const run_options& o) {
         case statefold::outcome::conflict:
           ++c.conflicts;
           refused_log.report(label + ":" + std::to_string(lines[i]) + ": conflict: event '" +
-                             printable(batch[i].event_id) + "': " + r.reason);
+                                 printable(batch[i].event_id) + "': " + r.reason,
+                             about(i));
           break;
         default:
           ++c.handler_errors;
-          refused_log.report(label + ":" + std::to_string(lines[i]) + ": refused: " + printable(r.reason, 400));
+          refused_log.report(label + ":" + std::to_string(lines[i]) + ": refused: " + printable(r.reason, 400), about(i));
       }
       if (ack_log && (r.kind == statefold::outcome::applied || r.kind == statefold::outcome::duplicate))
         std::fprintf(ack_log, "%s\n", printable(batch[i].event_id, 1024).c_str());
@@ -219,22 +226,23 @@ int run_stateless(const run_options& o) {
       auto more = input->next(item);
       if (!more) {
         if (stop_requested.load()) continue;  // interrupted: the loop head says why
-        std::fprintf(stderr, "statefold-booking: %s\n", more.error().to_string().c_str());
+        say(spdlog::level::err, {}, "statefold-booking: %s", more.error().to_string().c_str());
         exit_code = 1;
         break;
       }
       if (!*more) break;
       if (item.unterminated && !item.ev && !item.blank) {
-        std::fprintf(stderr,
+        say(spdlog::level::warn, {.source = label, .line = item.line},
                      "%s:%" PRIu64 ": the last line has no newline and is not a whole event "
-                     "(%s): not consumed; the next run reads it again\n",
+                     "(%s): not consumed; the next run reads it again",
                      label.c_str(), item.line, item.why.c_str());
         break;
       }
       if (item.unterminated) unterminated = {item.position, item.position, input->fingerprint_before_item()};
       if (!item.ev && !item.blank) {
         ++c.malformed;
-        malformed_log.report(label + ":" + std::to_string(item.line) + ": malformed event: " + item.why);
+        malformed_log.report(label + ":" + std::to_string(item.line) + ": malformed event: " + item.why,
+                             {.source = label, .line = item.line});
         if (o.strict) {
           // Consumed up to the start of this line: a rerun reads it again.
           ok = send({item.position, item.position, input->fingerprint_before_item()});
@@ -275,10 +283,10 @@ int run_stateless(const run_options& o) {
     auto fresh = open_store(o.store, false);
     auto at = fresh ? (*fresh)->progress(input->source())
                     : statefold::result<statefold::source_progress>(fresh.error());
-    std::fprintf(stderr,
+    say(spdlog::level::err, {},
                  "statefold-booking: stopped at the first failure; everything acknowledged before it is "
                  "committed to %s. Rerun the same command once the cause is fixed: it resumes at "
-                 "position %s of %s\n",
+                 "position %s of %s",
                  store.name().c_str(), at ? std::to_string(at->next).c_str() : "(unknown: the store is unreachable)",
                  label.c_str());
   }

@@ -306,6 +306,7 @@ class slow_reads {
 }  // namespace
 
 int serve(const serve_options& o) {
+  auto engine_log = setup_logging(o.log_format);
   // SIGINT and SIGTERM are taken by this thread with sigwait; every thread started from here
   // on inherits the block.
   sigset_t stop_signals;
@@ -380,11 +381,11 @@ int serve(const serve_options& o) {
   so.max_body_bytes = o.max_body_bytes;
   auto server = sh::server::start(so, std::move(routes));
   if (!server) {
-    std::fprintf(stderr, "statefold-booking: %s\n", server.error().to_string().c_str());
+    say(spdlog::level::err, {}, "statefold-booking: %s", server.error().to_string().c_str());
     return 1;
   }
   http = server->get();
-  std::fprintf(stderr, "listening on http://%s; recovering %s ...\n", (*server)->address().c_str(), o.data.c_str());
+  say(spdlog::level::info, {}, "listening on http://%s; recovering %s ...", (*server)->address().c_str(), o.data.c_str());
 
   statefold::engine_options eo;
   eo.dir = o.data;
@@ -392,34 +393,32 @@ int serve(const serve_options& o) {
   else if (o.durability == "none") eo.mode = statefold::durability::none;
   eo.dedup_window = o.dedup_window;
   eo.when_full = statefold::backpressure::reject;  // 503 + Retry-After, never a blocked I/O thread
-  auto log = spdlog::stderr_color_mt("statefold");
-  log->set_pattern("[%H:%M:%S.%e] %^%l%$ %v");
-  eo.logger = log;
+  eo.logger = engine_log;
   auto m = statefold::read_manifest(statefold::posix_file_system(), o.data);
   eo.partitions = o.partitions.value_or(m ? m->partitions : 4);
   auto opened = booking_engine::open(std::move(eo));
   if (!opened) {
-    std::fprintf(stderr, "statefold-booking: %s\n", opened.error().to_string().c_str());
+    say(spdlog::level::err, {}, "statefold-booking: %s", opened.error().to_string().c_str());
     return 1;
   }
   auto& e = *opened.value();
   ready = &e;
   accepting = true;
-  std::fprintf(stderr, "serving on http://%s (POST /events, GET /bookings/ID, /bookings, /metrics, /healthz, /readyz)\n",
+  say(spdlog::level::info, {}, "serving on http://%s (POST /events, GET /bookings/ID, /bookings, /metrics, /healthz, /readyz)",
                (*server)->address().c_str());
 
   int sig = 0;
   sigwait(&stop_signals, &sig);
-  std::fprintf(stderr, "%s: draining: answering what is in flight, then sync and checkpoint ...\n",
+  say(spdlog::level::info, {}, "%s: draining: answering what is in flight, then sync and checkpoint ...",
                sig == SIGINT ? "SIGINT" : "SIGTERM");
   accepting = false;
   (*server)->stop();
   const auto st = e.close();
   if (!st.is_ok()) {
-    std::fprintf(stderr, "statefold-booking: close: %s\n", st.to_string().c_str());
+    say(spdlog::level::err, {}, "statefold-booking: close: %s", st.to_string().c_str());
     return 1;
   }
-  std::fprintf(stderr, "stopped: %" PRIu64 " applied, %" PRIu64 " duplicates, %" PRIu64 " not taken (busy or failed)\n",
+  say(spdlog::level::info, {}, "stopped: %" PRIu64 " applied, %" PRIu64 " duplicates, %" PRIu64 " not taken (busy or failed)",
                c.applied.load(), c.duplicates.load(), c.failed.load());
   return 0;
 }

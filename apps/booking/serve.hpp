@@ -18,6 +18,7 @@ struct serve_options {
   std::size_t max_connections = 512;
   std::size_t max_body_bytes = 32u << 20;
   bool metrics_per_partition = false;
+  std::string log_format = "text";  ///< text | json: how stderr's lines are written
 };
 
 /// Serves until SIGTERM or SIGINT, then drains, syncs, checkpoints; returns the exit code.

@@ -150,3 +150,59 @@ TEST(metrics_e2e_test, ABadListenAddressIsAUsageErrorAndTouchesNothing) {
 }
 
 }  // namespace
+
+// --log-format json: every line on stderr is a JSON object (the engine's and the program's own),
+// and a line about an event carries its partition, session, source and line; a recovery line
+// its partition and LSN.
+TEST(log_format_e2e_test, JsonLinesCarryPartitionLsnSessionAndLine) {
+  temp_dir t;
+  const std::string in = t / "in.jsonl";
+  statefold::testing::write_bytes(
+      in,
+      "{\"event_id\":\"e1\",\"booking_id\":\"b1\",\"type\":\"created\",\"show\":\"s\",\"customer\":\"c\",\"seats\":2,"
+      "\"price_cents\":100,\"session\":\"sess-1\"}\n"
+      "{\"event_id\":\"e1\",\"booking_id\":\"b1\",\"type\":\"created\",\"show\":\"s\",\"customer\":\"other\",\"seats\":2,"
+      "\"price_cents\":100,\"session\":\"sess-\\\"2\\\"\"}\n"
+      "not json \xff\x01\n"
+      "{\"event_id\":\"e2\",\"booking_id\":\"b1\",\"type\":\"payment\",\"amount_cents\":50}\n");
+  for (int pass = 0; pass < 2; ++pass) {  // the second run recovers what the first wrote
+    SCOPED_TRACE(pass);
+    auto r = run("run --data " + (t / "data") + " --partitions 3 --input " + in + " --log-format json");
+    ASSERT_EQ(r.exit_code, 0) << r.err;
+    std::vector<json> lines;
+    std::istringstream err(r.err);
+    for (std::string line; std::getline(err, line);) {
+      json j = json::parse(line, nullptr, false);
+      ASSERT_FALSE(j.is_discarded()) << "not JSON: " << line;
+      ASSERT_TRUE(j.contains("time") && j.contains("level") && j.contains("msg")) << line;
+      lines.push_back(std::move(j));
+    }
+    auto find = [&](const std::string& words) -> json {
+      for (const auto& j : lines)
+        if (j["msg"].get<std::string>().find(words) != std::string::npos) return j;
+      return {};
+    };
+    // Each partition's recovery names it, with the last LSN it holds.
+    for (int p = 0; p < 3; ++p) {
+      const json rec = find("partition " + std::to_string(p) + (pass == 0 ? ": new" : " recovered"));
+      ASSERT_FALSE(rec.is_null()) << r.err;
+      EXPECT_EQ(rec["partition"], p);
+      EXPECT_EQ(rec.contains("lsn"), pass == 1) << rec;  // a new partition holds no LSN yet
+    }
+    if (pass == 1) {
+      EXPECT_FALSE(find("resumed").is_null()) << r.err;  // nothing new: no conflict line again
+      continue;
+    }
+    const json conflict = find("conflict: event 'e1'");
+    ASSERT_FALSE(conflict.is_null()) << r.err;
+    EXPECT_EQ(conflict["level"], "warning");
+    EXPECT_EQ(conflict["session"], "sess-\"2\"");
+    EXPECT_EQ(conflict["line"], 2);
+    EXPECT_EQ(conflict["source"], in);
+    EXPECT_TRUE(conflict["partition"].is_number()) << conflict;
+    const json malformed = find("malformed event");
+    ASSERT_FALSE(malformed.is_null()) << r.err;
+    EXPECT_EQ(malformed["line"], 3);
+    EXPECT_EQ(malformed.count("partition"), 0u);
+  }
+}

@@ -143,6 +143,24 @@ TEST(serve_e2e_test, PostReadRestartAndReadAgain) {
   expect_pages_match(again.base(), input);
 }
 
+TEST(serve_e2e_test, WithLogFormatJsonEveryLineOnStderrIsJson) {
+  temp_dir t;
+  service s(t / "data", t.path(), {"--log-format", "json", "--partitions", "2"});
+  auto [code, body] = post(s.base(), make_input(5, 3), t / "body");
+  ASSERT_EQ(code, 200) << body << s.err();
+  EXPECT_EQ(s.kill(SIGTERM), 0) << s.err();
+  std::istringstream err(s.err());
+  int lines = 0;
+  bool stopped = false;
+  for (std::string line; std::getline(err, line); ++lines) {
+    const json j = json::parse(line, nullptr, false);
+    ASSERT_FALSE(j.is_discarded()) << "not JSON: " << line;
+    stopped = stopped || j["msg"].get<std::string>().rfind("stopped: ", 0) == 0;
+  }
+  EXPECT_GE(lines, 5);
+  EXPECT_TRUE(stopped) << s.err();
+}
+
 TEST(serve_e2e_test, MalformedAndOversizedBodiesGet4xxAndChangeNothing) {
   temp_dir t;
   service s(t / "data", t.path(), {"--max-body", "2048"});
@@ -180,28 +198,42 @@ TEST(serve_e2e_test, ARetriedRequestWithASourceIsExactlyOnceBeyondTheDedupWindow
 TEST(serve_e2e_test, OneSourceOneRequestAtATimeAndOtherEdges) {
   temp_dir t;
   service s(t / "data", t.path());
-  // A second request of a source while one is in flight: 409, nothing of it taken.
+  // A second request of a source while one is in flight: 409, nothing of it taken. Whether the
+  // second arrives before the first is answered depends on the machine's load: a try where
+  // the first was done already (the second is then answered, a duplicate) is tried again.
   std::vector<json> big;
-  for (int i = 0; i < 150'000; ++i)
-    big.push_back({{"event_id", "big-" + std::to_string(i)}, {"booking_id", "b" + std::to_string(i % 50)},
-                   {"type", "payment"}, {"amount_cents", 1}});
-  std::string body;
-  for (const auto& l : big) body += l.dump() + "\n";
-  statefold::testing::write_bytes(t / "first", body);
-  auto first = std::async(std::launch::async, [&] {
-    return run_program("curl -s --max-time 60 -o /dev/null -w '%{http_code}' -H 'X-Source: src' -H 'X-Position: 1' "
-                       "-X POST --data-binary @" + (t / "first") + " " + s.base() + "/events");
-  });
-  // Until the first is in the engine (in flight), then the second.
-  for (int i = 0; i < 2000; ++i) {
-    auto m = run_program("curl -s --max-time 30 " + s.base() + "/metrics");
-    const auto at = m.out.find("\nstatefold_in_flight_events ");
-    if (at != std::string::npos && m.out.compare(at + 28, 2, "0\n") != 0) break;
-    std::this_thread::sleep_for(std::chrono::milliseconds(2));
+  bool refused = false;
+  for (int attempt = 0; attempt < 5 && !refused; ++attempt) {
+    SCOPED_TRACE(attempt);
+    const std::string source = "src-" + std::to_string(attempt);
+    big.clear();
+    for (int i = 0; i < 150'000; ++i)
+      big.push_back({{"event_id", "big-" + std::to_string(attempt) + "-" + std::to_string(i)},
+                     {"booking_id", "b" + std::to_string(i % 50)}, {"type", "payment"}, {"amount_cents", 1}});
+    std::string body;
+    for (const auto& l : big) body += l.dump() + "\n";
+    statefold::testing::write_bytes(t / "first", body);
+    auto first = std::async(std::launch::async, [&] {
+      return run_program("curl -s --max-time 60 -o /dev/null -w '%{http_code}' -H 'X-Source: " + source +
+                         "' -H 'X-Position: 1' -X POST --data-binary @" + (t / "first") + " " + s.base() + "/events");
+    });
+    // Until the first is in the engine (in flight), then the second.
+    for (int i = 0; i < 2000; ++i) {
+      auto m = run_program("curl -s --max-time 30 " + s.base() + "/metrics");
+      const auto at = m.out.find("\nstatefold_in_flight_events ");
+      if (at != std::string::npos && m.out.compare(at + 28, 2, "0\n") != 0) break;
+      std::this_thread::sleep_for(std::chrono::milliseconds(2));
+    }
+    auto [second_code, second] =
+        post(s.base(), {big[0]}, t / "second", "-H 'X-Source: " + source + "' -H 'X-Position: 200000'");
+    refused = second_code == 409;
+    if (!refused) {  // too late: the first was answered, and the second found its event applied
+      EXPECT_EQ(second_code, 200) << second;
+      EXPECT_EQ(second["duplicate"], 1) << second;
+    }
+    EXPECT_EQ(first.get().out, "200");
   }
-  auto [second_code, second] = post(s.base(), {big[0]}, t / "second", "-H 'X-Source: src' -H 'X-Position: 200000'");
-  EXPECT_EQ(second_code, 409) << second;
-  EXPECT_EQ(first.get().out, "200");
+  EXPECT_TRUE(refused) << "five times, the second request of a source was not refused while the first was in flight";
   // Positions past 2^64: 400, nothing taken.
   auto [wrap_code, wrap] = post(s.base(), {big[1], big[2]}, t / "wrap",
                                 "-H 'X-Source: other' -H 'X-Position: 18446744073709551615'");

@@ -41,6 +41,7 @@
 #include "statefold/detail/source_fences.hpp"
 #include "statefold/engine_options.hpp"
 #include "statefold/live_progress.hpp"
+#include "statefold/log.hpp"
 #include "statefold/partition_state.hpp"
 #include "statefold/segment_preparer.hpp"
 
@@ -223,7 +224,7 @@ partition_options engine<Model>::partition_options_for(uint32_t p) const {
   po.inline_rebuild = false;  // the actor persists first, then reloads (partition_actor.hpp)
   auto log = log_;
   po.progress = [log, p](uint64_t records, uint64_t) {
-    log->info("partition {}: replayed {} events so far", p, records);
+    log_with(*log, spdlog::level::info, {.partition = p}, "partition {}: replayed {} events so far", p, records);
   };
   return po;
 }
@@ -232,7 +233,8 @@ template <model Model>
 result<std::shared_ptr<partition_state<Model>>> engine<Model>::recover(uint32_t p) {
   auto ps = partition_state<Model>::open(fs(), partition_options_for(p));
   if (!ps) return ps.error().with_context("partition " + std::to_string(p));
-  log_->info("{}", (*ps)->recovery().summary());
+  const recovery_report& r = (*ps)->recovery();
+  log_with(*log_, spdlog::level::info, {.partition = p, .lsn = r.next_lsn > 1 ? std::optional<uint64_t>(r.next_lsn - 1) : std::nullopt}, "{}", r.summary());
   return std::shared_ptr<partition_state<Model>>(std::move(ps).value());
 }
 
@@ -350,8 +352,8 @@ void engine<Model>::start_supervisor() {
           w.backoff = std::chrono::milliseconds(0);
         w.backoff = w.backoff.count() == 0 ? options_.restart_backoff
                                            : std::min(w.backoff * 2, options_.restart_backoff_max);
-        log_->warn("partition {} stopped ({}); restarting in {} ms", p, caf::to_string(w.reason),
-                   w.backoff.count());
+        log_with(*log_, spdlog::level::warn, {.partition = p}, "partition {} stopped ({}); restarting in {} ms", p,
+                 caf::to_string(w.reason), w.backoff.count());
         self->delayed_send(self, w.backoff, detail::restart_atom::value, p);
       }
     });
@@ -360,7 +362,8 @@ void engine<Model>::start_supervisor() {
           if (closing_.load()) return;
           auto ps = recover(p);
           if (!ps) {
-            log_->error("partition {}: recovery failed: {}; retrying", p, ps.error().to_string());
+            log_with(*log_, spdlog::level::err, {.partition = p}, "partition {}: recovery failed: {}; retrying", p,
+                     ps.error().to_string());
             {
               std::lock_guard lock(outage_mu_);
               ++outages_[p].failed_recoveries;
@@ -388,7 +391,7 @@ void engine<Model>::start_supervisor() {
           }
           restarted_.notify_all();
           track(p, s);
-          log_->info("partition {} restarted", p);
+          log_with(*log_, spdlog::level::info, {.partition = p}, "partition {} restarted", p);
         },
     };
   });

@@ -79,6 +79,8 @@ struct engine_options {
   /// Where the bytes go; nullptr: the real disk. Tests pass a fault_file_system.
   file_system* fs = nullptr;
   /// Where the engine logs (recoveries, restarts, failures); nullptr: spdlog's default.
+  /// make_stderr_logger(name, log_style::json) (log.hpp) writes JSON lines whose fields name
+  /// the partition and LSN a line is about.
   std::shared_ptr<spdlog::logger> logger;
 };
 

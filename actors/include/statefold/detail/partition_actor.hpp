@@ -27,6 +27,7 @@
 #include "statefold/detail/messages.hpp"
 #include "statefold/detail/source_fences.hpp"
 #include "statefold/engine_options.hpp"
+#include "statefold/log.hpp"
 #include "statefold/partition_state.hpp"
 
 namespace statefold::detail {
@@ -389,7 +390,8 @@ class partition_logic {
     auto& st = self->state;
     auto r = st.ps->continue_checkpoint(checkpoint_step_entities);
     if (!r) {
-      st.ctx.log->warn("partition {}: checkpoint not written: {}", st.ctx.partition, r.error().to_string());
+      log_with(*st.ctx.log, spdlog::level::warn, {.partition = st.ctx.partition},
+               "partition {}: checkpoint not written: {}", st.ctx.partition, r.error().to_string());
       answer_covered(self, r.error());
       return;
     }
@@ -449,8 +451,8 @@ class partition_logic {
       st.checkpoint_bytes = cw->bytes;
     } else {
       // The old checkpoints and every segment are still there: keep going, say so.
-      st.ctx.log->warn("partition {}: checkpoint at LSN {} failed: {}", st.ctx.partition, cw->lsn,
-                       cw->st.to_string());
+      log_with(*st.ctx.log, spdlog::level::warn, {.partition = st.ctx.partition, .lsn = cw->lsn},
+               "partition {}: checkpoint at LSN {} failed: {}", st.ctx.partition, cw->lsn, cw->st.to_string());
     }
     answer_covered(self, cw->st);
     maybe_flush(self);
@@ -513,8 +515,9 @@ class partition_logic {
     auto& st = self->state;
     if (st.failed) return;
     st.failed = true;
-    st.ctx.log->error("partition {} failed: {}; acknowledging nothing more, restarting from disk",
-                      st.ctx.partition, s.to_string());
+    log_with(*st.ctx.log, spdlog::level::err, {.partition = st.ctx.partition, .lsn = st.ps ? std::optional<uint64_t>(st.ps->durable_lsn()) : std::nullopt},
+             "partition {} failed: {}; acknowledging nothing more, restarting from disk", st.ctx.partition,
+             s.to_string());
     const std::string why = "partition " + std::to_string(st.ctx.partition) + " failed: " + s.to_string();
     for (auto& w : st.waiting) w->done->fail_pending(why);
     for (auto& w : st.stash) w->done->fail_pending(why);
@@ -561,14 +564,17 @@ class partition_logic {
     auto& st = self->state;
     // Never past a fence: the consumer may not declare consumed what this partition lost.
     if (auto fence = st.ctx.fences->fence_of(m.source); fence && m.progress.next > *fence) {
-      st.ctx.log->warn("partition {}: ignored a marker of source '{}' at {}: position {} of it "
-                       "was not applied here",
-                       st.ctx.partition, m.source, m.progress.next, *fence);
+      log_with(*st.ctx.log, spdlog::level::warn,
+               {.partition = st.ctx.partition, .source = m.source, .position = m.progress.next},
+               "partition {}: ignored a marker of source '{}' at {}: position {} of it was not applied here",
+               st.ctx.partition, m.source, m.progress.next, *fence);
       return;
     }
     if (auto r = st.ps->mark_consumed(m.source, m.progress); !r) {
-      st.ctx.log->warn("partition {}: marker of source '{}' not logged: {}", st.ctx.partition,
-                       m.source, r.error().to_string());
+      log_with(*st.ctx.log, spdlog::level::warn,
+               {.partition = st.ctx.partition, .source = m.source, .position = m.progress.next},
+               "partition {}: marker of source '{}' not logged: {}", st.ctx.partition, m.source,
+               r.error().to_string());
       return;
     }
     maybe_flush(self);
