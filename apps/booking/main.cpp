@@ -33,6 +33,7 @@
 
 #include "booking_model.hpp"
 #include "run.hpp"
+#include "run_common.hpp"
 #include "serve.hpp"
 #include "statefold/data_reader.hpp"
 #include "statefold/http/server.hpp"
@@ -237,25 +238,26 @@ int main(int argc, char** argv) {
     return app.exit(e) == 0 ? 0 : 2;
   }
   if (*run) {
+    booking::setup_logging(ro.log_format);  // the usage errors below in the chosen format too
     if (ro.input == "-" && ro.source.empty()) {
-      std::fprintf(stderr,
+      booking::say(spdlog::level::err, {},
                    "statefold-booking: --input - (standard input) needs --source NAME: a pipe has no "
-                   "name that stays the same between runs, and the name is what a rerun resumes by\n");
+                   "name that stays the same between runs, and the name is what a rerun resumes by");
       return 2;
     }
     if (ro.input.empty() && !ro.source.empty()) {
-      std::fprintf(stderr, "statefold-booking: --source names an --input; the demo workload names itself\n");
+      booking::say(spdlog::level::err, {}, "statefold-booking: --source names an --input; the demo workload names itself");
       return 2;
     }
     if (!ro.metrics_listen.empty()) {
       if (auto a = statefold::http::parse_listen_address(ro.metrics_listen); !a) {
-        std::fprintf(stderr, "statefold-booking: --metrics-listen: %s\n", a.error().message().c_str());
+        booking::say(spdlog::level::err, {}, "statefold-booking: --metrics-listen: %s", a.error().message().c_str());
         return 2;
       }
     }
     if (!ro.store.url.empty()) {
       if (auto st = booking::check_store_options(ro.store); !st.is_ok()) {
-        std::fprintf(stderr, "statefold-booking: %s\n", st.message().c_str());
+        booking::say(spdlog::level::err, {}, "statefold-booking: %s", st.message().c_str());
         return 2;
       }
       return booking::run_stateless(ro);
@@ -263,8 +265,9 @@ int main(int argc, char** argv) {
     return booking::run(ro);
   }
   if (*srv) {
+    booking::setup_logging(so.log_format);
     if (auto a = statefold::http::parse_listen_address(so.listen); !a) {
-      std::fprintf(stderr, "statefold-booking: --listen: %s\n", a.error().message().c_str());
+      booking::say(spdlog::level::err, {}, "statefold-booking: --listen: %s", a.error().message().c_str());
       return 2;
     }
     return booking::serve(so);
