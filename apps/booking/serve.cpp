@@ -356,7 +356,12 @@ int serve(const serve_options& o) {
       {"POST", "/events", false,
        [&](sh::request& rq, sh::responder a) {
          booking_engine* e = ready.load();
-         if (!e || !accepting) return a(starting());
+         if (!e) return a(starting());
+         if (!accepting) {  // SIGTERM: a request that arrived whole while draining
+           sh::response r{503, "text/plain; charset=utf-8", "draining: the service is shutting down; nothing of this request was taken\n", {}};
+           r.headers.emplace_back("Retry-After", "1");
+           return a(std::move(r));
+         }
          post_events(*e, c, in_flight, rq, std::move(a));
        }},
       {"GET", "/bookings/", true,

@@ -108,11 +108,13 @@ class session : public std::enable_shared_from_this<session> {
   void start() {
     net::dispatch(stream_.get_executor(), [self = shared_from_this()] { self->read(); });
   }
-  /// From stop(): close now if waiting for a request; otherwise after the answer in flight.
+  /// From stop(): close now if waiting for a request; a request partly received is read
+  /// whole (within the read timeout) and answered; an answer in flight goes out; then close.
   void close_when_idle() {
     net::post(stream_.get_executor(), [self = shared_from_this()] {
       self->closing_ = true;
-      if (!self->busy_) self->shutdown();
+      const bool receiving = self->parser_ && self->parser_->got_some() && !self->parser_->is_done();
+      if (!self->busy_ && !receiving) self->shutdown();
     });
   }
 

@@ -4,7 +4,10 @@
 // a load: every event acknowledged before it is answered `duplicate` when posted again, and
 // the final state is the fold of the input.
 
+#include <arpa/inet.h>
 #include <gtest/gtest.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
 
 #include <future>
 
@@ -159,6 +162,40 @@ TEST(serve_e2e_test, WithLogFormatJsonEveryLineOnStderrIsJson) {
   }
   EXPECT_GE(lines, 5);
   EXPECT_TRUE(stopped) << s.err();
+}
+
+TEST(serve_e2e_test, SigtermAnswersARequestPartlyReceivedWith503AndTakesNothingOfIt) {
+  temp_dir t;
+  service s(t / "data", t.path(), {"--partitions", "1"});
+  const std::string hostport = s.base().substr(7);  // "http://" cut
+  const auto colon = hostport.rfind(':');
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_port = htons(static_cast<uint16_t>(std::stoi(hostport.substr(colon + 1))));
+  ::inet_pton(AF_INET, hostport.substr(0, colon).c_str(), &a.sin_addr);
+  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  ASSERT_EQ(::connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a), 0);
+  const std::string event =
+      R"({"event_id":"late-1","booking_id":"late","type":"created","show":"s","customer":"c","seats":1,"price_cents":5})"
+      "\n";
+  const std::string head = "POST /events HTTP/1.1\r\nHost: x\r\nContent-Length: " + std::to_string(event.size()) +
+                           "\r\n\r\n" + event.substr(0, 10);
+  ASSERT_EQ(::send(fd, head.data(), head.size(), 0), static_cast<ssize_t>(head.size()));
+  std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  auto exit_code = std::async(std::launch::async, [&] { return s.kill(SIGTERM); });
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  const std::string rest = event.substr(10);
+  ASSERT_EQ(::send(fd, rest.data(), rest.size(), 0), static_cast<ssize_t>(rest.size()));
+  std::string answer;
+  char buf[4096];
+  for (ssize_t n; (n = ::recv(fd, buf, sizeof buf, 0)) > 0;) answer.append(buf, static_cast<std::size_t>(n));
+  ::close(fd);
+  EXPECT_NE(answer.find("HTTP/1.1 503"), std::string::npos) << answer;
+  EXPECT_NE(answer.find("Retry-After: 1"), std::string::npos) << answer;
+  EXPECT_NE(answer.find("draining"), std::string::npos) << answer;
+  EXPECT_EQ(exit_code.get(), 0) << s.err();
+  auto got = run("get --data " + (t / "data") + " late");
+  EXPECT_NE(got.exit_code, 0) << "taken while draining: " << got.out;
 }
 
 TEST(serve_e2e_test, MalformedAndOversizedBodiesGet4xxAndChangeNothing) {

@@ -160,6 +160,31 @@ TEST(HttpServer, ASlowClientIsCutOffAndTooManyConnectionsGet503) {
   ::close(b);
 }
 
+TEST(HttpServer, StopReadsARequestPartlyReceivedAndAnswersIt) {
+  auto s = server::start({.listen = "127.0.0.1:0"}, {echo_route()});
+  ASSERT_TRUE(s);
+  const int c = connect_to((*s)->address());
+  const int idle = connect_to((*s)->address());  // connected, nothing sent: closed at once
+  ASSERT_GE(c, 0);
+  ASSERT_GE(idle, 0);
+  const std::string first = "POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\nabc";
+  ASSERT_EQ(::send(c, first.data(), first.size(), 0), static_cast<ssize_t>(first.size()));
+  std::this_thread::sleep_for(std::chrono::milliseconds(100));  // parsed as far as it goes
+  auto stopped = std::async(std::launch::async, [&] { (*s)->stop(); });
+  EXPECT_EQ(read_all(idle), "");
+  EXPECT_EQ(stopped.wait_for(std::chrono::milliseconds(200)), std::future_status::timeout)
+      << "stop() did not wait for the request being received";
+  const std::string rest = "defghij";
+  ASSERT_EQ(::send(c, rest.data(), rest.size(), 0), static_cast<ssize_t>(rest.size()));
+  const std::string answer = read_all(c);
+  EXPECT_NE(answer.find("HTTP/1.1 200"), std::string::npos) << answer;
+  EXPECT_NE(answer.find("Connection: close"), std::string::npos) << answer;
+  EXPECT_NE(answer.find("got 10 bytes"), std::string::npos) << answer;
+  stopped.get();
+  ::close(c);
+  ::close(idle);
+}
+
 TEST(HttpServer, StopLetsAnAnswerInFlightOutAndRefusesNewConnections) {
   std::promise<responder> pending;
   auto s = server::start({.listen = "127.0.0.1:0"},

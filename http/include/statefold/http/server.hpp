@@ -11,8 +11,8 @@
 // later (an engine callback answers when the events are durable): the server never blocks an
 // I/O thread waiting for it. Keep-alive; bounded header, body and connection counts (413, 431
 // and 503 when exceeded, with the reason); a timeout for a client that sends too slowly or
-// not at all; stop() stops accepting, closes idle connections and lets answers in flight go
-// out (bounded) before it returns.
+// not at all; stop() stops accepting, closes idle connections, reads a request partly
+// received and answers it, and lets answers in flight go out (bounded) before it returns.
 //
 // Threading: `threads` I/O threads run the io_context; each connection is on its own strand.
 // Handlers run on an I/O thread: they must not block for long.
@@ -85,8 +85,10 @@ class server {
 
   /// "127.0.0.1:PORT", with the port actually bound.
   const std::string& address() const noexcept;
-  /// Stops accepting, closes idle connections, waits (up to stop_timeout) for answers in
-  /// flight to be written, then stops the I/O threads. Idempotent.
+  /// Stops accepting, closes idle connections, waits (up to stop_timeout) for requests partly
+  /// received to arrive whole (within read_timeout) and be answered and for answers in flight
+  /// to be written, then stops the I/O threads. Handlers still run meanwhile: a service that
+  /// takes nothing more answers those requests itself (serve: 503 + Retry-After). Idempotent.
   void stop();
 
   /// Answers by route and status code. `route` is the route's path as registered ("/bookings/*"
