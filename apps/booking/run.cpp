@@ -80,7 +80,6 @@ class progress_tracker {
 }  // namespace
 
 int run(const run_options& o) {
-  auto engine_log = setup_logging(o.log_format);
   // Everything that can be checked is checked before the data directory is touched.
   statefold::durability mode;
   if (o.durability == "sync") mode = statefold::durability::sync;
@@ -108,7 +107,7 @@ int run(const run_options& o) {
   eo.mode = mode;
   eo.dedup_window = o.dedup_window;
   eo.allow_no_dedup = o.allow_no_dedup;
-  eo.logger = engine_log;
+  eo.logger = engine_logger();
   auto m = statefold::read_manifest(statefold::posix_file_system(), o.data);
   eo.partitions = o.partitions.value_or(m ? m->partitions : 4);
   auto opened = booking_engine::open(std::move(eo));

@@ -49,13 +49,18 @@ inline void install_stop_handlers() {
 // "statefold-booking"), with the fields of what it is about, so that every line a log
 // collector reads is JSON.
 inline std::shared_ptr<spdlog::logger> json_log;  // null: text
+inline statefold::log_style log_style_chosen = statefold::log_style::text;
 
-/// The engine's logger for this format (and the program's own, for json).
-inline std::shared_ptr<spdlog::logger> setup_logging(const std::string& format) {
-  const auto f = statefold::parse_log_style(format).value_or(statefold::log_style::text);
-  json_log = f == statefold::log_style::json ? statefold::make_stderr_logger("statefold-booking", f) : nullptr;
-  return statefold::make_stderr_logger("statefold", f);
+/// Once, from main, before anything is printed: --log-format for every line that follows.
+inline void setup_logging(const std::string& format) {
+  log_style_chosen = statefold::parse_log_style(format).value_or(statefold::log_style::text);
+  json_log = log_style_chosen == statefold::log_style::json
+                 ? statefold::make_stderr_logger("statefold-booking", log_style_chosen)
+                 : nullptr;
 }
+
+/// A logger for an engine, in the chosen style.
+inline std::shared_ptr<spdlog::logger> engine_logger() { return statefold::make_stderr_logger("statefold", log_style_chosen); }
 
 inline bool logging_json() { return json_log != nullptr; }
 

@@ -53,7 +53,6 @@ int open_run_io(const run_options& o, run_io& io) {
 }
 
 int run_stateless(const run_options& o) {
-  setup_logging(o.log_format);  // no engine here: only the program's own lines
   install_stop_handlers();
   run_io io;
   if (int rc = open_run_io(o, io); rc != 0) return rc;

@@ -306,7 +306,6 @@ class slow_reads {
 }  // namespace
 
 int serve(const serve_options& o) {
-  auto engine_log = setup_logging(o.log_format);
   // SIGINT and SIGTERM are taken by this thread with sigwait; every thread started from here
   // on inherits the block.
   sigset_t stop_signals;
@@ -398,7 +397,7 @@ int serve(const serve_options& o) {
   else if (o.durability == "none") eo.mode = statefold::durability::none;
   eo.dedup_window = o.dedup_window;
   eo.when_full = statefold::backpressure::reject;  // 503 + Retry-After, never a blocked I/O thread
-  eo.logger = engine_log;
+  eo.logger = engine_logger();
   auto m = statefold::read_manifest(statefold::posix_file_system(), o.data);
   eo.partitions = o.partitions.value_or(m ? m->partitions : 4);
   auto opened = booking_engine::open(std::move(eo));

@@ -52,6 +52,19 @@ inline output run_program(const std::string& cmd) {
   return o;
 }
 
+/// The sum of the samples of `name` on `url` (a /metrics address) that pass `filter` (Python,
+/// over s.labels), read through python3-prometheus-client: the whole text must parse. "none"
+/// when no sample passes.
+inline std::string prometheus_sum(const std::string& url, const std::string& name, const std::string& filter = "True") {
+  auto r = run_program("curl -s -f --max-time 20 " + url +
+                       " | /usr/bin/python3 -c \"\nimport sys\nfrom prometheus_client.parser import "
+                       "text_string_to_metric_families\nt=None\nfor f in text_string_to_metric_families(sys.stdin.read()):\n"
+                       "  for s in f.samples:\n    if s.name=='" + name + "' and " + filter +
+                       ": t=(t or 0)+s.value\nprint('none' if t is None else int(t))\"");
+  EXPECT_EQ(r.exit_code, 0) << r.err << r.out;
+  return r.out;
+}
+
 /// Runs statefold-booking with `args` (after `env`, e.g. "LD_PRELOAD=...").
 inline output run(const std::string& args, const std::string& env = "") {
   return run_program(env + " " + std::string(STATEFOLD_BOOKING) + " " + args);

@@ -71,16 +71,10 @@ class piped_run {
   int in_ = -1;
 };
 
-// The value of one sample, read through python3-prometheus-client (the whole text must parse).
+// The value of one sample (summed over its labels, or those of one outcome).
 std::string sample(const std::string& address, const std::string& name, const std::string& outcome = "") {
-  const std::string filter = outcome.empty() ? "True" : "s.labels.get('outcome')=='" + outcome + "'";
-  auto r = run_program("curl -s -f --max-time 20 http://" + address +
-                       "/metrics | /usr/bin/python3 -c \"\nimport sys\nfrom prometheus_client.parser import "
-                       "text_string_to_metric_families\nt=None\nfor f in text_string_to_metric_families(sys.stdin.read()):\n"
-                       "  for s in f.samples:\n    if s.name=='" + name + "' and " + filter +
-                       ": t=(t or 0)+s.value\nprint('none' if t is None else int(t))\"");
-  EXPECT_EQ(r.exit_code, 0) << r.err << r.out;
-  return r.out;
+  return prometheus_sum("http://" + address + "/metrics", name,
+                        outcome.empty() ? "True" : "s.labels.get('outcome')=='" + outcome + "'");
 }
 
 void exercise(piped_run& p, const std::string& engine_series) {

@@ -102,16 +102,8 @@ void expect_pages_match(const std::string& base, const std::vector<json>& input)
   }
 }
 
-// The sum of the samples of `name` that pass `filter` (Python, over s.labels), read through
-// python3-prometheus-client: the whole /metrics text must parse.
 std::string metric(const std::string& base, const std::string& name, const std::string& filter = "True") {
-  auto r = run_program("curl -s -f --max-time 20 " + base +
-                       "/metrics | /usr/bin/python3 -c \"\nimport sys\nfrom prometheus_client.parser import "
-                       "text_string_to_metric_families\nt=0\nfor f in text_string_to_metric_families(sys.stdin.read()):\n"
-                       "  for s in f.samples:\n    if s.name=='" + name + "' and " + filter +
-                       ": t+=s.value\nprint(int(t))\"");
-  EXPECT_EQ(r.exit_code, 0) << r.err << r.out;
-  return r.out;
+  return prometheus_sum(base + "/metrics", name, filter);
 }
 
 TEST(serve_e2e_test, PostReadRestartAndReadAgain) {
