@@ -19,6 +19,7 @@
 #include <fcntl.h>
 #include <signal.h>
 #include <spawn.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -154,6 +155,7 @@ class results {
   const std::vector<row>& rows() const { return rows_; }
   json recovery = json::object();
   json stateless_recovery = json::object();
+  json idle = json::array();  // the fixed cost of partitions (run_idle)
 
  private:
   std::vector<row> rows_;
@@ -598,6 +600,46 @@ std::string fmt_rate(double v) {
   return b;
 }
 
+// The fixed cost of partitions: an engine opened on an empty directory with P partitions and
+// no events, against the process before it opened. What a partition costs before it holds
+// anything: memory (live RSS), threads, open files and disk.
+void run_idle(const options& o, results& res) {
+  auto count_dir = [](const std::string& d) {
+    std::size_t n = 0;
+    for ([[maybe_unused]] const auto& e : fsys::directory_iterator(d)) ++n;
+    return n;
+  };
+  auto disk_bytes = [](const std::string& d) {
+    uint64_t n = 0;
+    struct stat st {};
+    for (const auto& e : fsys::recursive_directory_iterator(d))
+      if (e.is_regular_file() && ::stat(e.path().c_str(), &st) == 0) n += static_cast<uint64_t>(st.st_blocks) * 512;
+    return n;
+  };
+  for (uint32_t p : o.partitions) {
+    progress("idle engine, " + std::to_string(p) + " partitions");
+    fresh_dir(o.dir);
+    const uint64_t rss0 = live_rss_bytes();
+    const std::size_t threads0 = count_dir("/proc/self/task"), fds0 = count_dir("/proc/self/fd");
+    workload_spec none;
+    none.keys = 0;
+    json x;
+    {
+      auto opened = sf_engine::open(make_engine_options(o, {p, durability::sync}, none));
+      if (!opened) die("open: " + opened.error().to_string());
+      std::this_thread::sleep_for(std::chrono::milliseconds(200));  // let every actor start
+      const uint64_t rss = live_rss_bytes();
+      x = {{"partitions", p},
+           {"rss_bytes", rss - std::min(rss, rss0)},
+           {"rss_bytes_per_partition", static_cast<double>(rss - std::min(rss, rss0)) / p},
+           {"threads", count_dir("/proc/self/task") - threads0},
+           {"open_files", count_dir("/proc/self/fd") - fds0},
+           {"disk_bytes", disk_bytes(o.dir)}};
+    }
+    res.idle.push_back(x);
+  }
+}
+
 struct aim {
   std::string what;
   double value;
@@ -640,6 +682,16 @@ void print_table(const results& res, const std::vector<aim>& aims, const std::st
                 x["statefold_entities"].get<unsigned long long>(), x["statefold_tail_events"].get<unsigned long long>(),
                 x["statefold_reopen_seconds"].get<double>(), x["events"].get<unsigned long long>(),
                 x["redis_restart_seconds"].get<double>());
+  }
+  if (!res.idle.empty()) {
+    std::printf("\nidle engines (no events): what partitions cost before they hold anything\n");
+    std::printf("%10s %12s %14s %8s %10s %12s\n", "partitions", "RSS MB", "RSS KB/part.", "threads",
+                "open files", "disk MB");
+    for (const auto& x : res.idle)
+      std::printf("%10u %12.1f %14.1f %8zu %10zu %12.1f\n", x["partitions"].get<unsigned>(),
+                  x["rss_bytes"].get<double>() / 1e6, x["rss_bytes_per_partition"].get<double>() / 1e3,
+                  x["threads"].get<std::size_t>(), x["open_files"].get<std::size_t>(),
+                  x["disk_bytes"].get<double>() / 1e6);
   }
   if (!aims.empty()) {
     std::printf("\naims (../shared/BENCHMARKS.md, set for 2 cores, sync, 100 B, 1M keys uniform, 5%% dup);"
@@ -699,6 +751,7 @@ void write_json(const options& o, const results& res, const std::vector<aim>& ai
   j["rows"] = rows;
   j["recovery"] = res.recovery;
   j["stateless_recovery"] = res.stateless_recovery;
+  j["idle"] = res.idle;
   for (const auto& a : aims)
     j["aims"].push_back({{"aim", a.what}, {"value", a.value}, {"target", a.target},
                          {"at_least", a.at_least}, {"met", a.met()}});
@@ -853,6 +906,7 @@ int run(options& o) {
   }
 
   if (o.wants("recovery")) run_recovery(o, res);
+  if (o.wants("idle")) run_idle(o, res);
   if (o.wants("stateless")) run_stateless(o, res, headline_spec, baseline_events);
 
   const auto aims = evaluate_aims(o, res, headline);
@@ -894,7 +948,7 @@ int main(int argc, char** argv) {
   app.add_option("--keys", o.keys, "keys of the headline workload");
   app.add_option("--reps", o.reps, "repetitions of the scaling and baseline runs");
   app.add_option("--producers", o.producers, "threads submitting batches (and baseline clients)");
-  app.add_option("--sections", o.sections, "any of scaling,baselines,variations,recovery,stateless");
+  app.add_option("--sections", o.sections, "any of scaling,baselines,variations,recovery,stateless,idle");
   app.add_option("--recovery-entities", o.recovery_entities, "entities in the recovery checkpoint");
   app.add_option("--recovery-tail", o.recovery_tail, "events in the recovery log tail");
   app.add_option("--dir", o.dir, "scratch directory on the disk under test (removed after)");

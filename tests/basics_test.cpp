@@ -113,6 +113,82 @@ TEST(dedup_window_test, DigestSetMatchesAModelUnderFifoChurnWithCollidingHomes) 
   for (const auto& e : fifo) EXPECT_FALSE(set.find(e));
 }
 
+// The table starts small and doubles as it fills, each doubling spread over later inserts:
+// lookups, inserts and erasures in the middle of a doubling must answer as a model does.
+TEST(dedup_window_test, DigestSetGrowsIncrementallyAndMatchesAModel) {
+  constexpr std::size_t max_entries = 20'000;
+  digest_set set(max_entries);
+  EXPECT_EQ(set.memory_bytes(), 0u);
+  std::vector<event_digest> members;  // the model: what the set holds
+  std::mt19937_64 rng(7);
+  bool saw_rehash = false;
+  std::size_t largest = 0;
+  for (int i = 0; i < 300'000; ++i) {
+    const bool grow = members.size() < max_entries && (rng() % 10 < 7 || members.empty());
+    if (grow) {
+      const event_digest d{rng() | 1, rng()};
+      set.insert({d, d.hi ^ 1});
+      members.push_back(d);
+    } else {
+      const std::size_t k = rng() % members.size();
+      set.erase(members[k]);
+      ASSERT_FALSE(set.find(members[k])) << "step " << i;
+      members[k] = members.back();
+      members.pop_back();
+    }
+    saw_rehash = saw_rehash || set.rehashing();
+    largest = std::max(largest, set.memory_bytes());
+    ASSERT_EQ(set.size(), members.size()) << "step " << i;
+    if (!members.empty()) {
+      const auto& probe = members[rng() % members.size()];
+      ASSERT_TRUE(set.find(probe)) << "step " << i;
+      ASSERT_EQ(set.find(probe)->body, probe.hi ^ 1);
+    }
+    ASSERT_FALSE(set.find({rng() | 1, rng()})) << "step " << i;
+    if (i % 4999 == 0) {
+      for (const auto& m : members) ASSERT_TRUE(set.find(m)) << "step " << i;
+    }
+    if (i == 150'000)  // shrink to nothing, then grow again
+      while (!members.empty()) {
+        set.erase(members.back());
+        members.pop_back();
+      }
+  }
+  for (const auto& m : members) ASSERT_TRUE(set.find(m));
+  EXPECT_TRUE(saw_rehash);
+  // Never beyond the largest table plus the one it doubled from.
+  EXPECT_LE(largest, (65'536 + 32'768) * sizeof(dedup_entry));
+  set.clear();
+  EXPECT_EQ(set.memory_bytes(), 0u);
+  for (const auto& m : members) EXPECT_FALSE(set.find(m));
+}
+
+// An idle partition's window costs next to nothing; it grows with the identities it holds.
+TEST(dedup_window_test, MemoryGrowsWithEntriesNotWithCapacity) {
+  dedup_window w(1u << 18);
+  EXPECT_EQ(w.memory_bytes(), 0u);
+  w.insert(digest_of("first"));
+  EXPECT_LE(w.memory_bytes(), 16u << 10);
+  for (int i = 0; i < (1 << 18) + 1000; ++i) w.insert(digest_of("id-" + std::to_string(i)));
+  EXPECT_EQ(w.size(), 1u << 18);
+  EXPECT_EQ(w.evictions(), 1001u);
+  EXPECT_GE(w.memory_bytes(), (1u << 18) * sizeof(dedup_entry));
+  EXPECT_LE(w.memory_bytes(), 4 * (1u << 18) * sizeof(dedup_entry));
+  EXPECT_FALSE(w.contains(digest_of("first")));
+  EXPECT_FALSE(w.contains(digest_of("id-999")));
+  EXPECT_TRUE(w.contains(digest_of("id-1000")));
+  // Bulk replay builds the table at its final size directly.
+  dedup_window r(1u << 18);
+  r.begin_bulk();
+  w.for_each([&](const dedup_entry& e) { r.insert(e); });
+  r.end_bulk();
+  EXPECT_TRUE(r.contains(digest_of("id-1000")));
+  EXPECT_TRUE(r.contains(digest_of(("id-" + std::to_string((1 << 18) + 999)))));
+  EXPECT_FALSE(r.contains(digest_of("id-999")));
+  w.clear();
+  EXPECT_EQ(w.memory_bytes(), 0u);
+}
+
 TEST(dedup_window_test, IdentityIsKeyAndEventIdNotTheirConcatenation) {
   EXPECT_NE(identity_of("b1", "e1"), identity_of("b2", "e1"));  // same ID, another key
   EXPECT_NE(identity_of("ab", "c"), identity_of("a", "bc"));    // the key's length is in it
