@@ -93,6 +93,7 @@ TEST(data_dir_test, MissingDirectoryWithoutCreateIsNotFound) {
 TEST(data_dir_test, ManifestValuesAreParsedStrictly) {
   manifest m;
   m.partitions = 4;
+  m.lanes = 4;
   m.epoch = 3;
   std::string good = encode_manifest(m);
   EXPECT_TRUE(decode_manifest(good, "M"));
@@ -208,8 +209,56 @@ TEST(data_dir_test, AnOlderFormatIsRefusedByName) {
   auto d = decode_manifest(v1 + crc, "M");
   ASSERT_FALSE(d);
   EXPECT_EQ(d.error().code(), errc::unsupported);
-  EXPECT_NE(d.error().message().find("data format version 1, this build reads version 2"), std::string::npos)
+  EXPECT_NE(d.error().message().find("data format version 1, this build reads version 3"), std::string::npos)
       << d.error().message();
+  // Version 2 (records without partition and sequence number) likewise, with all its fields.
+  const std::string v2 =
+      "statefold-manifest\nformat_version=2\npartitions=4\nkey_groups=4096\nhash_version=1\n"
+      "dedup_window=262144\nmodel=booking\ncodec_version=2\nepoch=3\n";
+  std::snprintf(crc, sizeof crc, "crc32c=%08x\n", crc32c::value(v2));
+  d = decode_manifest(v2 + crc, "M");
+  ASSERT_FALSE(d);
+  EXPECT_EQ(d.error().code(), errc::unsupported);
+  EXPECT_NE(d.error().message().find("data format version 2, this build reads version 3"), std::string::npos)
+      << d.error().message();
+}
+
+// Version 3 records the journal lanes and the partitioner. What this build cannot read yet
+// (lanes shared by partitions, partitioning by source) is refused by name, never misread.
+TEST(data_dir_test, LanesAndPartitionerAreRecordedAndWhatThisBuildCannotReadIsRefused) {
+  temp_dir t;
+  data_dir_config cfg;
+  cfg.partitions = 3;
+  {
+    auto d = data_dir::open(posix_file_system(), t.path(), cfg);
+    ASSERT_TRUE(d) << d.error().to_string();
+    EXPECT_EQ((*d)->info().lanes, 3u);
+    EXPECT_EQ((*d)->info().partitioner, partitioner_kind::key_hash);
+  }
+  const std::string text = testing::read_bytes(t / "MANIFEST");
+  EXPECT_NE(text.find("\nlanes=3\npartitioner=key_hash\n"), std::string::npos) << text;
+  auto with = [&](const std::string& from, const std::string& to) {
+    std::string body = text.substr(0, text.rfind("crc32c="));
+    body.replace(body.find(from), from.size(), to);
+    char crc[32];
+    std::snprintf(crc, sizeof crc, "crc32c=%08x\n", crc32c::value(body));
+    return decode_manifest(body + crc, "M");
+  };
+  auto shared = with("lanes=3", "lanes=1");
+  ASSERT_FALSE(shared);
+  EXPECT_EQ(shared.error().code(), errc::unsupported);
+  EXPECT_NE(shared.error().message().find("1 journal lanes shared by 3 partitions"), std::string::npos)
+      << shared.error().message();
+  auto by_source = with("partitioner=key_hash", "partitioner=source");
+  ASSERT_FALSE(by_source);
+  EXPECT_EQ(by_source.error().code(), errc::unsupported);
+  EXPECT_NE(by_source.error().message().find("partitioned by source"), std::string::npos);
+  auto unknown = with("partitioner=key_hash", "partitioner=range");
+  ASSERT_FALSE(unknown);
+  EXPECT_EQ(unknown.error().code(), errc::corruption);
+  auto missing = with("lanes=3\n", "");
+  ASSERT_FALSE(missing);
+  EXPECT_EQ(missing.error().code(), errc::corruption);
 }
 
 }  // namespace

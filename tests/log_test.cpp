@@ -6,6 +6,7 @@
 #include <cstdio>
 #include <filesystem>
 #include <future>
+#include <map>
 #include <random>
 #include <thread>
 
@@ -399,8 +400,8 @@ TEST_F(log_test, OversizedRecordIsRefusedWithoutFailingTheWriter) {
 }
 
 TEST_F(log_test, BatchEndingJustShortOfARecycledSegmentEndReadsBackClean) {
-  // Generation 1 fills segments to their last byte (8 records of 504 bytes after the 64-byte
-  // header), so a recycled segment holds record bytes right up to its end. Generation 2 ends
+  // Generation 1 fills segments to their last byte (8 records of 504 bytes, header included,
+  // after the 64-byte segment header), so a recycled segment holds record bytes right up to its end. Generation 2 ends
   // each segment 10 bytes short (2 records of 2011 bytes): too little room for a whole end
   // marker, and the stale bytes there must still read as free space.
   log_options o = small_segments();
@@ -412,7 +413,7 @@ TEST_F(log_test, BatchEndingJustShortOfARecycledSegmentEndReadsBackClean) {
     auto w = log_writer::open(fs_, log_dir(), 7, 1, *s, o);
     ASSERT_TRUE(w);
     for (int i = 0; i < 8 * 4; ++i, ++lsn)
-      ASSERT_TRUE((*w)->append(record_type::event, std::string(504 - 20, 'a')));
+      ASSERT_TRUE((*w)->append(record_type::event, std::string(504 - log_format::record_header_size, 'a')));
     ASSERT_TRUE((*w)->append(record_type::event, "roll"));
     ++lsn;
     ASSERT_TRUE((*w)->sync());
@@ -424,7 +425,7 @@ TEST_F(log_test, BatchEndingJustShortOfARecycledSegmentEndReadsBackClean) {
     auto w = log_writer::open(fs_, log_dir(), 7, 1, *s, o);
     ASSERT_TRUE(w);
     for (int i = 0; i < 8; ++i, ++lsn) {
-      ASSERT_TRUE((*w)->append(record_type::event, std::string(2011 - 20, 'b')));
+      ASSERT_TRUE((*w)->append(record_type::event, std::string(2011 - log_format::record_header_size, 'b')));
       ASSERT_TRUE((*w)->sync());
     }
   }
@@ -459,12 +460,166 @@ TEST_F(log_test, ValidRecordOfAnUnknownTypeIsUnsupportedNotCut) {
   for (uint64_t lsn = 1; lsn <= 4; ++lsn) off += log_format::record_header_size + payload_for(lsn).size();
   b[off + 16] = 9;  // record 5: type 9, CRC recomputed so only the type is "wrong"
   const uint32_t len = load_u32(b.data() + off + 4);
-  store_u32(b.data() + off, crc32c::mask(crc32c::value(b.data() + off + 4, 16 + len)));
+  store_u32(b.data() + off,
+            crc32c::mask(crc32c::value(b.data() + off + 4, log_format::record_header_size - 4 + len)));
   testing::write_bytes(seg, b);
   auto s = scan();
   ASSERT_FALSE(s);
   EXPECT_EQ(s.error().code(), errc::unsupported);
   EXPECT_NE(s.error().message().find("record type 9"), std::string::npos) << s.error().message();
+}
+
+// A journal lane: records of several partitions, each with its own sequence numbers, encoded
+// by their partitions and given LSNs by the writer; they read back in LSN order with their
+// partition and sequence number, across segment rolls and a reopen.
+TEST_F(log_test, RecordsOfSeveralPartitionsInOneLaneReadBackWithPartitionAndSequence) {
+  struct want {
+    uint64_t lsn;
+    uint32_t partition;
+    uint64_t pseq;
+    std::string payload;
+  };
+  std::vector<want> written;
+  std::map<uint32_t, uint64_t> next_pseq;
+  uint64_t lsn = 1;
+  auto round = [&](log_writer& w, int records) {
+    std::string buf;
+    uint64_t first = lsn;
+    for (int i = 0; i < records; ++i) {
+      const uint32_t p = static_cast<uint32_t>((lsn * 7) % 5);  // partitions 0..4, interleaved
+      const uint64_t q = ++next_pseq[p];
+      const std::string payload = payload_for(lsn) + "-p" + std::to_string(p);
+      log_format::encode_record(buf, p, q, record_type::event, [&](std::string& out) { out += payload; });
+      written.push_back({lsn++, p, q, payload});
+    }
+    auto last = w.append_encoded(buf);
+    ASSERT_TRUE(last) << last.error().to_string();
+    EXPECT_EQ(*last, lsn - 1);
+    EXPECT_EQ(w.next_lsn(), lsn);
+    (void)first;
+  };
+  auto lane_scan = [&](std::vector<want>* seen) {
+    log_scan_options o;
+    o.partition = 7;
+    o.single_partition = false;
+    o.mode = recovery_mode::absolute;
+    return scan_log(fs_, log_dir(), o, [&](const log_record& r) {
+      seen->push_back({r.lsn, r.partition, r.pseq, std::string(r.payload)});
+      return status::ok();
+    });
+  };
+  {
+    std::vector<want> none;
+    auto s = lane_scan(&none);
+    ASSERT_TRUE(s);
+    auto w = log_writer::open(fs_, log_dir(), 7, 1, *s, small_segments());
+    ASSERT_TRUE(w);
+    for (int r = 0; r < 20; ++r) {
+      round(**w, 1 + r % 9);
+      ASSERT_TRUE((*w)->sync());
+    }
+    EXPECT_GE((*w)->segment_count(), 2u);  // rolled
+  }
+  {
+    std::vector<want> seen;
+    auto s = lane_scan(&seen);
+    ASSERT_TRUE(s) << s.error().to_string();
+    auto w = log_writer::open(fs_, log_dir(), 7, 1, *s, small_segments());
+    ASSERT_TRUE(w);
+    round(**w, 6);
+    ASSERT_TRUE((*w)->sync());
+  }
+  std::vector<want> seen;
+  auto s = lane_scan(&seen);
+  ASSERT_TRUE(s) << s.error().to_string();
+  ASSERT_EQ(seen.size(), written.size());
+  for (std::size_t i = 0; i < seen.size(); ++i) {
+    EXPECT_EQ(seen[i].lsn, written[i].lsn);
+    EXPECT_EQ(seen[i].partition, written[i].partition) << "LSN " << seen[i].lsn;
+    EXPECT_EQ(seen[i].pseq, written[i].pseq) << "LSN " << seen[i].lsn;
+    EXPECT_EQ(seen[i].payload, written[i].payload);
+  }
+  // Read as the journal of one partition, the same lane is refused: its first record
+  // belongs to another partition.
+  auto single = scan();
+  ASSERT_FALSE(single);
+  EXPECT_EQ(single.error().code(), errc::corruption);
+}
+
+TEST_F(log_test, AppendEncodedRefusesAMalformedBufferWholeAndStaysHealthy) {
+  auto s = scan();
+  auto w = log_writer::open(fs_, log_dir(), 7, 1, *s, small_segments());
+  ASSERT_TRUE(w);
+  std::string good;
+  log_format::encode_record(good, 7, 1, record_type::event, [](std::string& out) { out += "one"; });
+  std::string cut = good + good.substr(0, 10);           // a partial header after a record
+  std::string past = good;
+  store_u32(past.data() + 4, 1000);                       // length runs past the buffer
+  std::string big;
+  log_format::encode_record(big, 7, 1, record_type::event,
+                            [](std::string& out) { out += std::string(2000, 'x'); });  // > 1024
+  std::string odd = good;
+  odd[16] = 9;                                            // unknown type
+  for (const std::string* bad : {&cut, &past, &big, &odd}) {
+    auto r = (*w)->append_encoded(*bad);
+    ASSERT_FALSE(r);
+    EXPECT_EQ(r.error().code(), errc::invalid_argument) << r.error().to_string();
+    EXPECT_EQ((*w)->next_lsn(), 1u);
+    EXPECT_FALSE((*w)->failed());
+  }
+  ASSERT_TRUE((*w)->append_encoded(good));
+  ASSERT_TRUE((*w)->sync());
+  std::vector<std::string> seen;
+  auto back = scan(recovery_mode::absolute, &seen);
+  ASSERT_TRUE(back) << back.error().to_string();
+  EXPECT_EQ(seen, std::vector<std::string>{"one"});
+}
+
+// A partition's journal holds only its own records, numbered by LSN. A CRC-valid record that
+// says otherwise is never replayed: corruption, naming file, offset, LSN and both partitions.
+TEST_F(log_test, RecordOfAnotherPartitionInAPartitionsJournalIsCorruption) {
+  {
+    auto s = scan();
+    auto w = log_writer::open(fs_, log_dir(), 7, 1, *s, log_options{});
+    ASSERT_TRUE(w);
+    ASSERT_TRUE((*w)->append(record_type::event, payload_for(1)));
+    std::string foreign;
+    log_format::encode_record(foreign, 3, 2, record_type::event, [](std::string& out) { out += "x"; });
+    ASSERT_TRUE((*w)->append_encoded(foreign));
+    ASSERT_TRUE((*w)->sync());
+  }
+  for (auto mode : {recovery_mode::tolerate_torn_tail, recovery_mode::point_in_time}) {
+    auto s = scan(mode);
+    ASSERT_FALSE(s);
+    EXPECT_EQ(s.error().code(), errc::corruption);
+    const std::string& m = s.error().message();
+    EXPECT_NE(m.find(".seg at offset " +
+                     std::to_string(log_format::segment_header_size + log_format::record_header_size +
+                                    payload_for(1).size()) +
+                     " (LSN 2): a valid record of partition 3 with sequence number 2 in the journal "
+                     "of partition 7"),
+              std::string::npos)
+        << m;
+  }
+}
+
+TEST_F(log_test, RecordWhoseSequenceIsNotItsLsnInAPartitionsJournalIsCorruption) {
+  {
+    auto s = scan();
+    auto w = log_writer::open(fs_, log_dir(), 7, 1, *s, log_options{});
+    ASSERT_TRUE(w);
+    std::string skewed;
+    log_format::encode_record(skewed, 7, 5, record_type::event, [](std::string& out) { out += "x"; });
+    ASSERT_TRUE((*w)->append_encoded(skewed));
+    ASSERT_TRUE((*w)->sync());
+  }
+  auto s = scan();
+  ASSERT_FALSE(s);
+  EXPECT_EQ(s.error().code(), errc::corruption);
+  EXPECT_NE(s.error().message().find("record of partition 7 with sequence number 5 in the journal "
+                                     "of partition 7, which numbers its records by LSN"),
+            std::string::npos)
+      << s.error().message();
 }
 
 TEST_F(log_test, ForeignTmpAndFreeLookingFilesAreLeftAlone) {
@@ -574,19 +729,21 @@ TEST_F(log_fault_test, PowerLossKeepsEverySyncedRecordAndTornTailsAreCut) {
 }
 
 TEST_F(log_fault_test, TornTailCutIsDurableBeforeANewSegmentFollowsIt) {
-  // A segment filled to within one record of its end (33 records of 120 bytes after the
-  // 64-byte header leave 72 bytes), and a torn record after them that survived a crash.
+  // A segment filled to within one record of its end (30 records of 132 bytes, header
+  // included, after the 64-byte segment header leave 72 bytes), and a torn record after them
+  // that survived a crash.
+  static_assert(log_format::record_header_size == 32, "the arithmetic below");
   log_options o = small_segments();
   o.preallocate = false;
   {
     auto w = open_writer(o);
-    for (int i = 1; i <= 33; ++i) ASSERT_TRUE(w->append(record_type::event, std::string(100, 'a')));
+    for (int i = 1; i <= 30; ++i) ASSERT_TRUE(w->append(record_type::event, std::string(100, 'a')));
     ASSERT_TRUE(w->sync());
   }
   const std::string seg = only_segment();
   {
     std::string b = testing::read_bytes(seg);
-    b.resize(64 + 33 * 120);
+    b.resize(64 + 30 * 132);
     b += "a torn record: header and half a payload, durable already";
     testing::write_bytes(seg, b);  // behind the fault file system's back: this is the disk
   }
@@ -602,7 +759,7 @@ TEST_F(log_fault_test, TornTailCutIsDurableBeforeANewSegmentFollowsIt) {
   ASSERT_TRUE(ffs_.power_loss().is_ok());
   auto s = scan(recovery_mode::absolute);
   ASSERT_TRUE(s) << s.error().to_string();
-  EXPECT_EQ(s->next_lsn, 39u);
+  EXPECT_EQ(s->next_lsn, 36u);
 }
 
 }  // namespace

@@ -416,6 +416,7 @@ json record_json(const std::string& dir, uint32_t p, const log_record& r, const 
   json j;
   j["partition"] = p;
   j["lsn"] = r.lsn;
+  j["seq"] = r.pseq;  // the record's sequence number within its partition
   j["event_id"] = e.event_id;
   j["key"] = e.key;
   // Optional envelope fields appear only when the writer stored them (the encoding has a
@@ -438,6 +439,7 @@ json position_json(const std::string& dir, uint32_t p, const log_record& r, cons
   json j;
   j["partition"] = p;
   j["lsn"] = r.lsn;
+  j["seq"] = r.pseq;
   j["type"] = "position";
   j["source"] = v.source;
   j["next"] = v.progress.next;

@@ -39,11 +39,17 @@ bool valid_model_name(std::string_view n) {
 
 }  // namespace
 
+const char* to_string(partitioner_kind k) noexcept {
+  return k == partitioner_kind::source ? "source" : "key_hash";
+}
+
 std::string encode_manifest(const manifest& m) {
   std::ostringstream s;
   s << "statefold-manifest\n"
     << "format_version=" << m.format_version << "\n"
     << "partitions=" << m.partitions << "\n"
+    << "lanes=" << m.lanes << "\n"
+    << "partitioner=" << to_string(m.partitioner) << "\n"
     << "key_groups=" << m.key_groups << "\n"
     << "hash_version=" << m.hash_version << "\n"
     << "dedup_window=" << m.dedup_window << "\n"
@@ -72,7 +78,7 @@ result<manifest> decode_manifest(std::string_view text, const std::string& path)
   if (body.rfind("statefold-manifest\n", 0) != 0) return bad("not a statefold MANIFEST");
   manifest m;
   enum : unsigned { f_format = 1, f_partitions = 2, f_key_groups = 4, f_hash = 8, f_epoch = 16,
-                    f_window = 32, f_model = 64, f_codec = 128 };
+                    f_window = 32, f_model = 64, f_codec = 128, f_lanes = 256, f_partitioner = 512 };
   unsigned seen = 0;
   std::string_view rest = body.substr(std::string_view("statefold-manifest\n").size());
   while (!rest.empty()) {
@@ -88,6 +94,13 @@ result<manifest> decode_manifest(std::string_view text, const std::string& path)
       seen |= f_model;
       continue;
     }
+    if (key == "partitioner") {  // text too
+      if (val == "key_hash") m.partitioner = partitioner_kind::key_hash;
+      else if (val == "source") m.partitioner = partitioner_kind::source;
+      else return bad("unknown partitioner in '" + std::string(line) + "'");
+      seen |= f_partitioner;
+      continue;
+    }
     uint64_t v = 0;
     auto [p, err] = std::from_chars(val.data(), val.data() + val.size(), v);
     if (err != std::errc() || p != val.data() + val.size())
@@ -101,6 +114,7 @@ result<manifest> decode_manifest(std::string_view text, const std::string& path)
     bool in_range = true;
     if (key == "format_version") in_range = u32(m.format_version, f_format);
     else if (key == "partitions") in_range = u32(m.partitions, f_partitions);
+    else if (key == "lanes") in_range = u32(m.lanes, f_lanes);
     else if (key == "key_groups") in_range = u32(m.key_groups, f_key_groups);
     else if (key == "hash_version") in_range = u32(m.hash_version, f_hash);
     else if (key == "codec_version") in_range = u32(m.codec_version, f_codec);
@@ -120,8 +134,17 @@ result<manifest> decode_manifest(std::string_view text, const std::string& path)
                              "build that wrote it, or start a new data directory"
                            : ". It was written by a newer statefold")};
   const unsigned all = f_format | f_partitions | f_key_groups | f_hash | f_epoch | f_window |
-                       f_model | f_codec;
+                       f_model | f_codec | f_lanes | f_partitioner;
   if (seen != all) return bad("missing field(s)");
+  // What this build cannot read yet is refused by name, never misread.
+  if (m.lanes != m.partitions)
+    return status{errc::unsupported,
+                  path + ": " + std::to_string(m.lanes) + " journal lanes shared by " +
+                      std::to_string(m.partitions) +
+                      " partitions; this build reads only a journal per partition (lanes = partitions)"};
+  if (m.partitioner != partitioner_kind::key_hash)
+    return status{errc::unsupported, path + ": partitioned by " + to_string(m.partitioner) +
+                                         "; this build reads only directories partitioned by key hash"};
   if (!partitioner::check(m.partitions, m.key_groups).is_ok())
     return bad("impossible partition/key-group counts " + std::to_string(m.partitions) + "/" +
                std::to_string(m.key_groups));
@@ -218,6 +241,7 @@ result<std::unique_ptr<data_dir>> data_dir::open(file_system& fs, std::string pa
     // create a new MANIFEST over it (it might say another partition count).
     SF_RETURN_IF_ERROR(detail::check_no_orphan_partitions(fs, path));
     m.partitions = config.partitions;
+    m.lanes = config.partitions;  // a journal per partition (log_format.hpp)
     m.key_groups = config.key_groups;
     m.dedup_window = config.dedup_window.value_or(default_dedup_window);
     m.model = config.model;

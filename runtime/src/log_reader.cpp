@@ -55,6 +55,8 @@ struct record_header {
   uint64_t lsn;
   uint8_t type;
   bool reserved_zero;
+  uint32_t partition;
+  uint64_t pseq;
 };
 
 record_header parse_header(const char* p) {
@@ -64,6 +66,8 @@ record_header parse_header(const char* p) {
   h.lsn = load_u64(p + 8);
   h.type = static_cast<uint8_t>(p[16]);
   h.reserved_zero = p[17] == 0 && p[18] == 0 && p[19] == 0;
+  h.partition = load_u32(p + record_partition_offset);
+  h.pseq = load_u64(p + record_pseq_offset);
   return h;
 }
 
@@ -305,9 +309,17 @@ result<log_scan> scan_log(file_system& fs, const std::string& log_dir,
                           "): record type " + std::to_string(h.type) +
                           (h.reserved_zero ? "" : " with non-zero reserved bytes") +
                           " is unknown to this build (written by a newer version?)"};
+      if (o.single_partition && (h.partition != o.partition || h.pseq != expected))
+        return status{errc::corruption,
+                      path + " at offset " + std::to_string(pos) + " (LSN " + std::to_string(expected) +
+                          "): a valid record of partition " + std::to_string(h.partition) +
+                          " with sequence number " + std::to_string(h.pseq) +
+                          " in the journal of partition " + std::to_string(o.partition) +
+                          (h.partition == o.partition ? ", which numbers its records by LSN" : "") +
+                          ": not replayed (a record in the wrong journal, or a writer bug)"};
       if (expected >= o.from_lsn && visit) {
-        log_record r{expected, static_cast<record_type>(h.type), rec.substr(record_header_size),
-                     path, pos};
+        log_record r{expected, static_cast<record_type>(h.type), h.partition, h.pseq,
+                     rec.substr(record_header_size), path, pos};
         SF_RETURN_IF_ERROR(visit(r));
         ++scan.records_visited;
       }

@@ -232,12 +232,53 @@ void log_writer::finish_record(std::size_t at, record_type type) {
   char* h = cur_.bytes.data() + at;
   const std::size_t payload = cur_.bytes.size() - at - record_header_size;
   store_u32(h + 4, static_cast<uint32_t>(payload));
-  store_u64(h + 8, next_lsn_);
   h[16] = static_cast<char>(type);
   h[17] = h[18] = h[19] = 0;
+  store_u32(h + record_partition_offset, partition_);
+  store_u64(h + record_pseq_offset, next_lsn_);  // its own journal: pseq = LSN
+  seal_record(at);
+}
+
+void log_writer::seal_record(std::size_t at) {
+  char* h = cur_.bytes.data() + at;
+  store_u64(h + 8, next_lsn_);
+  const std::size_t payload = load_u32(h + 4);
   store_u32(h, crc32c::mask(crc32c::value(h + 4, record_header_size - 4 + payload)));
   last_record_at_ = at;
   can_unappend_ = true;
+}
+
+result<uint64_t> log_writer::append_encoded(std::string_view records) {
+  if (failed()) return failure();
+  // Check the framing of the whole buffer first: all or nothing.
+  for (std::size_t pos = 0; pos < records.size();) {
+    if (records.size() - pos < record_header_size)
+      return status{errc::invalid_argument, "encoded records: " + std::to_string(records.size() - pos) +
+                                                " bytes at offset " + std::to_string(pos) +
+                                                " are not a whole record header"};
+    const uint32_t len = load_u32(records.data() + pos + 4);
+    if (len > options_.max_record_bytes)
+      return status{errc::invalid_argument, "record of " + std::to_string(len) +
+                                                " bytes exceeds max_record_bytes " +
+                                                std::to_string(options_.max_record_bytes)};
+    if (len > records.size() - pos - record_header_size)
+      return status{errc::invalid_argument, "encoded records: the record at offset " +
+                                                std::to_string(pos) + " runs past the buffer"};
+    if (!known_record_type(static_cast<uint8_t>(records[pos + 16])))
+      return status{errc::invalid_argument, "encoded records: unknown record type at offset " +
+                                                std::to_string(pos)};
+    pos += record_header_size + len;
+  }
+  for (std::size_t pos = 0; pos < records.size();) {
+    const std::size_t size = record_header_size + load_u32(records.data() + pos + 4);
+    const std::size_t at = begin_record(size);
+    cur_.bytes.append(records.substr(pos, size));
+    seal_record(at);
+    ++next_lsn_;
+    pos += size;
+  }
+  can_unappend_ = false;  // withdraws single appends only
+  return next_lsn_ - 1;
 }
 
 void log_writer::unappend_last() {

@@ -212,6 +212,8 @@ scan_outcome run_scan(file_system& fs, const std::string& dir, recovery_mode mod
     FUZZ_CHECK(r.type == log_format::record_type::event || r.type == log_format::record_type::position,
                "visited a record of unknown type");
     FUZZ_CHECK(!r.file.empty(), "record without a file name");
+    // The journal of partition 0: nothing of another partition, or out of sequence, is visited.
+    FUZZ_CHECK(r.partition == 0 && r.pseq == r.lsn, "visited a record of another partition or sequence");
     touch(r.payload);
     if (r.type == log_format::record_type::position) {
       if (auto pos = decode_position(r.payload)) touch(pos->source);

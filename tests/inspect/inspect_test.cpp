@@ -334,7 +334,7 @@ TEST_F(inspect_test, DumpPrintsEveryRecordInPartitionAndLsnOrder) {
   EXPECT_EQ(lines.front()["offset"], 64);
   // The first key of the JSON text is the partition (documented field order).
   auto raw = inspect("dump " + quoted(dir()) + " --limit 1");
-  EXPECT_EQ(raw.out.rfind("{\"partition\":0,\"lsn\":1,\"event_id\":", 0), 0u) << raw.out;
+  EXPECT_EQ(raw.out.rfind("{\"partition\":0,\"lsn\":1,\"seq\":1,\"event_id\":", 0), 0u) << raw.out;
 }
 
 TEST_F(inspect_test, DumpHonoursPartitionFromAndLimit) {

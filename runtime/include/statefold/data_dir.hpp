@@ -33,13 +33,23 @@
 
 namespace statefold {
 
-inline constexpr uint32_t data_format_version = 2;
+inline constexpr uint32_t data_format_version = 3;
+
+/// How keys map to partitions, recorded in MANIFEST.
+enum class partitioner_kind {
+  key_hash,  ///< "key_hash": hash of the key -> key group -> partition (partitioner.hpp)
+  source,    ///< "source": by the source's own partition (a Kafka topic partition); not built yet
+};
+const char* to_string(partitioner_kind k) noexcept;
 /// The dedup window a new directory gets when the configuration names none.
 inline constexpr uint64_t default_dedup_window = 1u << 18;
 
 struct manifest {
   uint32_t format_version = data_format_version;
   uint32_t partitions = 0;
+  /// Journal lanes (log_format.hpp). This build writes one per partition: lanes = partitions.
+  uint32_t lanes = 0;
+  partitioner_kind partitioner = partitioner_kind::key_hash;
   uint32_t key_groups = default_key_groups;
   uint32_t hash_version = statefold::hash_version;
   /// Event identities remembered per partition: a property of the data (checkpoints carry

@@ -43,6 +43,8 @@ const char* to_string(recovery_mode m) noexcept;
 struct log_record {
   uint64_t lsn;
   log_format::record_type type;
+  uint32_t partition;        ///< the partition the record belongs to
+  uint64_t pseq;             ///< its sequence number within that partition
   std::string_view payload;  ///< valid only during the visitor call
   std::string_view file;     ///< segment path, for error messages
   uint64_t offset;           ///< byte offset of the record header in that file
@@ -82,7 +84,12 @@ struct log_scan {
 };
 
 struct log_scan_options {
-  uint32_t partition = 0;
+  uint32_t partition = 0;           ///< the lane: segment headers must name it
+  /// true (how this build writes every journal): the lane holds the one partition of the same
+  /// number, so every record must name `partition` and have pseq = LSN; anything else is
+  /// corruption in every recovery mode (a record in the wrong journal is never replayed).
+  /// false: a shared lane; records may name any partition and the caller checks them.
+  bool single_partition = true;
   uint64_t max_epoch = UINT64_MAX;  ///< a segment with a higher epoch means we are fenced
   uint64_t from_lsn = 1;            ///< visit records with lsn >= from_lsn
   recovery_mode mode = recovery_mode::tolerate_torn_tail;

@@ -113,6 +113,14 @@ class log_writer {
   template <class Encode>
   result<uint64_t> append_with(log_format::record_type type, Encode&& encode);
 
+  /// Appends records that a partition encoded with log_format::encode_record(), in order: each
+  /// is copied into the journal with the next LSN and its CRC. Returns the LSN of the last
+  /// (next_lsn() - 1 when `records` is empty). A buffer that does not frame exactly into
+  /// records, or with a payload over max_record_bytes, is refused whole (invalid_argument),
+  /// nothing appended. (Records appended with append()/append_with() belong to the writer's
+  /// own partition, with pseq = LSN.)
+  result<uint64_t> append_encoded(std::string_view records);
+
   /// Withdraws the record the last append returned, as if it had never been appended (its
   /// LSN is reused). Only before take_batch() has taken it; for a handler that refused it.
   void unappend_last();
@@ -167,10 +175,12 @@ class log_writer {
   // offset of its header in the piece's bytes.
   std::size_t begin_record(std::size_t size_hint);
   void finish_record(std::size_t at, log_format::record_type type);
+  // Stamps LSN and CRC on a record whose other header fields are set.
+  void seal_record(std::size_t at);
 
   file_system& fs_;
   const std::string log_dir_;
-  const uint32_t partition_;
+  const uint32_t partition_;  // the lane: the partition whose journal this is
   const uint64_t epoch_;
   const log_options options_;
 
