@@ -96,7 +96,7 @@ TEST(dedup_window_test, DigestSetMatchesAModelUnderFifoChurnWithCollidingHomes) 
     const bool present = model.count({d.hi, d.lo}) > 0;
     ASSERT_EQ(set.find(d) != nullptr, present) << "step " << i;
     if (present) {
-      ASSERT_EQ(set.find(d)->body, d.lo ^ 0x5a5a) << "step " << i;
+      ASSERT_EQ(set.find(d)->tag, d.lo ^ 0x5a5a) << "step " << i;
       continue;
     }
     if (fifo.size() == window) {
@@ -142,7 +142,7 @@ TEST(dedup_window_test, DigestSetGrowsIncrementallyAndMatchesAModel) {
     if (!members.empty()) {
       const auto& probe = members[rng() % members.size()];
       ASSERT_TRUE(set.find(probe)) << "step " << i;
-      ASSERT_EQ(set.find(probe)->body, probe.hi ^ 1);
+      ASSERT_EQ(set.find(probe)->tag, probe.hi ^ 1);
     }
     ASSERT_FALSE(set.find({rng() | 1, rng()})) << "step " << i;
     if (i % 4999 == 0) {

@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 
 #include <map>
+#include <set>
 #include <random>
 
 #include "statefold/testing/fault_fs.hpp"
@@ -94,6 +95,55 @@ TEST_F(partition_state_test, DuplicatesAreAnsweredAndNotLoggedBeforeAndAfterRest
   EXPECT_EQ(p->apply(ledger("e1", "k", 1, 10)).kind, outcome::duplicate);
   EXPECT_EQ(p->find("k")->count, 1u);
   EXPECT_EQ(p->stats().duplicates, 1u);
+}
+
+// Every identity in the window is kept with its key's key group (format 3), so that a rescale
+// can split the window by key group: on the apply path, and rebuilt by replay and from a
+// checkpoint.
+TEST_F(partition_state_test, DedupEntriesCarryTheKeyGroupOfTheirKeyThroughCheckpointAndReplay) {
+  auto o = options();
+  o.key_groups = 64;
+  const partitioner route(1, 64);
+  std::map<std::pair<uint64_t, uint64_t>, std::string> key_of;  // identity -> key
+  for (int i = 0; i < 200; ++i) {
+    const std::string key = "k" + std::to_string(i % 17);
+    const event_digest d = identity_of(key, "e" + std::to_string(i));
+    key_of[{d.hi, d.lo}] = key;
+  }
+  auto check_newest = [&](std::size_t expect_entries) {
+    auto store = checkpoint_store::open_read_only(posix_file_system(), o.dir + "/ckpt", 0);
+    auto list = store.list();
+    ASSERT_TRUE(list && !list->empty());
+    auto c = store.load(list->front());
+    ASSERT_TRUE(c) << c.error().to_string();
+    ASSERT_EQ(c->dedup.size(), expect_entries);
+    std::set<uint32_t> groups;
+    for (const auto& e : c->dedup) {
+      auto it = key_of.find({e.id.hi, e.id.lo});
+      ASSERT_NE(it, key_of.end());
+      EXPECT_EQ(key_group_of_tag(e.tag), route.key_group_of(it->second)) << it->second;
+      groups.insert(key_group_of_tag(e.tag));
+    }
+    EXPECT_GT(groups.size(), 5u);  // 17 keys over 64 groups: not all in one
+  };
+  {
+    auto p = open(posix_file_system(), o);
+    feed(*p, 0, 100);
+    ASSERT_TRUE(p->checkpoint().is_ok());
+    feed(*p, 100, 200);
+    ASSERT_TRUE(p->sync());
+  }
+  check_newest(100);  // the apply path
+  {
+    auto p = open(posix_file_system(), o);  // 100 from the checkpoint, 100 by replay
+    ASSERT_TRUE(p->checkpoint().is_ok());
+    // The tags still tell a redelivery from a conflict.
+    EXPECT_EQ(p->apply(ledger("e150", "k" + std::to_string(150 % 17), 150 / 17 + 1, 150)).kind,
+              outcome::duplicate);
+    EXPECT_EQ(p->apply(ledger("e150", "k" + std::to_string(150 % 17), 150 / 17 + 1, 151)).kind,
+              outcome::conflict);
+  }
+  check_newest(200);
 }
 
 TEST_F(partition_state_test, BeyondTheWindowAnOldIdIsAppliedAgainAsDocumented) {

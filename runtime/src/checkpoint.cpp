@@ -21,7 +21,7 @@ bool parse_file_name(std::string_view name, uint64_t& lsn) {
 using namespace checkpoint_format;
 
 namespace {
-constexpr std::size_t dedup_entry_size = 24;  // identity hi, lo; body digest
+constexpr std::size_t dedup_entry_size = 24;  // identity hi, lo; tag (key group, body digest)
 }  // namespace
 
 checkpoint_builder::checkpoint_builder(uint32_t partition, uint64_t lsn, uint64_t epoch,
@@ -55,7 +55,7 @@ void checkpoint_builder::add_dedup(const dedup_window& w) {
   w.for_each([&](const dedup_entry& e) {
     store_u64(buf_.data() + at, e.id.hi);
     store_u64(buf_.data() + at + 8, e.id.lo);
-    store_u64(buf_.data() + at + 16, e.body);
+    store_u64(buf_.data() + at + 16, e.tag);
     at += dedup_entry_size;
   });
 }
@@ -126,7 +126,7 @@ result<loaded_checkpoint> decode_checkpoint(std::string bytes, const std::string
   c.dedup.reserve(ndedup);
   for (uint32_t i = 0; i < ndedup; ++i) {
     dedup_entry e;
-    if (!r.u64(e.id.hi) || !r.u64(e.id.lo) || !r.u64(e.body)) return bad("dedup entry truncated", at());
+    if (!r.u64(e.id.hi) || !r.u64(e.id.lo) || !r.u64(e.tag)) return bad("dedup entry truncated", at());
     c.dedup.push_back(e);
   }
   uint64_t nentities;

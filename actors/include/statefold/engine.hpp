@@ -210,6 +210,7 @@ partition_options engine<Model>::partition_options_for(uint32_t p) const {
   po.partition = p;
   po.epoch = dir_->epoch();
   po.dedup_window = static_cast<std::size_t>(dir_->info().dedup_window);
+  po.key_groups = dir_->info().key_groups;
   po.keep_checkpoints = options_.keep_checkpoints;
   const uint64_t share = options_.expected_entities / options_.partitions;
   po.expected_entities = static_cast<std::size_t>(share + share / 8);

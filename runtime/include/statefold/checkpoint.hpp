@@ -11,7 +11,7 @@
 //   |       sources   u32 count, then (name bytes, next u64, fingerprint_at u64,      |
 //   |                 fingerprint u64) each                                          |
 //   |       dedup     u64 evictions, u32 count, then 24-byte entries (identity 16 B,  |
-//   |                 body digest 8 B), oldest first                                 |
+//   |                 tag 8 B: key group and body digest), oldest first             |
 //   |       entities  u64 count, then (key bytes, state u32 len + bytes)               |
 //   +-------------------------------------------------------------------------------+
 //   | masked CRC32C of everything above, u32                                         |
@@ -46,7 +46,7 @@ namespace statefold {
 
 namespace checkpoint_format {
 inline constexpr std::string_view magic = "SFCKPT01";
-inline constexpr uint32_t version = 2;
+inline constexpr uint32_t version = 3;
 inline constexpr std::size_t header_size = 40;
 std::string file_name(uint64_t lsn);
 bool parse_file_name(std::string_view name, uint64_t& lsn);

@@ -1,13 +1,14 @@
 #pragma once
 
 // dedup_window: the exact set of the most recent N event identities of one partition,
-// FIFO-evicted, each with a digest of the event's body.
+// FIFO-evicted, each with a tag: its key's key group and a digest of the event's body.
 //
 // An event's identity is (key, event ID): the same ID on another key is another event,
 // whatever the partitioning. It is kept as a 128-bit XXH3 digest (fixed size, no allocation
 // per entry); two distinct identities collide with probability ~ window^2 / 2^129 — for a
-// window of 10^6 about 10^-27 — which we treat as exact. Beside it, a 64-bit digest of the
-// Model's encoding of the event: an identity that comes back with another body is a
+// window of 10^6 about 10^-27 — which we treat as exact. Beside it, a 64-bit tag (dedup_tag):
+// the key group, so a rescale can split the window by key group, and 44 bits of a digest of
+// the Model's encoding of the event: an identity that comes back with another body is a
 // conflict, not a duplicate (partition_state decides; the window only remembers).
 //
 // Size and evictions are observable; the window is saved in checkpoints (oldest first) and
@@ -37,9 +38,22 @@ event_digest identity_of(std::string_view key, std::string_view event_id) noexce
 /// The pinned digest of an event's body (the Model's encoding): XXH3-64, seed 0.
 uint64_t body_digest_of(std::string_view body) noexcept;
 
+/// Beside each identity, the window keeps a 64-bit tag: the key group of the event's key in the
+/// top 20 bits (rescaling splits windows by key group: MANIFEST bounds key groups to 2^20),
+/// and the low 44 bits of the body digest (a redelivery with another body is a conflict; two
+/// different bodies pass for the same with probability 2^-44).
+inline constexpr unsigned dedup_tag_body_bits = 44;
+inline uint64_t dedup_tag(uint32_t key_group, uint64_t body_digest) noexcept {
+  return (uint64_t{key_group} << dedup_tag_body_bits) |
+         (body_digest & ((uint64_t{1} << dedup_tag_body_bits) - 1));
+}
+inline uint32_t key_group_of_tag(uint64_t tag) noexcept {
+  return static_cast<uint32_t>(tag >> dedup_tag_body_bits);
+}
+
 struct dedup_entry {
   event_digest id;
-  uint64_t body = 0;
+  uint64_t tag = 0;  ///< dedup_tag(key group, body digest)
   friend bool operator==(const dedup_entry&, const dedup_entry&) = default;
 };
 
@@ -113,7 +127,7 @@ class dedup_window {
   bool contains(const event_digest& d) const { return find(d) != nullptr; }
   /// Remembers an entry, evicting the oldest when full. Its identity must not be present.
   void insert(const dedup_entry& e);
-  void insert(const event_digest& d, uint64_t body = 0) { insert(dedup_entry{d, body}); }
+  void insert(const event_digest& d, uint64_t tag = 0) { insert(dedup_entry{d, tag}); }
   void clear();
   /// Bulk mode, for replay: insert() only records the entry in the FIFO (no hash-set work,
   /// which is most of the cost when most replayed IDs are evicted again); end_bulk() builds

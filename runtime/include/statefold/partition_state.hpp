@@ -49,6 +49,7 @@
 #include "statefold/log_writer.hpp"
 #include "statefold/model.hpp"
 #include "statefold/outcome.hpp"
+#include "statefold/partitioner.hpp"
 #include "statefold/recovery.hpp"
 #include "statefold/status.hpp"
 
@@ -66,6 +67,9 @@ struct partition_options {
   uint32_t partition = 0;
   uint64_t epoch = 1;                  ///< owner epoch, written into new segment headers
   std::size_t dedup_window = 1u << 18; ///< event identities remembered (0 disables dedup)
+  /// The directory's key-group count (MANIFEST): each identity in the window is kept with its
+  /// key's key group, so that a rescale can split the window by key group.
+  uint32_t key_groups = default_key_groups;
   recovery_mode mode = recovery_mode::tolerate_torn_tail;
   log_options log;
   std::size_t keep_checkpoints = 2;     ///< at least 2 (smaller values are raised to 2)
@@ -254,6 +258,10 @@ class partition_state {
     }
     return ef;
   }
+  // The key's key group (partitioner.hpp), kept with its identities in the dedup window.
+  uint32_t key_group_of(std::string_view key) const noexcept {
+    return static_cast<uint32_t>(key_hash(key) % o_.key_groups);
+  }
   uint64_t now_us() const {
     if (o_.clock) return o_.clock();
     return static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::microseconds>(
@@ -402,8 +410,9 @@ result<recovery_result> partition_state<Model>::load_from_disk(bool repair) {
                                 std::string(env->event_id) + "' (non-deterministic apply?): " +
                                 ex.what()};
     }
-    remember({identity_of(env->key, env->event_id), body_digest_of(env->body)}, env->source,
-             env->source_offset, env->has_source);
+    const uint64_t tag = dedup_tag(key_group_of(env->key), body_digest_of(env->body));
+    remember({identity_of(env->key, env->event_id), tag}, env->source, env->source_offset,
+             env->has_source);
     return status::ok();
   };
   recovery_options ro;
@@ -478,7 +487,7 @@ apply_result partition_state<Model>::apply(const event_type& e, const event_meta
     // same identity.
     std::string body;
     Model::encode_event(e, body);
-    if (body_digest_of(body) != seen->body) {
+    if (dedup_tag(key_group_of(key), body_digest_of(body)) != seen->tag) {
       ++counters_.conflicts;
       return {outcome::conflict, 0,
               "event ID already applied to this key with a different body (within the dedup "
@@ -535,7 +544,8 @@ apply_result partition_state<Model>::apply(const event_type& e, const event_meta
     return {outcome::rejected, 0, thrown};
   }
   const source_progress* progress =
-      remember({d, body_digest}, meta.source ? std::string_view(meta.source->source) : std::string_view{},
+      remember({d, dedup_tag(key_group_of(key), body_digest)},
+               meta.source ? std::string_view(meta.source->source) : std::string_view{},
                meta.source ? meta.source->offset : 0, meta.source.has_value());
   if (progress) pending_sources_.push_back({*lsn, meta.source->source, *progress});
   ++counters_.applied;

@@ -209,6 +209,7 @@ class deterministic_engine {
       po.dir = "/data/" + partition_dir_name(p);
       po.partition = p;
       po.dedup_window = o_.engine.dedup_window.value_or(1024);
+      po.key_groups = o_.engine.key_groups;
       po.log = o_.engine.log;
       if (po.log.segment_bytes == 0) po.log.segment_bytes = 16 << 10;
       po.inline_rebuild = false;  // as in the engine: the actor persists, then reloads
