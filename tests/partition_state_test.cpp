@@ -146,6 +146,34 @@ TEST_F(partition_state_test, DedupEntriesCarryTheKeyGroupOfTheirKeyThroughCheckp
   check_newest(200);
 }
 
+// Every record names its partition (format 3) and recovery checks it: a partition other than 0
+// writes records that name it, across segment rolls, and reopens from them.
+TEST_F(partition_state_test, APartitionOtherThanZeroRecoversFromRecordsThatNameIt) {
+  auto o = options();
+  o.partition = 5;
+  o.dir = t_ / "p-0005";
+  {
+    auto p = open(posix_file_system(), o);
+    feed(*p, 0, 300);  // several 8 KiB segments
+    ASSERT_TRUE(p->sync());
+  }
+  EXPECT_GT(testing::files_in(o.dir + "/log").size(), 2u);
+  log_scan_options scan;
+  scan.partition = 5;
+  std::set<uint32_t> named;
+  auto s = scan_log(posix_file_system(), o.dir + "/log", scan,
+                    [&](const log_record& r) { named.insert(r.partition); return status::ok(); });
+  ASSERT_TRUE(s) << s.error().to_string();
+  EXPECT_EQ(named, std::set<uint32_t>{5});
+  auto p = open(posix_file_system(), o);
+  ASSERT_NE(p, nullptr);
+  EXPECT_EQ(p->next_lsn(), 301u);
+  for (const auto& [key, want] : fold_of_prefix(300)) {
+    ASSERT_NE(p->find(key), nullptr) << key;
+    EXPECT_EQ(*p->find(key), want) << key;
+  }
+}
+
 TEST_F(partition_state_test, BeyondTheWindowAnOldIdIsAppliedAgainAsDocumented) {
   auto o = options();
   o.dedup_window = 4;
