@@ -126,7 +126,8 @@ TEST_F(log_test, CutLastRecordAtEveryByteIsATornTailThatIsTruncated) {
   write(5, o);
   const std::string seg = only_segment();
   const std::string full = testing::read_bytes(seg);
-  // Records 1..4 end where record 5 starts; the writer adds a 20-byte end marker after it.
+  // Records 1..4 end where record 5 starts; the writer adds an end marker (a zeroed record
+  // header) after it.
   const uint64_t end = full.size() - log_format::record_header_size;
   const uint64_t last_start = end - log_format::record_header_size - payload_for(5).size();
   for (uint64_t cut = last_start + 1; cut < end; ++cut) {
