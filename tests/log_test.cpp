@@ -561,7 +561,9 @@ TEST_F(log_test, AppendEncodedRefusesAMalformedBufferWholeAndStaysHealthy) {
                             [](std::string& out) { out += std::string(2000, 'x'); });  // > 1024
   std::string odd = good;
   odd[16] = 9;                                            // unknown type
-  for (const std::string* bad : {&cut, &past, &big, &odd}) {
+  std::string reserved = good + good;
+  reserved[good.size() + 18] = 1;                         // the second record's reserved byte
+  for (const std::string* bad : {&cut, &past, &big, &odd, &reserved}) {
     auto r = (*w)->append_encoded(*bad);
     ASSERT_FALSE(r);
     EXPECT_EQ(r.error().code(), errc::invalid_argument) << r.error().to_string();

@@ -267,6 +267,9 @@ result<uint64_t> log_writer::append_encoded(std::string_view records) {
     if (!known_record_type(static_cast<uint8_t>(records[pos + 16])))
       return status{errc::invalid_argument, "encoded records: unknown record type at offset " +
                                                 std::to_string(pos)};
+    if (records[pos + 17] != 0 || records[pos + 18] != 0 || records[pos + 19] != 0)
+      return status{errc::invalid_argument, "encoded records: reserved bytes not zero at offset " +
+                                                std::to_string(pos)};
     pos += record_header_size + len;
   }
   for (std::size_t pos = 0; pos < records.size();) {

@@ -118,7 +118,8 @@ class log_writer {
   /// (next_lsn() - 1 when `records` is empty). A buffer that does not frame exactly into
   /// records, or with a payload over max_record_bytes, is refused whole (invalid_argument),
   /// nothing appended. (Records appended with append()/append_with() belong to the writer's
-  /// own partition, with pseq = LSN.)
+  /// own partition, with pseq = LSN; a journal read as one partition's, as every journal is
+  /// today (log_scan_options::single_partition), accepts no other record.)
   result<uint64_t> append_encoded(std::string_view records);
 
   /// Withdraws the record the last append returned, as if it had never been appended (its
