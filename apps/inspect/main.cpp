@@ -99,10 +99,10 @@ std::string partition_path(const std::string& dir, uint32_t p) {
   return path_join(dir, partition_dir_name(p));
 }
 std::string log_dir_of(const std::string& dir, uint32_t p) {
-  return path_join(partition_path(dir, p), "log");
+  return path_join(partition_path(dir, p), layout::log_dir);
 }
 std::string ckpt_dir_of(const std::string& dir, uint32_t p) {
-  return path_join(partition_path(dir, p), "ckpt");
+  return path_join(partition_path(dir, p), layout::checkpoint_dir);
 }
 
 /// "p-0001/log/00000000000000000001.seg": paths in output are relative to DIR, so that dumps
@@ -117,7 +117,7 @@ result<std::vector<std::string>> list_if_present(file_system& fs, const std::str
 
 /// Reads MANIFEST without locking. A directory without one gets the documented message.
 result<manifest> load_manifest(file_system& fs, const std::string& dir) {
-  SF_ASSIGN_OR_RETURN(bool has_manifest, fs.exists(path_join(dir, "MANIFEST")));
+  SF_ASSIGN_OR_RETURN(bool has_manifest, fs.exists(path_join(dir, layout::manifest)));
   if (!has_manifest) {
     // Partition data without its MANIFEST is damage, not an empty directory: the MANIFEST's
     // partition count decides which keys each partition holds.
@@ -125,7 +125,7 @@ result<manifest> load_manifest(file_system& fs, const std::string& dir) {
     if (names)
       for (const auto& n : *names)
         if (is_partition_dir_name(n))
-          return status{errc::corruption, path_join(dir, "MANIFEST") +
+          return status{errc::corruption, path_join(dir, layout::manifest) +
                                               " is missing, but the directory holds partition data (" +
                                               n + "): the runtime refuses to open it"};
     return status{errc::not_found, dir + ": not a statefold data directory (no MANIFEST)"};
@@ -373,9 +373,9 @@ int run_verify(file_system& fs, const std::string& dir) {
     return exit_problems;
   }
   bool ok = true;
-  auto manifest_tmp = fs.exists(path_join(dir, "MANIFEST.tmp"));
+  auto manifest_tmp = fs.exists(path_join(dir, std::string(layout::manifest) + ".tmp"));
   if (manifest_tmp && *manifest_tmp)
-    std::cout << "warning: " << path_join(dir, "MANIFEST.tmp")
+    std::cout << "warning: " << path_join(dir, std::string(layout::manifest) + ".tmp")
               << ": leftover of an interrupted MANIFEST write (the next open overwrites it)\n";
   for (const auto& w : undeclared_partitions(fs, dir, *m)) std::cout << "warning: " << w << '\n';
 

@@ -152,7 +152,7 @@ result<manifest> decode_manifest(std::string_view text, const std::string& path)
 }
 
 result<manifest> read_manifest(file_system& fs, const std::string& dir) {
-  const std::string path = path_join(dir, "MANIFEST");
+  const std::string path = path_join(dir, layout::manifest);
   SF_ASSIGN_OR_RETURN(std::string text, fs.read_file(path));
   return decode_manifest(text, path);
 }
@@ -182,7 +182,7 @@ result<std::unique_ptr<data_dir>> data_dir::open(file_system& fs, std::string pa
   // `locked`; a live owner still holds it then.
   const auto deadline = std::chrono::steady_clock::now() + config.lock_wait;
   for (;;) {
-    auto l = fs.lock(path_join(path, "LOCK"));
+    auto l = fs.lock(path_join(path, layout::lock));
     if (l) {
       d->lock_ = std::move(l).value();
       break;
@@ -191,7 +191,7 @@ result<std::unique_ptr<data_dir>> data_dir::open(file_system& fs, std::string pa
     std::this_thread::sleep_for(std::chrono::milliseconds(20));
   }
 
-  const std::string mpath = path_join(path, "MANIFEST");
+  const std::string mpath = path_join(path, layout::manifest);
   SF_ASSIGN_OR_RETURN(bool has_manifest, fs.exists(mpath));
   manifest m;
   if (has_manifest) {
@@ -263,7 +263,7 @@ status check_no_orphan_partitions(file_system& fs, const std::string& dir) {
     if (is_partition_dir_name(n)) found.push_back(n);
   if (found.empty()) return status::ok();
   return status{errc::corruption,
-                path_join(dir, "MANIFEST") + " is missing, but the directory holds partition data (" +
+                path_join(dir, layout::manifest) + " is missing, but the directory holds partition data (" +
                     found.front() +
                     (found.size() > 1 ? " and " + std::to_string(found.size() - 1) + " more" : "") +
                     "). Refusing to create a new MANIFEST over it, or to read the data without "
@@ -275,7 +275,7 @@ status check_no_orphan_partitions(file_system& fs, const std::string& dir) {
 status data_dir::check_epoch() const {
   SF_ASSIGN_OR_RETURN(manifest m, read_manifest(fs_, path_));
   if (m.epoch != manifest_.epoch)
-    return {errc::fenced, path_join(path_, "MANIFEST") + ": epoch is " + std::to_string(m.epoch) +
+    return {errc::fenced, path_join(path_, layout::manifest) + ": epoch is " + std::to_string(m.epoch) +
                               ", this owner holds epoch " + std::to_string(manifest_.epoch) +
                               "; another owner has taken over, refusing to append"};
   return status::ok();

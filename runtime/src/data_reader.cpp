@@ -12,7 +12,7 @@ namespace {
 // not published one for its epoch yet: it is still recovering).
 result<std::optional<read_bound>> bound_now(file_system& fs, const std::string& dir, uint32_t p) {
   read_bound b;
-  SF_ASSIGN_OR_RETURN(b.live, fs.is_locked(path_join(dir, "LOCK")));
+  SF_ASSIGN_OR_RETURN(b.live, fs.is_locked(path_join(dir, layout::lock)));
   SF_ASSIGN_OR_RETURN(manifest m, read_manifest(fs, dir));
   b.epoch = m.epoch;
   if (!b.live) return std::optional<read_bound>(b);
@@ -49,7 +49,7 @@ status read_with_retries(file_system& fs, const std::string& dir, uint32_t p, in
     if (last.is_ok()) return last;
     // An I/O error is the disk's, whoever writes.
     if (last.code() == errc::io_error) return last;
-    SF_ASSIGN_OR_RETURN(bool live_now, fs.is_locked(path_join(dir, "LOCK")));
+    SF_ASSIGN_OR_RETURN(bool live_now, fs.is_locked(path_join(dir, layout::lock)));
     if (!b->live && !live_now) return last;  // nobody wrote meanwhile: the damage is real
     ++i;
     std::this_thread::sleep_for(std::chrono::milliseconds(5 * i));

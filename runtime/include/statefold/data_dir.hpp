@@ -28,6 +28,7 @@
 #include <vector>
 
 #include "statefold/file_system.hpp"
+#include "statefold/layout.hpp"
 #include "statefold/partitioner.hpp"
 #include "statefold/status.hpp"
 
@@ -107,10 +108,6 @@ class data_dir {
   std::vector<std::string> notes_;
   std::unique_ptr<file_lock> lock_;
 };
-
-std::string partition_dir_name(uint32_t partition);
-/// True for "p-NNNN" (at least 4 digits): a partition directory's name.
-bool is_partition_dir_name(std::string_view name);
 
 namespace detail {
 /// errc::corruption, naming one, when `dir` (whose MANIFEST is missing) holds partition data.

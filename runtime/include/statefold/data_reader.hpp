@@ -114,7 +114,7 @@ class data_reader {
     std::map<std::string, state_type, std::less<>> states;
     auto attempt = [&](const detail::read_bound& b) -> status {
       states.clear();
-      auto store = checkpoint_store::open_read_only(*fs_, path_join(pdir, "ckpt"), p);
+      auto store = checkpoint_store::open_read_only(*fs_, path_join(pdir, layout::checkpoint_dir), p);
       recovery_hooks hooks;
       hooks.reset = [&] { states.clear(); };
       hooks.load_checkpoint = [&](const loaded_checkpoint& c) -> status {
@@ -161,7 +161,7 @@ class data_reader {
       ro.max_epoch = b.epoch;
       ro.repair = false;
       ro.max_lsn = b.max_lsn;
-      return recover_partition(*fs_, path_join(pdir, "log"), store, ro, hooks).to_status();
+      return recover_partition(*fs_, path_join(pdir, layout::log_dir), store, ro, hooks).to_status();
     };
     SF_RETURN_IF_ERROR(detail::read_with_retries(*fs_, dir_, p, attempts_, attempt)
                            .with_context("partition " + std::to_string(p)));

@@ -19,11 +19,12 @@
 #include <string>
 #include <string_view>
 
+#include "statefold/layout.hpp"
 #include "statefold/status.hpp"
 
 namespace statefold {
 
-inline constexpr std::string_view progress_file_name = "durable";
+inline constexpr std::string_view progress_file_name = layout::durable_file;
 
 struct published_progress {
   uint64_t epoch = 0;

@@ -45,6 +45,7 @@
 #include "statefold/dedup_window.hpp"
 #include "statefold/envelope.hpp"
 #include "statefold/file_system.hpp"
+#include "statefold/layout.hpp"
 #include "statefold/log_reader.hpp"
 #include "statefold/log_writer.hpp"
 #include "statefold/model.hpp"
@@ -220,7 +221,7 @@ class partition_state {
   partition_state(file_system& fs, partition_options o, checkpoint_store store)
       : fs_(fs), o_(std::move(o)), store_(std::move(store)), window_(o_.dedup_window) {}
 
-  std::string log_dir() const { return path_join(o_.dir, "log"); }
+  std::string log_dir() const { return path_join(o_.dir, layout::log_dir); }
   result<recovery_result> load_from_disk(bool repair);
   status rebuild();
   void reset() {
@@ -435,7 +436,7 @@ template <model Model>
 result<std::unique_ptr<partition_state<Model>>> partition_state<Model>::open(file_system& fs,
                                                                               partition_options o) {
   SF_RETURN_IF_ERROR(fs.create_dirs(o.dir));
-  SF_ASSIGN_OR_RETURN(auto store, checkpoint_store::open(fs, path_join(o.dir, "ckpt"), o.partition));
+  SF_ASSIGN_OR_RETURN(auto store, checkpoint_store::open(fs, path_join(o.dir, layout::checkpoint_dir), o.partition));
   std::unique_ptr<partition_state> p(new partition_state(fs, std::move(o), std::move(store)));
   SF_ASSIGN_OR_RETURN(auto rec, p->load_from_disk(/*repair=*/true));
   p->report_ = rec.report;
