@@ -373,9 +373,11 @@ int run_verify(file_system& fs, const std::string& dir) {
     return exit_problems;
   }
   bool ok = true;
-  auto manifest_tmp = fs.exists(path_join(dir, std::string(layout::manifest) + ".tmp"));
+  // file_system::write_file_atomic writes <name>.tmp, then renames it.
+  const std::string manifest_tmp_path = path_join(dir, std::string(layout::manifest) + ".tmp");
+  auto manifest_tmp = fs.exists(manifest_tmp_path);
   if (manifest_tmp && *manifest_tmp)
-    std::cout << "warning: " << path_join(dir, std::string(layout::manifest) + ".tmp")
+    std::cout << "warning: " << manifest_tmp_path
               << ": leftover of an interrupted MANIFEST write (the next open overwrites it)\n";
   for (const auto& w : undeclared_partitions(fs, dir, *m)) std::cout << "warning: " << w << '\n';
 

@@ -229,13 +229,9 @@ std::size_t log_writer::begin_record(std::size_t size) {
 }
 
 void log_writer::finish_record(std::size_t at, record_type type) {
-  char* h = cur_.bytes.data() + at;
   const std::size_t payload = cur_.bytes.size() - at - record_header_size;
-  store_u32(h + 4, static_cast<uint32_t>(payload));
-  h[16] = static_cast<char>(type);
-  h[17] = h[18] = h[19] = 0;
-  store_u32(h + record_partition_offset, partition_);
-  store_u64(h + record_pseq_offset, next_lsn_);  // its own journal: pseq = LSN
+  // Its own journal: the writer's partition, pseq = LSN.
+  store_record_header(cur_.bytes.data() + at, payload, type, partition_, next_lsn_);
   seal_record(at);
 }
 

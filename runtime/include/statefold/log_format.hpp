@@ -49,6 +49,19 @@ enum class record_type : uint8_t {
 };
 inline bool known_record_type(uint8_t t) { return t == 1 || t == 2; }
 
+/// Writes a record header at `h` for a payload of `payload` bytes: type, partition and pseq;
+/// CRC and LSN zero (log_writer stamps them when the record goes into the journal).
+inline void store_record_header(char* h, std::size_t payload, record_type type, uint32_t partition,
+                                uint64_t pseq) noexcept {
+  store_u32(h, 0);
+  store_u32(h + 4, static_cast<uint32_t>(payload));
+  store_u64(h + 8, 0);
+  h[16] = static_cast<char>(type);
+  h[17] = h[18] = h[19] = 0;
+  store_u32(h + record_partition_offset, partition);
+  store_u64(h + record_pseq_offset, pseq);
+}
+
 /// Appends one record for a journal lane to `out`, as a partition prepares it: header with
 /// `partition`, `pseq` and `type`, the payload that `encode(std::string&)` appends, and LSN and
 /// CRC left zero. log_writer::append_encoded() copies such records into the journal, giving
@@ -59,15 +72,8 @@ std::size_t encode_record(std::string& out, uint32_t partition, uint64_t pseq, r
   const std::size_t at = out.size();
   out.resize(at + record_header_size);
   encode(out);
-  char* h = out.data() + at;
   const std::size_t payload = out.size() - at - record_header_size;
-  store_u32(h, 0);
-  store_u32(h + 4, static_cast<uint32_t>(payload));
-  store_u64(h + 8, 0);
-  h[16] = static_cast<char>(type);
-  h[17] = h[18] = h[19] = 0;
-  store_u32(h + record_partition_offset, partition);
-  store_u64(h + record_pseq_offset, pseq);
+  store_record_header(out.data() + at, payload, type, partition, pseq);
   return payload;
 }
 

@@ -261,7 +261,7 @@ class partition_state {
   }
   // The key's key group (partitioner.hpp), kept with its identities in the dedup window.
   uint32_t key_group_of(std::string_view key) const noexcept {
-    return static_cast<uint32_t>(key_hash(key) % o_.key_groups);
+    return key_group_of_hash(key_hash(key), o_.key_groups);
   }
   uint64_t now_us() const {
     if (o_.clock) return o_.clock();

@@ -23,6 +23,10 @@ inline constexpr uint32_t default_key_groups = 4096;
 
 /// The pinned 64-bit hash of a key (XXH3, seed 0).
 uint64_t key_hash(std::string_view key) noexcept;
+/// The key group of a key hash, for a directory of `key_groups` key groups.
+inline uint32_t key_group_of_hash(uint64_t hash, uint32_t key_groups) noexcept {
+  return static_cast<uint32_t>(hash % key_groups);
+}
 
 /// Stateless and immutable: safe to share between threads.
 class partitioner {
@@ -37,7 +41,7 @@ class partitioner {
   uint32_t key_groups() const noexcept { return key_groups_; }
 
   uint32_t key_group_of_hash(uint64_t hash) const noexcept {
-    return static_cast<uint32_t>(hash % key_groups_);
+    return statefold::key_group_of_hash(hash, key_groups_);
   }
   uint32_t partition_of_group(uint32_t group) const noexcept {
     return static_cast<uint32_t>(uint64_t{group} * partitions_ / key_groups_);
