@@ -12,6 +12,13 @@
 namespace statefold {
 namespace {
 
+// A MANIFEST body with its checksum line, as encode_manifest ends it.
+std::string sealed(const std::string& body) {
+  char crc[32];
+  std::snprintf(crc, sizeof crc, "crc32c=%08x\n", crc32c::value(body));
+  return body + crc;
+}
+
 using testing::temp_dir;
 
 TEST(data_dir_test, CreatesManifestAndBumpsTheEpochAtEveryOpen) {
@@ -102,9 +109,7 @@ TEST(data_dir_test, ManifestValuesAreParsedStrictly) {
       std::string text = good.substr(0, good.rfind("crc32c="));
       if (text.find(from) == std::string::npos) continue;
       text.replace(text.find(from), std::string(from).size(), to);
-      char crc[32];
-      std::snprintf(crc, sizeof crc, "crc32c=%08x\n", crc32c::value(text));
-      auto d = decode_manifest(text + crc, "M");
+      auto d = decode_manifest(sealed(text), "M");
       EXPECT_FALSE(d) << to;
     }
   }
@@ -204,9 +209,7 @@ TEST(data_dir_test, AnotherModelOrCodecVersionIsRefused) {
 TEST(data_dir_test, AnOlderFormatIsRefusedByName) {
   const std::string v1 =
       "statefold-manifest\nformat_version=1\npartitions=4\nkey_groups=4096\nhash_version=1\nepoch=3\n";
-  char crc[32];
-  std::snprintf(crc, sizeof crc, "crc32c=%08x\n", crc32c::value(v1));
-  auto d = decode_manifest(v1 + crc, "M");
+  auto d = decode_manifest(sealed(v1), "M");
   ASSERT_FALSE(d);
   EXPECT_EQ(d.error().code(), errc::unsupported);
   EXPECT_NE(d.error().message().find("data format version 1, this build reads version 3"), std::string::npos)
@@ -215,8 +218,7 @@ TEST(data_dir_test, AnOlderFormatIsRefusedByName) {
   const std::string v2 =
       "statefold-manifest\nformat_version=2\npartitions=4\nkey_groups=4096\nhash_version=1\n"
       "dedup_window=262144\nmodel=booking\ncodec_version=2\nepoch=3\n";
-  std::snprintf(crc, sizeof crc, "crc32c=%08x\n", crc32c::value(v2));
-  d = decode_manifest(v2 + crc, "M");
+  d = decode_manifest(sealed(v2), "M");
   ASSERT_FALSE(d);
   EXPECT_EQ(d.error().code(), errc::unsupported);
   EXPECT_NE(d.error().message().find("data format version 2, this build reads version 3"), std::string::npos)
@@ -240,9 +242,7 @@ TEST(data_dir_test, LanesAndPartitionerAreRecordedAndWhatThisBuildCannotReadIsRe
   auto with = [&](const std::string& from, const std::string& to) {
     std::string body = text.substr(0, text.rfind("crc32c="));
     body.replace(body.find(from), from.size(), to);
-    char crc[32];
-    std::snprintf(crc, sizeof crc, "crc32c=%08x\n", crc32c::value(body));
-    return decode_manifest(body + crc, "M");
+    return decode_manifest(sealed(body), "M");
   };
   auto shared = with("lanes=3", "lanes=1");
   ASSERT_FALSE(shared);

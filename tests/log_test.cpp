@@ -402,9 +402,10 @@ TEST_F(log_test, OversizedRecordIsRefusedWithoutFailingTheWriter) {
 
 TEST_F(log_test, BatchEndingJustShortOfARecycledSegmentEndReadsBackClean) {
   // Generation 1 fills segments to their last byte (8 records of 504 bytes, header included,
-  // after the 64-byte segment header), so a recycled segment holds record bytes right up to its end. Generation 2 ends
-  // each segment 10 bytes short (2 records of 2011 bytes): too little room for a whole end
-  // marker, and the stale bytes there must still read as free space.
+  // after the 64-byte segment header), so a recycled segment holds record bytes right up to
+  // its end. Generation 2 ends each segment 10 bytes short (2 records of 2011 bytes): too
+  // little room for a whole end marker, and the stale bytes there must still read as free
+  // space.
   log_options o = small_segments();
   o.max_record_bytes = 2048;
   o.max_free_segments = 8;
@@ -485,7 +486,6 @@ TEST_F(log_test, RecordsOfSeveralPartitionsInOneLaneReadBackWithPartitionAndSequ
   uint64_t lsn = 1;
   auto round = [&](log_writer& w, int records) {
     std::string buf;
-    uint64_t first = lsn;
     for (int i = 0; i < records; ++i) {
       const uint32_t p = static_cast<uint32_t>((lsn * 7) % 5);  // partitions 0..4, interleaved
       const uint64_t q = ++next_pseq[p];
@@ -497,7 +497,6 @@ TEST_F(log_test, RecordsOfSeveralPartitionsInOneLaneReadBackWithPartitionAndSequ
     ASSERT_TRUE(last) << last.error().to_string();
     EXPECT_EQ(*last, lsn - 1);
     EXPECT_EQ(w.next_lsn(), lsn);
-    (void)first;
   };
   auto lane_scan = [&](std::vector<want>* seen) {
     log_scan_options o;
