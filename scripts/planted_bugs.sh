@@ -48,7 +48,8 @@ cd "$STATEFOLD_ROOT"
 
 all_bugs=(ack_before_sync dedup_off checkpoint_renamed_before_sync segment_created_without_dir_sync
           fsync_retried_after_eio offset_committed_before_durable segment_deleted_before_checkpoint
-          torn_tail_cut_without_sync record_of_wrong_partition dedup_tag_without_key_group)
+          torn_tail_cut_without_sync record_of_wrong_partition dedup_tag_without_key_group
+          checkpoint_position_taken_late)
 
 # Quick mode: bug -> the ctest names (gtest Suite.Test) that must each fail with that bug
 # planted. A line that starts with a blank continues the bug above.
@@ -70,10 +71,11 @@ segment_deleted_before_checkpoint  partition_state_test.PointInTimeCutBelowAChec
 torn_tail_cut_without_sync         log_fault_test.TornTailCutIsDurableBeforeANewSegmentFollowsIt
 record_of_wrong_partition          partition_state_test.APartitionOtherThanZeroRecoversFromRecordsThatNameIt
 dedup_tag_without_key_group        partition_state_test.DedupEntriesCarryTheKeyGroupOfTheirKeyThroughCheckpointAndReplay
+checkpoint_position_taken_late     journal_lane_test.RecordsMadeDurableWhileACheckpointIsBuiltAreReplayedAfterIt
 '
 # The test binaries (CMake targets) that hold the tests above: log_fault_test is a suite of
 # log_test.
-quick_targets=(log_test partition_state_test crash_point_test partition_actor_test)
+quick_targets=(log_test partition_state_test crash_point_test partition_actor_test journal_lane_test)
 
 quick=0
 bugs=()

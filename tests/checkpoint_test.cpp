@@ -17,7 +17,7 @@ using testing::temp_dir;
 class checkpoint_test : public ::testing::Test {
  protected:
   std::string image(uint64_t lsn, uint64_t entities = 50) {
-    checkpoint_builder b(3, lsn, 2, 7);
+    checkpoint_builder b(3, lsn, 2, 7, /*lane=*/1, /*position=*/lsn + 1);
     b.add_sources({{"bookings/3", {1234, 1000, 0xfeed}}, {"bookings/7", {99, 0, 0}}});
     dedup_window w(8);
     for (int i = 0; i < 12; ++i) w.insert(digest_of("event-" + std::to_string(i)), 100 + i);

@@ -212,7 +212,7 @@ TEST(data_dir_test, AnOlderFormatIsRefusedByName) {
   auto d = decode_manifest(sealed(v1), "M");
   ASSERT_FALSE(d);
   EXPECT_EQ(d.error().code(), errc::unsupported);
-  EXPECT_NE(d.error().message().find("data format version 1, this build reads version 3"), std::string::npos)
+  EXPECT_NE(d.error().message().find("data format version 1, this build reads version 4"), std::string::npos)
       << d.error().message();
   // Version 2 (records without partition and sequence number) likewise, with all its fields.
   const std::string v2 =
@@ -221,12 +221,25 @@ TEST(data_dir_test, AnOlderFormatIsRefusedByName) {
   d = decode_manifest(sealed(v2), "M");
   ASSERT_FALSE(d);
   EXPECT_EQ(d.error().code(), errc::unsupported);
-  EXPECT_NE(d.error().message().find("data format version 2, this build reads version 3"), std::string::npos)
+  EXPECT_NE(d.error().message().find("data format version 2, this build reads version 4"), std::string::npos)
       << d.error().message();
 }
 
-// Version 3 records the journal lanes and the partitioner. What this build cannot read yet
-// (lanes shared by partitions, partitioning by source) is refused by name, never misread.
+// Version 3 format (records naming partition and pseq) in version 3's layout (a journal per
+// partition in p-NNNN/log) is refused by name, like every older one.
+TEST(data_dir_test, VersionThreeWithAJournalPerPartitionIsRefusedByName) {
+  const std::string v3 =
+      "statefold-manifest\nformat_version=3\npartitions=4\nlanes=4\npartitioner=key_hash\n"
+      "key_groups=4096\nhash_version=1\ndedup_window=262144\nmodel=booking\ncodec_version=2\nepoch=3\n";
+  auto d = decode_manifest(sealed(v3), "M");
+  ASSERT_FALSE(d);
+  EXPECT_EQ(d.error().code(), errc::unsupported);
+  EXPECT_NE(d.error().message().find("data format version 3, this build reads version 4"), std::string::npos)
+      << d.error().message();
+}
+
+// Version 4 records the journal lanes (1 for a new directory unless asked, fixed after) and the
+// partitioner. What this build cannot read yet (partitioning by source) is refused by name.
 TEST(data_dir_test, LanesAndPartitionerAreRecordedAndWhatThisBuildCannotReadIsRefused) {
   temp_dir t;
   data_dir_config cfg;
@@ -234,21 +247,46 @@ TEST(data_dir_test, LanesAndPartitionerAreRecordedAndWhatThisBuildCannotReadIsRe
   {
     auto d = data_dir::open(posix_file_system(), t.path(), cfg);
     ASSERT_TRUE(d) << d.error().to_string();
-    EXPECT_EQ((*d)->info().lanes, 3u);
+    EXPECT_EQ((*d)->info().lanes, 1u);
     EXPECT_EQ((*d)->info().partitioner, partitioner_kind::key_hash);
   }
   const std::string text = testing::read_bytes(t / "MANIFEST");
-  EXPECT_NE(text.find("\nlanes=3\npartitioner=key_hash\n"), std::string::npos) << text;
+  EXPECT_NE(text.find("\nlanes=1\npartitioner=key_hash\n"), std::string::npos) << text;
+  // An existing directory keeps its lanes: 0 means "its own", another count is refused.
+  cfg.lanes = 3;
+  auto other = data_dir::open(posix_file_system(), t.path(), cfg);
+  ASSERT_FALSE(other);
+  EXPECT_EQ(other.error().code(), errc::config_mismatch);
+  EXPECT_NE(other.error().message().find("directory has 1 journal lanes, configuration asks for 3"),
+            std::string::npos)
+      << other.error().message();
+  cfg.lanes = 0;
+  ASSERT_TRUE(data_dir::open(posix_file_system(), t.path(), cfg));
+  // A new directory with a lane per partition; more lanes than partitions make no sense.
+  temp_dir t2;
+  cfg.lanes = 3;
+  {
+    auto d = data_dir::open(posix_file_system(), t2.path(), cfg);
+    ASSERT_TRUE(d) << d.error().to_string();
+    EXPECT_EQ((*d)->info().lanes, 3u);
+    EXPECT_EQ((*d)->info().lane_of(2), 2u);
+  }
+  temp_dir t3;
+  cfg.lanes = 4;
+  EXPECT_EQ(data_dir::open(posix_file_system(), t3.path(), cfg).error().code(), errc::invalid_argument);
+
   auto with = [&](const std::string& from, const std::string& to) {
     std::string body = text.substr(0, text.rfind("crc32c="));
     body.replace(body.find(from), from.size(), to);
     return decode_manifest(sealed(body), "M");
   };
-  auto shared = with("lanes=3", "lanes=1");
-  ASSERT_FALSE(shared);
-  EXPECT_EQ(shared.error().code(), errc::unsupported);
-  EXPECT_NE(shared.error().message().find("1 journal lanes shared by 3 partitions"), std::string::npos)
-      << shared.error().message();
+  for (const char* bad : {"lanes=0", "lanes=4"}) {
+    auto impossible = with("lanes=1", bad);
+    ASSERT_FALSE(impossible) << bad;
+    EXPECT_EQ(impossible.error().code(), errc::corruption) << bad;
+    EXPECT_NE(impossible.error().message().find("impossible lane count"), std::string::npos)
+        << impossible.error().message();
+  }
   auto by_source = with("partitioner=key_hash", "partitioner=source");
   ASSERT_FALSE(by_source);
   EXPECT_EQ(by_source.error().code(), errc::unsupported);
@@ -256,7 +294,7 @@ TEST(data_dir_test, LanesAndPartitionerAreRecordedAndWhatThisBuildCannotReadIsRe
   auto unknown = with("partitioner=key_hash", "partitioner=range");
   ASSERT_FALSE(unknown);
   EXPECT_EQ(unknown.error().code(), errc::corruption);
-  auto missing = with("lanes=3\n", "");
+  auto missing = with("lanes=1\n", "");
   ASSERT_FALSE(missing);
   EXPECT_EQ(missing.error().code(), errc::corruption);
 }

@@ -52,6 +52,13 @@ class engine_test : public ::testing::Test {
     o.restart_backoff = std::chrono::milliseconds(10);
     return o;
   }
+  // The same with a journal lane per partition (lanes/L-000p holds partition p's records):
+  // a fault in one lane is a fault in one partition.
+  engine_options lane_per_partition_on(fault_file_system& ffs) {
+    engine_options o = options_on(ffs);
+    o.lanes = o.partitions;
+    return o;
+  }
 
   std::unique_ptr<ledger_engine> open(engine_options o) {
     auto e = ledger_engine::open(std::move(o));
@@ -285,14 +292,14 @@ std::vector<std::string> one_key_per_partition(const ledger_engine& e) {
 
 TEST_F(engine_test, EioInOnePartitionRestartsItWhileTheOthersKeepAcknowledging) {
   fault_file_system ffs(posix_file_system());
-  auto e = open(options_on(ffs));
+  auto e = open(lane_per_partition_on(ffs));
   const auto key_of = one_key_per_partition(*e);
   ASSERT_EQ(e->submit(ledger("a1", key_of[1], 1, 1)).get().kind, outcome::applied);
-  ffs.fail_on("p-0001/", fs_op::sync, 1, errc::io_error);
+  ffs.fail_on("L-0001/", fs_op::sync, 1, errc::io_error);
   auto failed = e->submit(ledger("a2", key_of[1], 2, 1)).get();
   EXPECT_EQ(failed.kind, outcome::failed);
   EXPECT_NE(failed.reason.find("io_error"), std::string::npos) << failed.reason;
-  EXPECT_NE(failed.reason.find("p-0001/log/00000000000000000001.seg:"), std::string::npos) << failed.reason;
+  EXPECT_NE(failed.reason.find("lanes/L-0001/log/00000000000000000001.seg:"), std::string::npos) << failed.reason;
   // The others never noticed.
   EXPECT_EQ(e->submit(ledger("b1", key_of[0], 1, 1)).get().kind, outcome::applied);
   EXPECT_EQ(e->submit(ledger("c1", key_of[2], 1, 1)).get().kind, outcome::applied);
@@ -312,20 +319,57 @@ TEST_F(engine_test, EioInOnePartitionRestartsItWhileTheOthersKeepAcknowledging) 
   EXPECT_TRUE(e->close().is_ok());
 }
 
+// One lane for three partitions: its failure is every partition's. Each is restarted over the
+// lane reopened from disk, the idle ones too (they would otherwise fail only at their next
+// event), and nothing acknowledged before is lost.
+TEST_F(engine_test, EioInASharedLaneRestartsEveryPartitionOnItAndLosesNothingAcknowledged) {
+  fault_file_system ffs(posix_file_system());
+  auto o = options_on(ffs);
+  o.lanes = 1;
+  auto e = open(o);
+  const auto key_of = one_key_per_partition(*e);
+  for (uint32_t p = 0; p < 3; ++p)
+    ASSERT_EQ(e->submit(ledger("a" + std::to_string(p), key_of[p], 1, 1)).get().kind, outcome::applied);
+  ffs.fail_on("L-0000/", fs_op::sync, 1, errc::io_error);
+  auto failed = e->submit(ledger("b1", key_of[1], 2, 1)).get();
+  EXPECT_EQ(failed.kind, outcome::failed);
+  EXPECT_NE(failed.reason.find("lanes/L-0000/log/"), std::string::npos) << failed.reason;
+  // Every partition comes back (restarts counted), with its acknowledged event.
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(20);
+  for (uint32_t p = 0; p < 3; ++p) {
+    while (e->stats()[p].restarts == 0 && std::chrono::steady_clock::now() < deadline)
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    EXPECT_GE(e->stats()[p].restarts, 1u) << "partition " << p;
+    auto s = e->get(key_of[p]);
+    ASSERT_TRUE(s && *s) << "partition " << p;
+    EXPECT_GE((*s)->count, 1u);
+  }
+  submit_result again;
+  for (int i = 0; i < 200; ++i) {
+    again = e->submit(ledger("b1", key_of[1], 2, 1)).get();
+    if (again.kind != outcome::failed) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  EXPECT_TRUE(again.kind == outcome::applied || again.kind == outcome::duplicate) << again.reason;
+  EXPECT_EQ(e->submit(ledger("c0", key_of[0], 2, 1)).get().kind, outcome::applied);
+  EXPECT_EQ(e->submit(ledger("c2", key_of[2], 2, 1)).get().kind, outcome::applied);
+  EXPECT_TRUE(e->close().is_ok());
+}
+
 // One applied event per partition; then partition 1's log fails, and so does every attempt to
 // recover it (listing its directory fails): it stays down until `ffs` is cleared.
 void take_partition_1_down(ledger_engine& e, fault_file_system& ffs, std::vector<std::string>& key_of) {
   key_of = one_key_per_partition(e);
   for (uint32_t p = 0; p < key_of.size(); ++p)
     ASSERT_EQ(e.submit(ledger("a" + std::to_string(p), key_of[p], 1, 1)).get().kind, outcome::applied);
-  ffs.fail_on("p-0001/", fs_op::list, 1, errc::io_error, /*persistent=*/true);
-  ffs.fail_on("p-0001/", fs_op::sync, 1, errc::io_error);
+  ffs.fail_on("p-0001/", fs_op::list, 1, errc::io_error, /*persistent=*/true);  // its checkpoints
+  ffs.fail_on("L-0001/", fs_op::sync, 1, errc::io_error);
   ASSERT_EQ(e.submit(ledger("b1", key_of[1], 2, 1)).get().kind, outcome::failed);
 }
 
 TEST_F(engine_test, ExportAllFailsNamingAPartitionThatStaysDownInsteadOfExportingTheRest) {
   fault_file_system ffs(posix_file_system());
-  auto e = open(options_on(ffs));
+  auto e = open(lane_per_partition_on(ffs));
   std::vector<std::string> key_of;
   ASSERT_NO_FATAL_FAILURE(take_partition_1_down(*e, ffs, key_of));
 
@@ -348,7 +392,7 @@ TEST_F(engine_test, ExportAllFailsNamingAPartitionThatStaysDownInsteadOfExportin
 
 TEST_F(engine_test, ExportAllWaitsForARestartingPartitionAndReturnsEverything) {
   fault_file_system ffs(posix_file_system());
-  auto e = open(options_on(ffs));
+  auto e = open(lane_per_partition_on(ffs));
   std::vector<std::string> key_of;
   ASSERT_NO_FATAL_FAILURE(take_partition_1_down(*e, ffs, key_of));
   // While its recovery keeps failing, partition 1 is down for sure, and its backoff grows.
@@ -371,7 +415,7 @@ TEST_F(engine_test, ExportAllWaitsForARestartingPartitionAndReturnsEverything) {
 // get() on a down partition must not answer "unknown key" (it did, before: a nullopt).
 TEST_F(engine_test, GetOnAPartitionThatStaysDownFailsNamingItThenWaitsForItsRestart) {
   fault_file_system ffs(posix_file_system());
-  auto e = open(options_on(ffs));
+  auto e = open(lane_per_partition_on(ffs));
   std::vector<std::string> key_of;
   ASSERT_NO_FATAL_FAILURE(take_partition_1_down(*e, ffs, key_of));
 
@@ -478,10 +522,10 @@ submit_result submit_at(ledger_engine& e, uint64_t pos, ledger_event ev) {
 // broken). The consumer rewinds to 2, which lifts the fence.
 TEST_F(engine_test, AfterAFailureLaterPositionsOfTheSourceWaitForTheConsumerToRewind) {
   fault_file_system ffs(posix_file_system());
-  auto e = open(options_on(ffs));
+  auto e = open(lane_per_partition_on(ffs));
   const auto key_of = one_key_per_partition(*e);
   ASSERT_EQ(submit_at(*e, 1, ledger("k1", key_of[1], 1, 1)).kind, outcome::applied);
-  ffs.fail_on("p-0001/", fs_op::write, 1, errc::no_space);
+  ffs.fail_on("L-0001/", fs_op::write, 1, errc::no_space);
   const auto lost = submit_at(*e, 2, ledger("k2", key_of[1], 2, 1));
   ASSERT_EQ(lost.kind, outcome::failed) << lost.reason;
   ASSERT_TRUE(e->get(key_of[1])) << "partition 1 is back";

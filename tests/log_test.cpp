@@ -487,7 +487,8 @@ TEST_F(log_test, RecordsOfSeveralPartitionsInOneLaneReadBackWithPartitionAndSequ
   auto round = [&](log_writer& w, int records) {
     std::string buf;
     for (int i = 0; i < records; ++i) {
-      const uint32_t p = static_cast<uint32_t>((lsn * 7) % 5);  // partitions 0..4, interleaved
+      // Lane 7 of 8 holds partitions 7, 15, 23, 31, 39 (of 40): interleaved here.
+      const uint32_t p = 7 + 8 * static_cast<uint32_t>((lsn * 7) % 5);
       const uint64_t q = ++next_pseq[p];
       const std::string payload = payload_for(lsn) + "-p" + std::to_string(p);
       log_format::encode_record(buf, p, q, record_type::event, [&](std::string& out) { out += payload; });
@@ -502,6 +503,8 @@ TEST_F(log_test, RecordsOfSeveralPartitionsInOneLaneReadBackWithPartitionAndSequ
     log_scan_options o;
     o.partition = 7;
     o.single_partition = false;
+    o.lanes = 8;
+    o.partitions = 40;
     o.mode = recovery_mode::absolute;
     return scan_log(fs_, log_dir(), o, [&](const log_record& r) {
       seen->push_back({r.lsn, r.partition, r.pseq, std::string(r.payload)});
@@ -544,6 +547,49 @@ TEST_F(log_test, RecordsOfSeveralPartitionsInOneLaneReadBackWithPartitionAndSequ
   auto single = scan();
   ASSERT_FALSE(single);
   EXPECT_EQ(single.error().code(), errc::corruption);
+}
+
+// A shared lane's records are checked as they are read: each names a partition of the lane,
+// and each partition's records number on without a gap. A valid record that breaks either is
+// corruption (a record in the wrong lane, or a lost one), never replayed.
+TEST_F(log_test, ASharedLaneRefusesARecordOfAnotherLaneAndAGapInAPartitionsSequence) {
+  auto write = [&](const std::vector<std::pair<uint32_t, uint64_t>>& records) {
+    std::filesystem::remove_all(log_dir());
+    auto s = scan();
+    auto w = log_writer::open(fs_, log_dir(), 1, 1, *s, small_segments());
+    ASSERT_TRUE(w);
+    std::string buf;
+    for (auto [p, q] : records)
+      log_format::encode_record(buf, p, q, record_type::event, [](std::string& out) { out += "x"; });
+    ASSERT_TRUE((*w)->append_encoded(buf));
+    ASSERT_TRUE((*w)->sync());
+  };
+  auto lane_scan = [&] {
+    log_scan_options o;
+    o.partition = 1;  // lane 1 of 2: partitions 1, 3, 5 of 6
+    o.single_partition = false;
+    o.lanes = 2;
+    o.partitions = 6;
+    return scan_log(fs_, log_dir(), o, nullptr);
+  };
+  ASSERT_NO_FATAL_FAILURE(write({{1, 1}, {3, 1}, {1, 2}, {5, 1}, {3, 2}}));
+  ASSERT_TRUE(lane_scan());
+  ASSERT_NO_FATAL_FAILURE(write({{1, 1}, {3, 1}, {2, 1}}));  // partition 2 is lane 0's
+  auto other = lane_scan();
+  ASSERT_FALSE(other);
+  EXPECT_EQ(other.error().code(), errc::corruption);
+  EXPECT_NE(other.error().message().find("(LSN 3): a valid record of partition 2 in journal lane 1"),
+            std::string::npos)
+      << other.error().message();
+  ASSERT_NO_FATAL_FAILURE(write({{1, 1}, {7, 1}}));  // partition 7 is beyond the 6
+  EXPECT_EQ(lane_scan().error().code(), errc::corruption);
+  ASSERT_NO_FATAL_FAILURE(write({{1, 4}, {3, 1}, {1, 5}, {1, 7}}));  // 6 is missing
+  auto gap = lane_scan();
+  ASSERT_FALSE(gap);
+  EXPECT_EQ(gap.error().code(), errc::corruption);
+  EXPECT_NE(gap.error().message().find("(LSN 4): partition 1's record 7 follows its record 5 (records 6..6 are missing)"),
+            std::string::npos)
+      << gap.error().message();
 }
 
 TEST_F(log_test, AppendEncodedRefusesAMalformedBufferWholeAndStaysHealthy) {

@@ -1,6 +1,6 @@
 // statefold-booking: the seed's ticket-booking consumer, as a real program on statefold.
 //
-//   statefold-booking run    [--data DIR] [--partitions N] [--durability sync|interval|none]
+//   statefold-booking run    [--data DIR] [--partitions N] [--lanes L] [--durability sync|interval|none]
 //                            [--input FILE|- [--source NAME]] [--dedup-window N] [--ack-log FILE]
 //                            [--strict] [--events N] [--bookings N] [--duplicates RATE] [--seed S]
 //   statefold-booking run    --store redis://HOST[:PORT][/DB] [--store-prefix P] [--processed-ttl S]
@@ -158,6 +158,9 @@ int main(int argc, char** argv) {
   run->add_option("--data", ro.data, "data directory")->capture_default_str();
   run->add_option("--partitions", ro.partitions, "partitions of a new directory (default 4; an existing one keeps its own)")
       ->check(CLI::Range(1, 4096));
+  run->add_option("--lanes", ro.lanes,
+                  "journal lanes the partitions of a new directory share (default 1; an existing one keeps its own)")
+      ->check(CLI::Range(1, 4096));
   run->add_option("--durability", ro.durability, "sync | interval | none")
       ->capture_default_str()
       ->check(CLI::IsMember({"sync", "interval", "none"}));
@@ -203,13 +206,14 @@ int main(int argc, char** argv) {
       ->capture_default_str()
       ->check(CLI::IsMember({"text", "json"}));
   auto* run_store = add_store_options(run, ro.store, true);
-  for (const char* engine_only : {"--data", "--partitions", "--durability", "--dedup-window", "--unsafe-no-dedup"})
+  for (const char* engine_only : {"--data", "--partitions", "--lanes", "--durability", "--dedup-window", "--unsafe-no-dedup"})
     run_store->excludes(run->get_option(engine_only));
   booking::serve_options so;
   auto* srv = app.add_subcommand("serve", "the booking service over HTTP, until SIGTERM (docs: apps/booking/README.md)");
   srv->add_option("--listen", so.listen, "HOST:PORT (port 0: any free one, printed on stderr)")->capture_default_str();
   srv->add_option("--data", so.data, "data directory")->capture_default_str();
   srv->add_option("--partitions", so.partitions, "partitions of a new directory")->check(CLI::Range(1, 4096));
+  srv->add_option("--lanes", so.lanes, "journal lanes of a new directory (default 1)")->check(CLI::Range(1, 4096));
   srv->add_option("--durability", so.durability, "sync | interval | none")
       ->capture_default_str()
       ->check(CLI::IsMember({"sync", "interval", "none"}));

@@ -110,6 +110,7 @@ int run(const run_options& o) {
   eo.logger = engine_logger();
   auto m = statefold::read_manifest(statefold::posix_file_system(), o.data);
   eo.partitions = o.partitions.value_or(m ? m->partitions : 4);
+  eo.lanes = o.lanes.value_or(0);  // 0: the directory's own, 1 for a new one
   auto opened = booking_engine::open(std::move(eo));
   if (!opened) {
     say(spdlog::level::err, {}, "statefold-booking: %s", opened.error().to_string().c_str());
@@ -398,6 +399,7 @@ int run(const run_options& o) {
     window = s.core.dedup_capacity;
     evictions += s.core.dedup_evictions;
   }
+  for (const auto& l : e.lane_stats()) recoveries.push_back(l.recovery);
   if (stats.size() > 8)
     recoveries.push_back(std::to_string(stats.size()) + " partitions recovered, the slowest in " +
                          std::to_string(slowest).substr(0, 5) + " s: " + std::to_string(replayed) +

@@ -26,6 +26,7 @@ struct store_options {
 struct run_options {
   std::string data = "./statefold-data";
   std::optional<uint32_t> partitions;      ///< a new directory's; an existing one keeps its own
+  std::optional<uint32_t> lanes;           ///< journal lanes of a new directory (default 1)
   std::string durability = "sync";
   std::string input;                        ///< empty: the demo workload
   std::string source;                       ///< --source: the input's source name

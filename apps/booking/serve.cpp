@@ -400,6 +400,7 @@ int serve(const serve_options& o) {
   eo.logger = engine_logger();
   auto m = statefold::read_manifest(statefold::posix_file_system(), o.data);
   eo.partitions = o.partitions.value_or(m ? m->partitions : 4);
+  eo.lanes = o.lanes.value_or(0);  // 0: the directory's own, 1 for a new one
   auto opened = booking_engine::open(std::move(eo));
   if (!opened) {
     say(spdlog::level::err, {}, "statefold-booking: %s", opened.error().to_string().c_str());

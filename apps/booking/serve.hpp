@@ -13,6 +13,7 @@ struct serve_options {
   std::string listen = "127.0.0.1:8080";
   std::string data = "./statefold-data";
   std::optional<uint32_t> partitions;
+  std::optional<uint32_t> lanes;  ///< journal lanes of a new directory (default 1)
   std::string durability = "sync";
   std::optional<uint64_t> dedup_window;
   std::size_t max_connections = 512;

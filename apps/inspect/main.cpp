@@ -22,6 +22,7 @@
 #include <cstdint>
 #include <iostream>
 #include <limits>
+#include <map>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -69,9 +70,9 @@ class progress_meter {
   progress_meter(const progress_meter&) = delete;
   progress_meter& operator=(const progress_meter&) = delete;
 
-  void record(uint32_t partition) {
+  void record(uint32_t lane) {
     if (!enabled_ || (++records_ & ((1u << 20) - 1)) != 0) return;
-    std::cerr << '\r' << partition_dir_name(partition) << ": " << records_ << " records read"
+    std::cerr << '\r' << lane_dir_name(lane) << ": " << records_ << " records read"
               << std::flush;
     shown_ = true;
   }
@@ -98,8 +99,9 @@ std::string plural(uint64_t n, std::string_view one, std::string_view many = {})
 std::string partition_path(const std::string& dir, uint32_t p) {
   return path_join(dir, partition_dir_name(p));
 }
-std::string log_dir_of(const std::string& dir, uint32_t p) {
-  return path_join(partition_path(dir, p), layout::log_dir);
+/// The journal of lane `l`: DIR/lanes/L-NNNN/log.
+std::string lane_log_dir(const std::string& dir, uint32_t l) {
+  return path_join(lane_dir(dir, l), layout::log_dir);
 }
 std::string ckpt_dir_of(const std::string& dir, uint32_t p) {
   return path_join(partition_path(dir, p), layout::checkpoint_dir);
@@ -124,7 +126,7 @@ result<manifest> load_manifest(file_system& fs, const std::string& dir) {
     auto names = list_if_present(fs, dir);
     if (names)
       for (const auto& n : *names)
-        if (is_partition_dir_name(n))
+        if (is_partition_dir_name(n) || n == layout::lanes_dir)
           return status{errc::corruption, path_join(dir, layout::manifest) +
                                               " is missing, but the directory holds partition data (" +
                                               n + "): the runtime refuses to open it"};
@@ -158,8 +160,10 @@ result<std::vector<std::string>> temp_files_in(file_system& fs, const std::strin
 /// What the tool needs from one checkpoint file; the entity bytes are not kept (a checkpoint
 /// can be large, and the tool cannot decode states anyway).
 struct checkpoint_info {
-  uint64_t lsn = 0;  ///< from the file name
+  uint64_t lsn = 0;  ///< from the file name: the partition's sequence number it covers
   std::string path;
+  uint32_t lane = 0;
+  uint64_t position = 0;  ///< the lane LSN its replay starts from
   status problem;    ///< ok when the checkpoint verifies and its header LSN matches the name
   uint64_t entities = 0;
   uint64_t dedup_window = 0;
@@ -188,6 +192,8 @@ result<std::vector<checkpoint_info>> read_checkpoints(file_system& fs, const std
       c.problem = status{errc::corruption, c.path + ": header says LSN " + std::to_string(loaded->lsn) +
                                                " but the file name says " + std::to_string(c.lsn)};
     } else {
+      c.lane = loaded->lane;
+      c.position = loaded->position;
       c.entities = loaded->entities.size();
       c.dedup_window = loaded->dedup.size();
       c.dedup_evictions = loaded->dedup_evictions;
@@ -215,12 +221,45 @@ std::string record_location(const log_record& r) {
 }
 
 // ---------------------------------------------------------------------------------------------
+// Reading a lane: one pass, what each partition has in it
+
+/// One partition's records in its lane, as far as the lane still holds them.
+struct partition_in_lane {
+  uint64_t records = 0;
+  uint64_t first_lsn = 0, first_seq = 0;  ///< its first record in the lane (0: none)
+  uint64_t last_seq = 0;
+};
+
+struct lane_read {
+  log_scan scan;
+  std::map<uint32_t, partition_in_lane> partitions;
+};
+
+/// Scans lane `l` whole with `o` (membership, epoch, mode, bound set by the caller), tallying
+/// each partition's records; `visit` (may be null) sees every record too.
+result<lane_read> read_lane(file_system& fs, const std::string& dir, uint32_t l, log_scan_options o,
+                            const log_visitor& visit) {
+  lane_read out;
+  auto tally = [&](const log_record& r) -> status {
+    auto& p = out.partitions[r.partition];
+    if (p.records++ == 0) {
+      p.first_lsn = r.lsn;
+      p.first_seq = r.pseq;
+    }
+    p.last_seq = r.pseq;
+    return visit ? visit(r) : status::ok();
+  };
+  SF_ASSIGN_OR_RETURN(out.scan, scan_log(fs, lane_log_dir(dir, l), o, tally));
+  return out;
+}
+
+// ---------------------------------------------------------------------------------------------
 // verify
 
-struct partition_findings {
+struct findings {
   std::vector<std::string> problems;
   std::vector<std::string> warnings;
-  std::string summary;  ///< the text after "p-NNNN ok: " when there are no problems
+  std::string summary;  ///< the text after "NAME ok: " when there are no problems
 };
 
 /// "3 segments, LSN 1..41233" or "1 segment, no records (next LSN 40001)".
@@ -244,37 +283,55 @@ std::string describe_checkpoints(const std::vector<checkpoint_info>& cps) {
   return s;
 }
 
-/// The checks that relate checkpoints to the log: both must describe the same history.
-void check_log_against_checkpoints(const std::string& log_dir, const log_scan& scan,
-                                   const std::vector<checkpoint_info>& cps,
-                                   partition_findings& f) {
-  const uint64_t last_lsn = scan.next_lsn - 1;
-  for (const auto& c : cps) {
-    // Checkpoints are written only after the sync covering them, so a verified checkpoint
-    // beyond the log's end proves acknowledged records were lost; recovery fails closed.
-    if (c.problem.is_ok() && c.lsn > last_lsn)
-      f.problems.push_back(c.path + ": checkpoint LSN " + std::to_string(c.lsn) +
-                           " is beyond the end of the log (last LSN " + std::to_string(last_lsn) +
-                           (scan.segments.empty() ? ", no log segments" : "") +
-                           "): the log lost acknowledged records");
+void warn_leftovers(file_system& fs, const std::string& d, findings& f) {
+  auto temps = temp_files_in(fs, d);
+  if (!temps) {
+    f.problems.push_back(temps.error().message());
+    return;
   }
-  if (scan.segments.empty()) return;
-  // Recovery replays from the newest usable checkpoint + 1 (or from LSN 1 without one); a log
-  // starting later has lost the records in between, and the state cannot be rebuilt.
-  const checkpoint_info* newest = newest_valid(cps);
-  const uint64_t covered = newest ? newest->lsn : 0;
-  if (scan.first_lsn > covered + 1)
-    f.problems.push_back(
-        log_dir + ": the log starts at LSN " + std::to_string(scan.first_lsn) + " but " +
-        (newest ? "the newest valid checkpoint is at LSN " + std::to_string(covered)
-                : std::string("there is no valid checkpoint")) +
-        ": records " + std::to_string(covered + 1) + ".." + std::to_string(scan.first_lsn - 1) +
-        " are missing, the state cannot be rebuilt");
+  for (const auto& t : *temps)
+    f.warnings.push_back(t + ": leftover of an interrupted write (the next open deletes it)");
 }
 
-partition_findings verify_partition(file_system& fs, const std::string& dir, const manifest& m,
-                                    uint32_t p, const detail::read_bound& b, progress_meter& progress) {
-  partition_findings f;
+/// Lane `l` whole: every record's CRC, framing, LSN order, partition and sequence, envelope.
+findings verify_lane(file_system& fs, const std::string& dir, const manifest& m, uint32_t l,
+                     const detail::read_bound& b, progress_meter& progress, lane_read& out) {
+  findings f;
+  if (!b.live) warn_leftovers(fs, lane_log_dir(dir, l), f);
+  // absolute: any damage, a torn tail included, is reported (and nothing is cut: scan_log
+  // never writes). max_epoch = MANIFEST's epoch: no owner can have written a newer segment.
+  // Beside a live writer: only up to the LSN it has published as durable.
+  log_scan_options o;
+  m.membership(l).apply_to(o);
+  o.max_epoch = b.epoch;
+  o.mode = recovery_mode::absolute;
+  o.max_lsn = b.max_lsn;
+  // Replay would decode every payload; a CRC-valid record with a broken one would stop
+  // recovery, so it is damage too.
+  auto visit = [&](const log_record& r) -> status {
+    progress.record(l);
+    const status st = r.type == log_format::record_type::position ? decode_position(r.payload).to_status()
+                                                                    : decode_envelope(r.payload).to_status();
+    return st.is_ok() ? st : st.with_context(record_location(r));
+  };
+  auto read = read_lane(fs, dir, l, o, visit);
+  progress.clear();
+  if (!read) {
+    f.problems.push_back(read.error().message());
+    return f;
+  }
+  out = std::move(read).value();
+  f.summary = out.scan.segments.empty() ? "empty (no segments)" : describe_log(out.scan);
+  if (b.live)
+    f.summary += " (a writer is running: verified up to the LSN it has made durable, " +
+                 std::to_string(b.max_lsn) + ")";
+  return f;
+}
+
+/// Partition p's checkpoints, and whether they and its lane describe the same history.
+findings verify_partition(file_system& fs, const std::string& dir, const manifest& m, uint32_t p,
+                          const lane_read* lane, bool live) {
+  findings f;
   const std::string pdir = partition_path(dir, p);
   auto present = fs.exists(pdir);
   if (!present) {
@@ -287,20 +344,8 @@ partition_findings verify_partition(file_system& fs, const std::string& dir, con
                          plural(m.partitions, "partition") + ")");
     return f;
   }
-
-  const std::string log_dir = log_dir_of(dir, p);
   const std::string ckpt_dir = ckpt_dir_of(dir, p);
-  for (const auto& d : {log_dir, ckpt_dir}) {
-    if (b.live) break;  // a running writer's files in the making, not leftovers
-    auto temps = temp_files_in(fs, d);
-    if (!temps) {
-      f.problems.push_back(temps.error().message());
-      continue;
-    }
-    for (const auto& t : *temps)
-      f.warnings.push_back(t + ": leftover of an interrupted write (the next open deletes it)");
-  }
-
+  if (!live) warn_leftovers(fs, ckpt_dir, f);
   auto cps = read_checkpoints(fs, ckpt_dir, p);
   if (!cps) f.problems.push_back(cps.error().message());
   const std::vector<checkpoint_info> no_checkpoints;
@@ -308,62 +353,110 @@ partition_findings verify_partition(file_system& fs, const std::string& dir, con
   for (const auto& c : checkpoints)
     if (!c.problem.is_ok()) f.problems.push_back(c.problem.message());
 
-  // absolute: any damage, a torn tail included, is reported (and nothing is cut: scan_log
-  // never writes). max_epoch = MANIFEST's epoch: no owner can have written a newer segment.
-  // Beside a live writer: only up to the LSN it has published as durable.
-  log_scan_options o;
-  o.partition = p;
-  o.max_epoch = b.epoch;
-  o.mode = recovery_mode::absolute;
-  o.max_lsn = b.max_lsn;
-  // Replay would decode every payload; a CRC-valid record with a broken one would stop
-  // recovery, so it is damage too.
-  auto visit = [&](const log_record& r) -> status {
-    progress.record(p);
-    const status st = r.type == log_format::record_type::position ? decode_position(r.payload).to_status()
-                                                                    : decode_envelope(r.payload).to_status();
-    return st.is_ok() ? st : st.with_context(record_location(r));
-  };
-  auto scan = scan_log(fs, log_dir, o, visit);
-  progress.clear();
-  if (!scan) {
-    f.problems.push_back(scan.error().message());
-    return f;  // without a trustworthy log end, the cross-checks would only add noise
+  const uint32_t l = m.lane_of(p);
+  const std::string where = lane_log_dir(dir, l);
+  if (!lane) {
+    f.problems.push_back(where + ": the lane could not be read (above), so partition " + std::to_string(p) +
+                         "'s records could not be checked");
+    return f;
   }
-  check_log_against_checkpoints(log_dir, *scan, checkpoints, f);
-
-  if (scan->segments.empty() && checkpoints.empty())
-    f.summary = "empty (no log segments, no checkpoints)";
+  const log_scan& scan = lane->scan;
+  const auto it = lane->partitions.find(p);
+  const partition_in_lane mine = it == lane->partitions.end() ? partition_in_lane{} : it->second;
+  const bool shared = !m.membership(l).is_private();
+  for (const auto& c : checkpoints) {
+    if (!c.problem.is_ok()) continue;
+    if (c.lane != l) {
+      f.problems.push_back(c.path + ": records a position in journal lane " + std::to_string(c.lane) +
+                           ", but partition " + std::to_string(p) + "'s lane is " + std::to_string(l) +
+                           " (recovery skips it)");
+      continue;
+    }
+    // Checkpoints are written only after the sync covering them, so a verified checkpoint
+    // beyond the lane's end proves acknowledged records were lost; recovery fails closed.
+    const uint64_t must_reach = shared ? c.position : std::max(c.position, c.lsn + 1);
+    if (scan.next_lsn < must_reach)
+      f.problems.push_back(c.path + ": checkpoint at LSN " + std::to_string(c.lsn) + " covers the lane up to LSN " +
+                           std::to_string(must_reach - 1) + ", beyond its end (last LSN " +
+                           std::to_string(scan.next_lsn - 1) +
+                           (scan.segments.empty() ? ", no segments" : "") +
+                           "): the lane lost acknowledged records");
+    // The lane still holds record `last_seq` of the partition, and every later one after it.
+    if (mine.records > 0 && mine.last_seq < c.lsn)
+      f.problems.push_back(c.path + ": checkpoint at LSN " + std::to_string(c.lsn) + " of partition " +
+                           std::to_string(p) + ", whose records in " + where + " end at " +
+                           std::to_string(mine.last_seq) + ": records " + std::to_string(mine.last_seq + 1) +
+                           ".." + std::to_string(c.lsn) + " are missing");
+  }
+  // Recovery replays from the newest usable checkpoint's position (or the partition's first
+  // record without one); a lane starting later, or the partition's records starting after
+  // the one due, lost what the state needs.
+  const checkpoint_info* newest = newest_valid(checkpoints);
+  if (newest && newest->lane != l) newest = nullptr;
+  const uint64_t covered = newest ? newest->lsn : 0;
+  if (!scan.segments.empty()) {
+    if (newest && scan.first_lsn > newest->position)
+      f.problems.push_back(where + ": the lane starts at LSN " + std::to_string(scan.first_lsn) + " but " +
+                           newest->path + " replays from LSN " + std::to_string(newest->position) +
+                           ": the state cannot be rebuilt");
+    if (!newest && scan.first_lsn > 1 && (!shared || !checkpoints.empty()))
+      f.problems.push_back(where + ": the lane starts at LSN " + std::to_string(scan.first_lsn) +
+                           " and partition " + std::to_string(p) +
+                           " has no valid checkpoint: its records before it are missing, the state cannot be rebuilt");
+    if (mine.records > 0 && mine.first_seq > covered + 1)
+      f.problems.push_back(where + ": partition " + std::to_string(p) + "'s first record in the lane (LSN " +
+                           std::to_string(mine.first_lsn) + ") is its record " + std::to_string(mine.first_seq) +
+                           ", but " +
+                           (newest ? "the newest valid checkpoint covers up to " + std::to_string(covered)
+                                   : std::string("there is no valid checkpoint")) +
+                           ": records " + std::to_string(covered + 1) + ".." +
+                           std::to_string(mine.first_seq - 1) + " are missing");
+  }
+  if (mine.records == 0 && checkpoints.empty())
+    f.summary = "empty (no records, no checkpoints)";
   else
-    f.summary = describe_log(*scan) + ", " + describe_checkpoints(checkpoints);
-  if (b.live)
-    f.summary += " (a writer is running: verified up to the LSN it has made durable, " +
-                 std::to_string(b.max_lsn) + ")";
+    f.summary = (mine.records == 0 ? std::string("no records")
+                                   : plural(mine.records, "record") + " (seq " + std::to_string(mine.first_seq) +
+                                         ".." + std::to_string(mine.last_seq) + ")") +
+                " in lane " + std::to_string(l) + ", " + describe_checkpoints(checkpoints);
   return f;
 }
 
-/// Directories that look like partitions but are not declared by MANIFEST: not read by the
-/// runtime, so not damage, but worth a look (a copy from another directory?).
-std::vector<std::string> undeclared_partitions(file_system& fs, const std::string& dir,
-                                               const manifest& m) {
+/// Directories that look like partitions (or lanes) but are not declared by MANIFEST: not read
+/// by the runtime, so not damage, but worth a look (a copy from another directory?).
+std::vector<std::string> undeclared_dirs(file_system& fs, const std::string& dir, const manifest& m) {
   std::vector<std::string> out;
-  auto names = fs.list(dir);
-  if (!names) return out;
-  for (const auto& n : *names) {
-    // "p-" + 4 to 10 digits; the round trip through partition_dir_name rejects "p-00001".
-    if (!n.starts_with("p-") || n.size() < 6 || n.size() > 12) continue;
-    uint64_t p = 0;
-    bool digits = true;
-    for (char c : std::string_view(n).substr(2)) {
-      digits = digits && c >= '0' && c <= '9';
-      p = p * 10 + static_cast<uint64_t>(c - '0');
+  auto scan = [&](const std::string& in, std::string_view prefix, uint32_t count, const char* what,
+                  std::string (*name_of)(uint32_t)) {
+    auto names = fs.list(in);
+    if (!names) return;
+    for (const auto& n : *names) {
+      // prefix + 4 to 10 digits; the round trip through name_of rejects "p-00001".
+      if (!n.starts_with(prefix) || n.size() < prefix.size() + 4 || n.size() > prefix.size() + 10) continue;
+      uint64_t v = 0;
+      bool digits = true;
+      for (char c : std::string_view(n).substr(prefix.size())) {
+        digits = digits && c >= '0' && c <= '9';
+        v = v * 10 + static_cast<uint64_t>(c - '0');
+      }
+      if (digits && v >= count && v <= UINT32_MAX && name_of(static_cast<uint32_t>(v)) == n)
+        out.push_back(path_join(in, n) + ": " + what + " directory not declared by MANIFEST (" +
+                      std::to_string(count) + "); the runtime ignores it");
     }
-    if (digits && p >= m.partitions && p <= UINT32_MAX &&
-        partition_dir_name(static_cast<uint32_t>(p)) == n)
-      out.push_back(path_join(dir, n) + ": partition directory not declared by MANIFEST (" +
-                    plural(m.partitions, "partition") + "); the runtime ignores it");
-  }
+  };
+  scan(dir, "p-", m.partitions, "partition", &partition_dir_name);
+  scan(path_join(dir, layout::lanes_dir), "L-", m.lanes, "lane", &lane_dir_name);
   return out;
+}
+
+/// Prints one verdict ("NAME ok: ...", or its errors and "NAME FAILED: n problems").
+bool report(const std::string& name, const findings& f) {
+  for (const auto& w : f.warnings) std::cout << name << " warning: " << w << '\n';
+  for (const auto& e : f.problems) std::cout << name << " error: " << e << '\n';
+  if (f.problems.empty()) std::cout << name << " ok: " << f.summary << '\n';
+  else std::cout << name << " FAILED: " << plural(f.problems.size(), "problem") << '\n';
+  std::cout.flush();  // a long verify shows each verdict as soon as it is known
+  return f.problems.empty();
 }
 
 int run_verify(file_system& fs, const std::string& dir) {
@@ -379,28 +472,32 @@ int run_verify(file_system& fs, const std::string& dir) {
   if (manifest_tmp && *manifest_tmp)
     std::cout << "warning: " << manifest_tmp_path
               << ": leftover of an interrupted MANIFEST write (the next open overwrites it)\n";
-  for (const auto& w : undeclared_partitions(fs, dir, *m)) std::cout << "warning: " << w << '\n';
+  for (const auto& w : undeclared_dirs(fs, dir, *m)) std::cout << "warning: " << w << '\n';
 
   progress_meter progress;
-  for (uint32_t p = 0; p < m->partitions; ++p) {
+  for (uint32_t l = 0; l < m->lanes; ++l) {
     // Beside a live writer, a file that changes under the check (a segment recycled, a
-    // checkpoint pruned) is read again; with no writer, the first verdict is final.
-    partition_findings f;
-    const status read = detail::read_with_retries(fs, dir, p, 20, [&](const detail::read_bound& b) {
-      f = verify_partition(fs, dir, *m, p, b, progress);
-      return f.problems.empty() ? status::ok() : status{errc::corruption, f.problems.front()};
+    // checkpoint pruned) is read again; with no writer, the first verdict is final. The
+    // partitions of the lane are checked in the same attempt, against the same reading.
+    lane_read lane;
+    findings lf;
+    std::map<uint32_t, findings> pf;
+    const status read = detail::read_with_retries(fs, dir, l, 20, [&](const detail::read_bound& b) {
+      lf = verify_lane(fs, dir, *m, l, b, progress, lane);
+      pf.clear();
+      const bool lane_ok = lf.problems.empty();
+      for (uint32_t p = l; p < m->partitions; p += m->lanes)
+        pf[p] = verify_partition(fs, dir, *m, p, lane_ok ? &lane : nullptr, b.live);
+      if (!lf.problems.empty()) return status{errc::corruption, lf.problems.front()};
+      for (const auto& [p, f] : pf)
+        if (!f.problems.empty()) return status{errc::corruption, f.problems.front()};
+      return status::ok();
     });
-    if (!read.is_ok() && f.problems.empty()) f.problems.push_back(read.message());
-    const std::string name = partition_dir_name(p);
-    for (const auto& w : f.warnings) std::cout << name << " warning: " << w << '\n';
-    for (const auto& e : f.problems) std::cout << name << " error: " << e << '\n';
-    if (f.problems.empty()) {
-      std::cout << name << " ok: " << f.summary << '\n';
-    } else {
-      std::cout << name << " FAILED: " << plural(f.problems.size(), "problem") << '\n';
-      ok = false;
-    }
-    std::cout.flush();  // a long verify shows each partition's verdict as soon as it is known
+    if (!read.is_ok() && lf.problems.empty() &&
+        std::all_of(pf.begin(), pf.end(), [](const auto& x) { return x.second.problems.empty(); }))
+      lf.problems.push_back(read.message());
+    ok = report(lane_dir_name(l), lf) && ok;
+    for (const auto& [p, f] : pf) ok = report(partition_dir_name(p), f) && ok;
   }
   return ok ? exit_ok : exit_problems;
 }
@@ -414,9 +511,10 @@ struct dump_options {
   std::optional<uint64_t> limit;
 };
 
-json record_json(const std::string& dir, uint32_t p, const log_record& r, const envelope_view& e) {
+json record_json(const std::string& dir, uint32_t lane, const log_record& r, const envelope_view& e) {
   json j;
-  j["partition"] = p;
+  j["partition"] = r.partition;
+  j["lane"] = lane;
   j["lsn"] = r.lsn;
   j["seq"] = r.pseq;  // the record's sequence number within its partition
   j["event_id"] = e.event_id;
@@ -437,9 +535,10 @@ json record_json(const std::string& dir, uint32_t p, const log_record& r, const 
   return j;
 }
 
-json position_json(const std::string& dir, uint32_t p, const log_record& r, const position_view& v) {
+json position_json(const std::string& dir, uint32_t lane, const log_record& r, const position_view& v) {
   json j;
-  j["partition"] = p;
+  j["partition"] = r.partition;
+  j["lane"] = lane;
   j["lsn"] = r.lsn;
   j["seq"] = r.pseq;
   j["type"] = "position";
@@ -464,26 +563,28 @@ int run_dump(file_system& fs, const std::string& dir, const dump_options& opt) {
               << plural(m->partitions, "partition") << " (0.." << m->partitions - 1 << ")\n";
     return exit_usage;
   }
-  const uint32_t first = opt.partition.value_or(0);
-  const uint32_t last = opt.partition ? *opt.partition : m->partitions - 1;
+  // Lanes in order, each in LSN order; with --partition, only its lane and its records.
+  const uint32_t first = opt.partition ? m->lane_of(*opt.partition) : 0;
+  const uint32_t last = opt.partition ? first : m->lanes - 1;
   const uint64_t limit = opt.limit.value_or(std::numeric_limits<uint64_t>::max());
   uint64_t emitted = 0;
   progress_meter progress;
 
-  for (uint32_t p = first; p <= last && emitted < limit; ++p) {
+  for (uint32_t l = first; l <= last && emitted < limit; ++l) {
     // scan_log's visitor can stop a scan only by returning an error; this flag tells the
     // deliberate stop at --limit apart from a real failure.
     bool limit_reached = false;
     auto visit = [&](const log_record& r) -> status {
-      progress.record(p);
+      progress.record(l);
+      if (opt.partition && r.partition != *opt.partition) return status::ok();
       if (r.type == log_format::record_type::position) {
         auto pos = decode_position(r.payload);
         if (!pos) return pos.error().with_context(record_location(r));
-        print_json_line(position_json(dir, p, r, *pos));
+        print_json_line(position_json(dir, l, r, *pos));
       } else {
         auto env = decode_envelope(r.payload);
         if (!env) return env.error().with_context(record_location(r));
-        print_json_line(record_json(dir, p, r, *env));
+        print_json_line(record_json(dir, l, r, *env));
       }
       if (++emitted == limit) {
         limit_reached = true;
@@ -492,21 +593,21 @@ int run_dump(file_system& fs, const std::string& dir, const dump_options& opt) {
       return status::ok();
     };
     log_scan_options o;
-    o.partition = p;
+    m->membership(l).apply_to(o);
     o.from_lsn = opt.from_lsn;
     o.mode = recovery_mode::tolerate_torn_tail;  // a torn tail was never acknowledged: skip it
     // Beside a live writer, up to what it has made durable; one attempt, since what is
     // printed cannot be taken back.
-    const status read = detail::read_with_retries(fs, dir, p, 1, [&](const detail::read_bound& b) {
+    const status read = detail::read_with_retries(fs, dir, l, 1, [&](const detail::read_bound& b) {
       o.max_lsn = b.max_lsn;
       o.max_epoch = b.epoch;
-      auto scan = scan_log(fs, log_dir_of(dir, p), o, visit);
+      auto scan = scan_log(fs, lane_log_dir(dir, l), o, visit);
       return limit_reached ? status::ok() : scan.to_status();
     });
     progress.clear();
     if (!read.is_ok()) {
       std::cout.flush();  // the records before the damage stay in order before the error
-      std::cerr << partition_dir_name(p) << ": " << read.message() << '\n';
+      std::cerr << lane_dir_name(l) << ": " << read.message() << '\n';
       return exit_problems;
     }
   }
@@ -521,65 +622,11 @@ json checkpoint_json(const checkpoint_info& c) {
   for (const auto& [name, p] : c.sources)
     sources[name] = {{"next", p.next}, {"fingerprint_at", p.fingerprint_at}};
   return json{{"lsn", c.lsn},
+              {"position", c.position},
               {"entities", c.entities},
               {"dedup_window", c.dedup_window},
               {"dedup_evictions", c.dedup_evictions},
               {"sources", std::move(sources)}};
-}
-
-/// One partition's object; `failed` is set when something could not be read or verified.
-json partition_stats(file_system& fs, const std::string& dir, uint32_t p, bool& failed) {
-  json j;
-  j["partition"] = p;
-  std::vector<std::string> errors;
-
-  log_scan_options o;
-  o.partition = p;
-  o.mode = recovery_mode::tolerate_torn_tail;  // count what recovery would keep
-  // Beside a live writer, up to what it has made durable (read again if files change).
-  result<log_scan> scan = status{errc::failed, "not read"};
-  bool live = false;
-  const status read = detail::read_with_retries(fs, dir, p, 20, [&](const detail::read_bound& b) {
-    o.max_lsn = b.max_lsn;
-    o.max_epoch = b.epoch;
-    live = b.live;
-    scan = scan_log(fs, log_dir_of(dir, p), o, nullptr);
-    return scan.to_status();
-  });
-  if (!read.is_ok() && scan) scan = read;  // the retries' verdict, with its context
-  if (live) j["live_writer"] = true;
-  if (scan) {
-    uint64_t bytes = 0;
-    for (const auto& s : scan->segments) bytes += s.file_bytes;
-    j["segments"] = scan->segments.size();
-    j["bytes"] = bytes;
-    j["first_lsn"] = scan->first_lsn;
-    j["next_lsn"] = scan->next_lsn;
-    j["records"] = scan->segments.empty() ? 0 : scan->next_lsn - scan->first_lsn;
-  } else {
-    errors.push_back(scan.error().message());
-  }
-
-  auto cps = read_checkpoints(fs, ckpt_dir_of(dir, p), p);
-  if (cps) {
-    json lsns = json::array();
-    for (const auto& c : *cps) lsns.push_back(c.lsn);
-    j["checkpoints"] = std::move(lsns);
-    const checkpoint_info* newest = newest_valid(*cps);
-    j["newest_checkpoint"] = newest ? checkpoint_json(*newest) : json(nullptr);
-  } else {
-    errors.push_back(cps.error().message());
-  }
-
-  if (scan) j["free_segments"] = scan->free_segments.size();
-  // A torn tail is not an error for stats (recovery cuts it), but it is worth showing.
-  if (scan && !scan->damage.empty()) j["damage"] = scan->damage;
-  if (!errors.empty()) {
-    j["error"] = errors.front();
-    for (const auto& e : errors) std::cerr << partition_dir_name(p) << ": " << e << '\n';
-    failed = true;
-  }
-  return j;
 }
 
 int run_stats(file_system& fs, const std::string& dir) {
@@ -589,9 +636,70 @@ int run_stats(file_system& fs, const std::string& dir) {
     return exit_problems;
   }
   bool failed = false;
-  for (uint32_t p = 0; p < m->partitions; ++p) {
-    print_json_line(partition_stats(fs, dir, p, failed));
-    std::cout.flush();
+  for (uint32_t l = 0; l < m->lanes; ++l) {
+    log_scan_options o;
+    m->membership(l).apply_to(o);
+    o.mode = recovery_mode::tolerate_torn_tail;  // count what recovery would keep
+    // Beside a live writer, up to what it has made durable (read again if files change).
+    result<lane_read> lane = status{errc::failed, "not read"};
+    bool live = false;
+    const status read = detail::read_with_retries(fs, dir, l, 20, [&](const detail::read_bound& b) {
+      o.max_lsn = b.max_lsn;
+      o.max_epoch = b.epoch;
+      live = b.live;
+      lane = read_lane(fs, dir, l, o, nullptr);
+      return lane.to_status();
+    });
+    if (!read.is_ok() && lane) lane = read;  // the retries' verdict, with its context
+    if (!lane) {
+      std::cerr << lane_dir_name(l) << ": " << lane.error().message() << '\n';
+      failed = true;
+    }
+    for (uint32_t p = l; p < m->partitions; p += m->lanes) {
+      json j;
+      j["partition"] = p;
+      j["lane"] = l;
+      std::vector<std::string> errors;
+      if (live) j["live_writer"] = true;
+      if (lane) {
+        const log_scan& scan = lane->scan;
+        uint64_t bytes = 0;
+        for (const auto& s : scan.segments) bytes += s.file_bytes;
+        j["segments"] = scan.segments.size();  // the lane's, shared with its other partitions
+        j["bytes"] = bytes;
+        j["first_lsn"] = scan.first_lsn;
+        j["next_lsn"] = scan.next_lsn;
+        const auto it = lane->partitions.find(p);
+        const partition_in_lane mine = it == lane->partitions.end() ? partition_in_lane{} : it->second;
+        j["records"] = mine.records;
+        if (mine.records > 0) {
+          j["first_seq"] = mine.first_seq;
+          j["last_seq"] = mine.last_seq;
+        }
+      } else {
+        errors.push_back(lane.error().message());
+      }
+      auto cps = read_checkpoints(fs, ckpt_dir_of(dir, p), p);
+      if (cps) {
+        json lsns = json::array();
+        for (const auto& c : *cps) lsns.push_back(c.lsn);
+        j["checkpoints"] = std::move(lsns);
+        const checkpoint_info* newest = newest_valid(*cps);
+        j["newest_checkpoint"] = newest ? checkpoint_json(*newest) : json(nullptr);
+      } else {
+        errors.push_back(cps.error().message());
+      }
+      if (lane) j["free_segments"] = lane->scan.free_segments.size();
+      // A torn tail is not an error for stats (recovery cuts it), but it is worth showing.
+      if (lane && !lane->scan.damage.empty()) j["damage"] = lane->scan.damage;
+      if (!errors.empty()) {
+        j["error"] = errors.front();
+        for (const auto& e : errors) std::cerr << partition_dir_name(p) << ": " << e << '\n';
+        failed = true;
+      }
+      print_json_line(j);
+      std::cout.flush();
+    }
   }
   return failed ? exit_problems : exit_ok;
 }
@@ -614,7 +722,7 @@ int run(int argc, char** argv) {
   // NonNegativeNumber: CLI11 would otherwise wrap "-1" into a huge unsigned value.
   dump->add_option("--partition", dump_opt.partition, "only this partition")
       ->check(CLI::NonNegativeNumber);
-  dump->add_option("--from", dump_opt.from_lsn, "first LSN to print (per partition)")
+  dump->add_option("--from", dump_opt.from_lsn, "first LSN to print (per journal lane)")
       ->check(CLI::NonNegativeNumber);
   dump->add_option("--limit", dump_opt.limit, "stop after this many records in total")
       ->check(CLI::NonNegativeNumber);

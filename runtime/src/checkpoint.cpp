@@ -25,7 +25,7 @@ constexpr std::size_t dedup_entry_size = 24;  // identity hi, lo; tag (key group
 }  // namespace
 
 checkpoint_builder::checkpoint_builder(uint32_t partition, uint64_t lsn, uint64_t epoch,
-                                       uint32_t codec_version)
+                                       uint32_t codec_version, uint32_t lane, uint64_t position)
     : lsn_(lsn) {
   buf_.append(magic);
   put_u32(buf_, version);
@@ -34,6 +34,8 @@ checkpoint_builder::checkpoint_builder(uint32_t partition, uint64_t lsn, uint64_
   put_u64(buf_, epoch);
   put_u64(buf_, 0);  // body length, patched by finish()
   put_u32(buf_, codec_version);
+  put_u32(buf_, lane);
+  put_u64(buf_, position);
 }
 
 void checkpoint_builder::add_sources(const std::vector<std::pair<std::string, source_progress>>& s) {
@@ -109,7 +111,9 @@ result<loaded_checkpoint> decode_checkpoint(std::string bytes, const std::string
   byte_reader r(all.substr(header_size, body_len));
   auto at = [&] { return header_size + body_len - r.remaining(); };
 
-  if (!r.u32(c.codec_version)) return bad("codec version truncated", at());
+  if (!r.u32(c.codec_version) || !r.u32(c.lane) || !r.u64(c.position))
+    return bad("codec version, lane or position truncated", at());
+  if (c.position == 0) return bad("lane position 0 (positions start at 1)", at());
   uint32_t nsources;
   if (!r.u32(nsources) || nsources > r.remaining() / 25) return bad("bad source count", at());
   for (uint32_t i = 0; i < nsources; ++i) {
@@ -192,6 +196,19 @@ result<loaded_checkpoint> checkpoint_store::load(uint64_t lsn) const {
     return status{errc::corruption, path + ": header says LSN " + std::to_string(c.lsn) +
                                         " but the file name says " + std::to_string(lsn)};
   return c;
+}
+
+result<uint64_t> checkpoint_store::read_position(uint64_t lsn) const {
+  const std::string path = path_of(lsn);
+  SF_ASSIGN_OR_RETURN(auto f, fs_->open(path, open_mode::read));
+  std::string head(position_end, '\0');
+  SF_ASSIGN_OR_RETURN(std::size_t got, f->read_at(0, head.data(), head.size()));
+  if (got < head.size() || std::string_view(head.data(), 8) != magic ||
+      load_u32(head.data() + 8) != version || load_u32(head.data() + 12) != partition_ ||
+      load_u64(head.data() + 16) != lsn || load_u64(head.data() + 48) == 0)
+    return status{errc::corruption, path + ": not a readable checkpoint header of partition " +
+                                        std::to_string(partition_) + " at LSN " + std::to_string(lsn)};
+  return load_u64(head.data() + 48);
 }
 
 status checkpoint_store::write(uint64_t lsn, std::string_view image) {

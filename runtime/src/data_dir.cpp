@@ -18,6 +18,12 @@ std::string partition_dir_name(uint32_t partition) {
   return buf;
 }
 
+std::string lane_dir_name(uint32_t lane) {
+  char buf[16];
+  std::snprintf(buf, sizeof buf, "L-%04u", lane);
+  return buf;
+}
+
 bool is_partition_dir_name(std::string_view name) {
   if (name.size() < 6 || name.substr(0, 2) != "p-") return false;
   for (char c : name.substr(2))
@@ -136,12 +142,10 @@ result<manifest> decode_manifest(std::string_view text, const std::string& path)
   const unsigned all = f_format | f_partitions | f_key_groups | f_hash | f_epoch | f_window |
                        f_model | f_codec | f_lanes | f_partitioner;
   if (seen != all) return bad("missing field(s)");
+  if (m.lanes == 0 || m.lanes > m.partitions)
+    return bad("impossible lane count " + std::to_string(m.lanes) + " for " +
+               std::to_string(m.partitions) + " partitions");
   // What this build cannot read yet is refused by name, never misread.
-  if (m.lanes != m.partitions)
-    return status{errc::unsupported,
-                  path + ": " + std::to_string(m.lanes) + " journal lanes shared by " +
-                      std::to_string(m.partitions) +
-                      " partitions; this build reads only a journal per partition (lanes = partitions)"};
   if (m.partitioner != partitioner_kind::key_hash)
     return status{errc::unsupported, path + ": partitioned by " + to_string(m.partitioner) +
                                          "; this build reads only directories partitioned by key hash"};
@@ -161,9 +165,20 @@ std::string data_dir::partition_dir(uint32_t partition) const {
   return path_join(path_, partition_dir_name(partition));
 }
 
+std::string lane_dir(const std::string& dir, uint32_t lane) {
+  return path_join(path_join(dir, layout::lanes_dir), lane_dir_name(lane));
+}
+
+lane_membership manifest::membership(uint32_t lane) const { return {lane, lanes, partitions}; }
+
 result<std::unique_ptr<data_dir>> data_dir::open(file_system& fs, std::string path,
                                                  const data_dir_config& config) {
   SF_RETURN_IF_ERROR(partitioner::check(config.partitions, config.key_groups));
+  const uint32_t lanes = config.lanes == 0 ? 1 : config.lanes;
+  if (lanes > config.partitions)
+    return status{errc::invalid_argument, std::to_string(lanes) + " journal lanes for " +
+                                              std::to_string(config.partitions) +
+                                              " partitions: at most one lane per partition"};
   if (!valid_model_name(config.model))
     return status{errc::invalid_argument, "model name '" + config.model +
                                               "': at most 64 letters, digits, '.', '_' or '-'"};
@@ -203,6 +218,11 @@ result<std::unique_ptr<data_dir>> data_dir::open(file_system& fs, std::string pa
                         std::to_string(config.partitions) + " / " +
                         std::to_string(config.key_groups) +
                         "; open with the recorded counts (an offline rescale is not built yet)"};
+    if (config.lanes != 0 && m.lanes != config.lanes)
+      return status{errc::config_mismatch,
+                    mpath + ": directory has " + std::to_string(m.lanes) +
+                        " journal lanes, configuration asks for " + std::to_string(config.lanes) +
+                        "; open it with the recorded count (lanes are fixed when a directory is made)"};
     if (m.hash_version != hash_version)
       return status{errc::config_mismatch, mpath + ": key hash version " +
                                                std::to_string(m.hash_version) +
@@ -241,7 +261,7 @@ result<std::unique_ptr<data_dir>> data_dir::open(file_system& fs, std::string pa
     // create a new MANIFEST over it (it might say another partition count).
     SF_RETURN_IF_ERROR(detail::check_no_orphan_partitions(fs, path));
     m.partitions = config.partitions;
-    m.lanes = config.partitions;  // a journal per partition (log_format.hpp)
+    m.lanes = lanes;
     m.key_groups = config.key_groups;
     m.dedup_window = config.dedup_window.value_or(default_dedup_window);
     m.model = config.model;
@@ -260,7 +280,7 @@ status check_no_orphan_partitions(file_system& fs, const std::string& dir) {
   SF_ASSIGN_OR_RETURN(auto names, fs.list(dir));
   std::vector<std::string> found;
   for (const auto& n : names)
-    if (is_partition_dir_name(n)) found.push_back(n);
+    if (is_partition_dir_name(n) || n == layout::lanes_dir) found.push_back(n);
   if (found.empty()) return status::ok();
   return status{errc::corruption,
                 path_join(dir, layout::manifest) + " is missing, but the directory holds partition data (" +

@@ -10,13 +10,13 @@ namespace {
 
 // What an attempt may read now: a live writer's published durable LSN (nullopt while it has
 // not published one for its epoch yet: it is still recovering).
-result<std::optional<read_bound>> bound_now(file_system& fs, const std::string& dir, uint32_t p) {
+result<std::optional<read_bound>> bound_now(file_system& fs, const std::string& dir, uint32_t lane) {
   read_bound b;
   SF_ASSIGN_OR_RETURN(b.live, fs.is_locked(path_join(dir, layout::lock)));
   SF_ASSIGN_OR_RETURN(manifest m, read_manifest(fs, dir));
   b.epoch = m.epoch;
   if (!b.live) return std::optional<read_bound>(b);
-  const std::string path = path_join(path_join(dir, partition_dir_name(p)), progress_file_name);
+  const std::string path = path_join(lane_dir(dir, lane), progress_file_name);
   auto bytes = fs.read_file(path);
   if (!bytes) {
     if (bytes.error().code() == errc::not_found) return std::optional<read_bound>();
@@ -30,14 +30,14 @@ result<std::optional<read_bound>> bound_now(file_system& fs, const std::string& 
 
 }  // namespace
 
-status read_with_retries(file_system& fs, const std::string& dir, uint32_t p, int attempts,
+status read_with_retries(file_system& fs, const std::string& dir, uint32_t lane, int attempts,
                          const std::function<status(const read_bound&)>& attempt) {
   status last;
   // A writer that is recovering has not published its position yet: wait for it (it is
   // reading its log), without spending attempts, up to this long.
   const auto recovering_deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
   for (int i = 0; i < std::max(attempts, 1);) {
-    SF_ASSIGN_OR_RETURN(auto b, bound_now(fs, dir, p));
+    SF_ASSIGN_OR_RETURN(auto b, bound_now(fs, dir, lane));
     if (!b) {
       if (std::chrono::steady_clock::now() > recovering_deadline)
         return {errc::failed, "the running writer has not published its durable position for 60 s "

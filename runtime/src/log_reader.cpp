@@ -245,9 +245,15 @@ result<log_scan> scan_log(file_system& fs, const std::string& log_dir,
     for (std::size_t j = i + 1; j < segs.size(); ++j) scan.discard_segments.push_back(segs[j].second);
   };
 
+  // Shared lane: each partition's last pseq seen (0: none yet).
+  std::vector<uint64_t> last_pseq(o.single_partition ? 0 : o.partitions, 0);
   for (std::size_t i = 0; i < segs.size(); ++i) {
     const auto& [name_base, path] = segs[i];
     const bool last = i + 1 == segs.size();
+    if (o.skip_before_from && !last && name_base == expected && segs[i + 1].first <= o.from_lsn) {
+      expected = segs[i + 1].first;  // wholly before from_lsn: not read
+      continue;
+    }
     if (name_base != expected) {
       std::string what =
           name_base > expected
@@ -317,6 +323,27 @@ result<log_scan> scan_log(file_system& fs, const std::string& log_dir,
                           " in the journal of partition " + std::to_string(o.partition) +
                           (h.partition == o.partition ? ", which numbers its records by LSN" : "") +
                           ": not replayed (a record in the wrong journal, or a writer bug)"};
+      if (!o.single_partition) {
+        if (h.partition >= o.partitions || o.lanes == 0 || h.partition % o.lanes != o.partition)
+          return status{errc::corruption,
+                        path + " at offset " + std::to_string(pos) + " (LSN " + std::to_string(expected) +
+                            "): a valid record of partition " + std::to_string(h.partition) +
+                            " in journal lane " + std::to_string(o.partition) +
+                            ", which holds partitions p < " + std::to_string(o.partitions) +
+                            " with p % " + std::to_string(o.lanes) + " == " + std::to_string(o.partition) +
+                            ": not replayed (a record in the wrong lane, or a writer bug)"};
+        uint64_t& prev = last_pseq[h.partition];
+        if (prev != 0 && h.pseq != prev + 1)
+          return status{errc::corruption,
+                        path + " at offset " + std::to_string(pos) + " (LSN " + std::to_string(expected) +
+                            "): partition " + std::to_string(h.partition) + "'s record " +
+                            std::to_string(h.pseq) + " follows its record " + std::to_string(prev) +
+                            (h.pseq > prev ? " (records " + std::to_string(prev + 1) + ".." +
+                                                 std::to_string(h.pseq - 1) + " are missing)"
+                                           : " (out of order)") +
+                            ": not replayed"};
+        prev = h.pseq;
+      }
       if (expected >= o.from_lsn && visit) {
         log_record r{expected, static_cast<record_type>(h.type), h.partition, h.pseq,
                      rec.substr(record_header_size), path, pos};

@@ -56,16 +56,30 @@ result<recovery_result> recover_partition(file_system& fs, const std::string& lo
   for (const auto& p : checkpoints.removed_at_open())
     rep.notes.push_back("removed leftover " + p);
 
+  const lane_membership lane = o.lane.lanes == 0 ? lane_membership::alone(o.partition) : o.lane;
+  const bool shared = !lane.is_private();
   SF_ASSIGN_OR_RETURN(uint64_t first_lsn, first_segment_lsn(fs, log_dir));
   SF_ASSIGN_OR_RETURN(auto lsns, checkpoints.list());
 
   log_scan_options so;
-  so.partition = o.partition;
+  lane.apply_to(so);
   so.max_epoch = o.max_epoch;
   so.mode = o.mode;
   so.max_lsn = o.max_lsn;
+  so.skip_before_from = shared;
   uint64_t replayed = 0;
+  uint64_t after_pseq = 0;  // the checkpoint's: records up to it are in the state already
+  uint64_t next_pseq = 1;   // the partition's next record must have this pseq
   log_visitor visit = [&](const log_record& r) -> status {
+    if (r.partition != o.partition || r.pseq <= after_pseq) return status::ok();
+    if (r.pseq != next_pseq)
+      return {errc::corruption,
+              std::string(r.file) + " at offset " + std::to_string(r.offset) + " (LSN " +
+                  std::to_string(r.lsn) + "): partition " + std::to_string(o.partition) +
+                  "'s record " + std::to_string(r.pseq) + " where its record " +
+                  std::to_string(next_pseq) + " was due (records " + std::to_string(next_pseq) +
+                  ".." + std::to_string(r.pseq - 1) + " of the partition are missing from its lane)"};
+    ++next_pseq;
     SF_RETURN_IF_ERROR(hooks.replay(r));
     if (o.progress && (++replayed & ((1u << 20) - 1)) == 0) o.progress(replayed, 0);
     return status::ok();
@@ -79,11 +93,6 @@ result<recovery_result> recover_partition(file_system& fs, const std::string& lo
       rep.notes.push_back("checkpoint " + std::to_string(lsn) + " skipped: the log has no segments");
       continue;
     }
-    if (first_lsn > lsn + 1) {
-      rep.notes.push_back("checkpoint " + std::to_string(lsn) +
-                          " skipped: the log now starts at LSN " + std::to_string(first_lsn));
-      continue;
-    }
     const auto tc = std::chrono::steady_clock::now();
     auto c = checkpoints.load(lsn);
     if (!c) {
@@ -93,24 +102,43 @@ result<recovery_result> recover_partition(file_system& fs, const std::string& lo
       rep.notes.push_back("checkpoint " + std::to_string(lsn) + " skipped: " + c.error().to_string());
       continue;
     }
+    if (c->lane != lane.lane) {
+      rep.checkpoint_seconds += since(tc);
+      rep.notes.push_back("checkpoint " + std::to_string(lsn) + " skipped: it records a position in journal lane " +
+                          std::to_string(c->lane) + ", but the partition's lane is " +
+                          std::to_string(lane.lane));
+      continue;
+    }
+    if (first_lsn > c->position) {
+      rep.checkpoint_seconds += since(tc);
+      rep.notes.push_back("checkpoint " + std::to_string(lsn) + " skipped: it replays from LSN " +
+                          std::to_string(c->position) + ", but the log now starts at LSN " +
+                          std::to_string(first_lsn));
+      continue;
+    }
     status loaded = hooks.load_checkpoint(*c);
     rep.checkpoint_seconds += since(tc);
     if (status st = loaded; !st.is_ok()) {
       rep.notes.push_back("checkpoint " + std::to_string(lsn) + " skipped: " + st.to_string());
       continue;
     }
-    so.from_lsn = lsn + 1;
+    so.from_lsn = c->position;
+    after_pseq = lsn;
+    next_pseq = lsn + 1;
     replayed = 0;
     if (hooks.before_replay) hooks.before_replay();
     const auto tr = std::chrono::steady_clock::now();
     SF_ASSIGN_OR_RETURN(out.scan, scan_log(fs, log_dir, so, visit));
     rep.replay_seconds += since(tr);
-    if (!out.scan.segments.empty() && out.scan.next_lsn < lsn + 1) {
-      // A verified checkpoint proves that LSN `lsn` was durable (checkpoints are written only
-      // after the sync that covers them), so the log has lost acknowledged records — or the
-      // checkpoint is wrong. Either way, nothing here may be guessed.
+    // The lane held LSN position - 1 durably when the checkpoint was taken (and, in a private
+    // lane, the partition's record `lsn` is the lane's record `lsn`).
+    const uint64_t must_reach = shared ? c->position : std::max(c->position, lsn + 1);
+    if (!out.scan.segments.empty() && out.scan.next_lsn < must_reach) {
+      // A verified checkpoint proves that the lane was durable this far (checkpoints are
+      // written only after the sync that covers them), so the log has lost acknowledged
+      // records — or the checkpoint is wrong. Either way, nothing here may be guessed.
       std::string what = checkpoints.path_of(lsn) + " verifies and covers up to LSN " +
-                         std::to_string(lsn) + ", but the log ends at LSN " +
+                         std::to_string(must_reach - 1) + ", but the log ends at LSN " +
                          std::to_string(out.scan.next_lsn - 1);
       if (!out.scan.damage.empty()) what += " after cutting damage (" + out.scan.damage + ")";
       if (!pitr)
@@ -135,7 +163,7 @@ result<recovery_result> recover_partition(file_system& fs, const std::string& lo
         out.scan.lsn_may_regress = true;
         drop_checkpoints = true;
       }
-      out.scan.first_lsn = out.scan.next_lsn = lsn + 1;
+      out.scan.first_lsn = out.scan.next_lsn = shared ? 1 : lsn + 1;
     }
     rep.used_checkpoint = true;
     rep.checkpoint_lsn = lsn;
@@ -154,14 +182,19 @@ result<recovery_result> recover_partition(file_system& fs, const std::string& lo
       for (const auto& n : rep.notes) why += "; " + n;
       return status{errc::corruption, why};
     }
-    if (first_lsn > 1) {
-      std::string why = log_dir + ": no usable checkpoint, and the log starts at LSN " +
-                        std::to_string(first_lsn) + ", so the state before it cannot be rebuilt";
+    // A shared lane may have released its start for other partitions; this partition's own
+    // records must then still begin at 1, which replay checks.
+    if (first_lsn > 1 && (!shared || history_claimed)) {
+      std::string why = log_dir + ": no usable checkpoint of partition " + std::to_string(o.partition) +
+                        ", and the log starts at LSN " + std::to_string(first_lsn) +
+                        ", so the state before it cannot be rebuilt";
       for (const auto& n : rep.notes) why += "; " + n;
       return status{errc::corruption, why};
     }
     hooks.reset();
-    so.from_lsn = 1;
+    so.from_lsn = first_lsn == 0 ? 1 : first_lsn;
+    after_pseq = 0;
+    next_pseq = 1;
     replayed = 0;
     if (hooks.before_replay) hooks.before_replay();
     const auto tr = std::chrono::steady_clock::now();
@@ -169,21 +202,23 @@ result<recovery_result> recover_partition(file_system& fs, const std::string& lo
     rep.replay_seconds += since(tr);
   }
 
-  rep.events_replayed = out.scan.records_visited;
+  rep.events_replayed = next_pseq - 1 - after_pseq;
   rep.bytes_read = out.scan.bytes_read;
-  rep.next_lsn = out.scan.next_lsn;
-  rep.bytes_cut = out.scan.cut_bytes;
-  rep.damage = out.scan.damage;
-  for (const auto& p : out.scan.stray_files) rep.notes.push_back("removed leftover " + p);
-  for (const auto& p : out.scan.discard_segments)
-    rep.notes.push_back("discarded segment " + p + " (point-in-time recovery)");
+  rep.next_lsn = next_pseq;
+  if (!shared) {
+    rep.bytes_cut = out.scan.cut_bytes;
+    rep.damage = out.scan.damage;
+    for (const auto& p : out.scan.stray_files) rep.notes.push_back("removed leftover " + p);
+    for (const auto& p : out.scan.discard_segments)
+      rep.notes.push_back("discarded segment " + p + " (point-in-time recovery)");
+  }
   if (o.repair) {
     // Checkpoints beyond a point-in-time cut go first: should we crash before the log is cut,
     // the next recovery sees the same damage and cuts again, and never meets a checkpoint
     // that describes discarded history.
     if (out.scan.lsn_may_regress || drop_checkpoints)
-      SF_RETURN_IF_ERROR(checkpoints.remove_from(out.scan.next_lsn));
-    SF_RETURN_IF_ERROR(repair_log(fs, log_dir, out.scan));
+      SF_RETURN_IF_ERROR(checkpoints.remove_from(next_pseq));
+    if (!shared) SF_RETURN_IF_ERROR(repair_log(fs, log_dir, out.scan));
   }
   rep.seconds = since(t0);
   return out;

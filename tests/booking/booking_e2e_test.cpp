@@ -125,7 +125,7 @@ TEST(booking_e2e_test, ATornTailIsCutAndReportedOnTheNextRun) {
   const std::string data = t / "data";
   ASSERT_EQ(run("run --data " + data + " --partitions 1 --input " + (t / "in.jsonl")).exit_code, 0);
   // Garbage where the next record would go: as if a write was cut by a crash.
-  const std::string log = data + "/p-0000/log";
+  const std::string log = data + "/lanes/L-0000/log";
   auto segs = statefold::testing::files_in(log);
   const std::string seg = log + "/" + segs.back();
   std::string bytes = statefold::testing::read_bytes(seg);

@@ -115,14 +115,31 @@ TEST_F(exactly_once_test, AFullDiskMidRunKeepsPerKeyOrderAndTheRerunIsExact) {
   const auto input = make_input(4000, 11, 20);
   write_jsonl(in(), input);
   const std::string env = std::string("LD_PRELOAD=") + STATEFOLD_WRITE_FAULT +
-                          " STATEFOLD_FAULT_PATH=/p-0001/log/ STATEFOLD_FAULT_AFTER=2";
-  auto failed = run("run --data " + data() + " --partitions 3 --input " + in(), env);
+                          " STATEFOLD_FAULT_PATH=/lanes/L-0001/log/ STATEFOLD_FAULT_AFTER=2";
+  auto failed = run("run --data " + data() + " --partitions 3 --lanes 3 --input " + in(), env);
   EXPECT_EQ(failed.exit_code, 1) << failed.err;
   EXPECT_NE(failed.err.find("No space left on device"), std::string::npos) << failed.err;
   EXPECT_EQ(count_of(failed.err, "events not acknowledged"), 1u) << "one line per failed partition\n" << failed.err;
   EXPECT_NE(failed.err.find("partition 1: "), std::string::npos) << failed.err;
   EXPECT_NE(failed.err.find("Rerun the same command"), std::string::npos) << failed.err;
   EXPECT_NE(failed.out.find("NOT ACKNOWLEDGED"), std::string::npos) << failed.out;
+  auto rerun = run("run --data " + data() + " --input " + in());
+  ASSERT_EQ(rerun.exit_code, 0) << rerun.err;
+  expect_export_matches(data(), input);
+}
+
+// The same full disk under the one journal lane that three partitions share: all three fail
+// (each says so), and the rerun still applies every event exactly once, in order per booking.
+TEST_F(exactly_once_test, AFullDiskUnderASharedLaneFailsItsPartitionsAndTheRerunIsExact) {
+  const auto input = make_input(4000, 12, 20);
+  write_jsonl(in(), input);
+  const std::string env = std::string("LD_PRELOAD=") + STATEFOLD_WRITE_FAULT +
+                          " STATEFOLD_FAULT_PATH=/lanes/L-0000/log/ STATEFOLD_FAULT_AFTER=2";
+  auto failed = run("run --data " + data() + " --partitions 3 --input " + in(), env);
+  EXPECT_EQ(failed.exit_code, 1) << failed.err;
+  EXPECT_NE(failed.err.find("No space left on device"), std::string::npos) << failed.err;
+  EXPECT_GE(count_of(failed.err, "events not acknowledged"), 1u) << failed.err;
+  EXPECT_NE(failed.err.find("Rerun the same command"), std::string::npos) << failed.err;
   auto rerun = run("run --data " + data() + " --input " + in());
   ASSERT_EQ(rerun.exit_code, 0) << rerun.err;
   expect_export_matches(data(), input);

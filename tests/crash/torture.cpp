@@ -3,6 +3,7 @@
 //
 //   statefold-torture kill      --dir D [--cycles N | --seconds S] [--workers 2] [--seed S]
 //   statefold-torture powerloss --dir D [--cycles N | --seconds S] [--seed S]
+//   (both: [--partitions 3] [--lanes 1], the engine's layout: partitions sharing journal lanes)
 //   statefold-torture worker    --dir D --from I --events N     (run by `kill`; not for people)
 //
 // The workload: event i has ID e<i>, key k<i % 50>, per-key sequence number i / 50 + 1 and
@@ -62,10 +63,15 @@ testing::ledger_event event_at(uint64_t i) {
   return {"e" + std::to_string(i), "k" + std::to_string(i % keys), i / keys + 1, static_cast<int64_t>(i)};
 }
 
+// The layout under test (--partitions, --lanes), the same in every process of a run.
+uint32_t layout_partitions = 3;
+uint32_t layout_lanes = 1;
+
 engine_options engine_opts(const std::string& dir, file_system* fs) {
   engine_options o;
   o.dir = dir;
-  o.partitions = 3;
+  o.partitions = layout_partitions;
+  o.lanes = layout_lanes;
   o.threads = 1;
   o.fs = fs;
   o.log.segment_bytes = 256 << 10;  // rolls and recycling happen within a cycle
@@ -190,7 +196,8 @@ bool kill_loop(const std::string& self, const std::string& dir, uint64_t seed, u
     posix_spawn_file_actions_init(&fa);
     posix_spawn_file_actions_adddup2(&fa, fds[1], 1);
     posix_spawn_file_actions_addclose(&fa, fds[0]);
-    std::vector<std::string> args = {self, "worker", "--dir", dir, "--from", std::to_string(from),
+    std::vector<std::string> args = {self, "worker", "--dir", dir, "--partitions", std::to_string(layout_partitions),
+                                     "--lanes", std::to_string(layout_lanes), "--from", std::to_string(from),
                                      "--events", std::to_string(events)};
     std::vector<char*> argv;
     for (auto& a : args) argv.push_back(a.data());
@@ -304,7 +311,11 @@ int main(int argc, char** argv) {
   auto* kill = app.add_subcommand("kill", "random kill -9 of worker processes under load");
   auto* power = app.add_subcommand("powerloss", "simulated power loss (fault-injecting file system)");
   auto* worker = app.add_subcommand("worker", "internal: the process `kill` kills");
-  for (auto* c : {kill, power, worker}) c->add_option("--dir", dir, "working directory")->required();
+  for (auto* c : {kill, power, worker}) {
+    c->add_option("--dir", dir, "working directory")->required();
+    c->add_option("--partitions", layout_partitions, "partitions")->capture_default_str()->check(CLI::Range(1, 4096));
+    c->add_option("--lanes", layout_lanes, "journal lanes they share")->capture_default_str()->check(CLI::Range(1, 4096));
+  }
   for (auto* c : {kill, power}) {
     c->add_option("--cycles", cycles, "number of cycles (or use --seconds)");
     c->add_option("--seconds", seconds, "run cycles for this long");
@@ -315,6 +326,11 @@ int main(int argc, char** argv) {
   worker->add_option("--from", from)->required();
   worker->add_option("--events", events)->required();
   CLI11_PARSE(app, argc, argv);
+  if (layout_lanes > layout_partitions) {
+    std::fprintf(stderr, "--lanes %u: at most one lane per partition (--partitions %u)\n", layout_lanes,
+                 layout_partitions);
+    return 2;
+  }
   if (*worker) return run_worker(dir, from, events);
   if (cycles == 0 && seconds <= 0) cycles = 20;
   spdlog::set_level(spdlog::level::warn);  // the verifier reopens the directory every cycle

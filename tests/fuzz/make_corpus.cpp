@@ -189,7 +189,7 @@ void log_seeds(const stdfs::path& out, const std::string& scratch) {
 }
 
 std::string checkpoint_image(bool empty) {
-  checkpoint_builder b(0, empty ? 0 : 5, 1, booking::model::codec_version);
+  checkpoint_builder b(0, empty ? 0 : 5, 1, booking::model::codec_version, /*lane=*/0, empty ? 1 : 6);
   if (empty) {
     b.add_sources({});
     b.add_dedup(dedup_window(0));

@@ -16,6 +16,7 @@
 #include <nlohmann/json.hpp>
 
 #include "statefold/data_dir.hpp"
+#include "statefold/journal_lane.hpp"
 #include "statefold/log_reader.hpp"
 #include "statefold/partition_state.hpp"
 #include "statefold/testing/ledger_model.hpp"
@@ -91,13 +92,16 @@ class inspect_test : public ::testing::Test {
  protected:
   /// Events 0..n-1 over 17 keys, routed by the directory's partitioner; every partition is
   /// checkpointed after each event index in `checkpoint_after`. Every 3rd event carries a
-  /// session, every 5th a source position. Small segments, so logs have several.
+  /// session, every 5th a source position. Small segments, so logs have several. A journal
+  /// lane per partition (lanes/L-000p holds partition p's records, numbered by its own LSNs)
+  /// unless a test sets lanes_ = 1 first.
   void write(int n, std::set<int> checkpoint_after = {}) {
-    auto dd = data_dir::open(posix_file_system(), t_.path(), {partitions, 64});
+    auto dd = open_dir();
     ASSERT_TRUE(dd) << dd.error().to_string();
     const partitioner router = (*dd)->make_partitioner();
+    auto lanes = open_lanes(**dd);
     std::vector<std::unique_ptr<partition_state<ledger_model>>> ps;
-    for (uint32_t p = 0; p < partitions; ++p) ps.push_back(open_partition(**dd, p));
+    for (uint32_t p = 0; p < partitions; ++p) ps.push_back(open_partition(**dd, p, lanes));
     std::set<std::string> keys[partitions];
     for (int i = 0; i < n; ++i) {
       const std::string id = "e" + std::to_string(i);
@@ -108,6 +112,7 @@ class inspect_test : public ::testing::Test {
       const uint32_t p = router.partition_of(key);
       auto r = ps[p]->apply(ledger(id, key, static_cast<uint64_t>(i / 17 + 1), i), meta);
       ASSERT_EQ(r.kind, outcome::applied) << r.reason;
+      if (lanes_ < partitions) ASSERT_TRUE(ps[p]->sync());  // one shared lane: interleaved
       expected_[p].records.push_back({r.lsn, id, key, i % 3 == 0, i % 5 == 0,
                                       static_cast<uint64_t>(i)});
       keys[p].insert(key);
@@ -125,17 +130,39 @@ class inspect_test : public ::testing::Test {
 
   /// Appends one event to partition `p` in a later run (a new owner epoch).
   void append(uint32_t p, const std::string& id, const std::string& key) {
-    auto dd = data_dir::open(posix_file_system(), t_.path(), {partitions, 64});
+    auto dd = open_dir();
     ASSERT_TRUE(dd) << dd.error().to_string();
-    auto s = open_partition(**dd, p);
+    auto s = open_partition(**dd, p, open_lanes(**dd));
     ASSERT_EQ(s->apply(ledger(id, key, 1, 1)).kind, outcome::applied);
     ASSERT_TRUE(s->sync());
   }
 
-  static std::unique_ptr<partition_state<ledger_model>> open_partition(const data_dir& dd,
-                                                                        uint32_t p) {
+  result<std::unique_ptr<data_dir>> open_dir() {
+    data_dir_config c{partitions, 64};
+    c.lanes = lanes_;
+    return data_dir::open(posix_file_system(), t_.path(), c);
+  }
+
+  // As an engine does: every lane opened (scanned, repaired) before its partitions.
+  static std::vector<std::shared_ptr<journal_lane>> open_lanes(const data_dir& dd) {
+    std::vector<std::shared_ptr<journal_lane>> out;
+    for (uint32_t l = 0; l < dd.info().lanes; ++l) {
+      journal_lane::options o;
+      o.membership = dd.info().membership(l);
+      o.epoch = dd.epoch();
+      o.log.segment_bytes = 4096;  // small segments: logs have several
+      o.log.max_record_bytes = 1024;
+      auto lane = journal_lane::open(posix_file_system(), path_join(lane_dir(dd.path(), l), "log"), o);
+      EXPECT_TRUE(lane) << lane.error().to_string();
+      out.push_back(lane ? *lane : nullptr);
+    }
+    return out;
+  }
+
+  static std::unique_ptr<partition_state<ledger_model>> open_partition(
+      const data_dir& dd, uint32_t p, const std::vector<std::shared_ptr<journal_lane>>& lanes) {
     partition_options o{.dir = dd.partition_dir(p), .partition = p, .epoch = dd.epoch()};
-    o.log.segment_bytes = 4096;  // small segments: logs have several
+    o.lane = lanes[dd.info().lane_of(p)];
     o.log.max_record_bytes = 1024;
     auto s = partition_state<ledger_model>::open(posix_file_system(), std::move(o));
     EXPECT_TRUE(s) << s.error().to_string();
@@ -143,7 +170,9 @@ class inspect_test : public ::testing::Test {
   }
 
   std::string dir() const { return t_.path(); }
-  std::string log_dir(uint32_t p) const { return t_ / (partition_dir_name(p) + "/log"); }
+  uint32_t lane_of(uint32_t p) const { return p % lanes_; }
+  std::string log_dir(uint32_t p) const { return t_ / ("lanes/" + lane_dir_name(lane_of(p)) + "/log"); }
+  std::string rel_log_dir(uint32_t p) const { return "lanes/" + lane_dir_name(lane_of(p)) + "/log"; }
 
   /// The runtime's own view of a partition's log: segments and where every record is.
   struct record_pos {
@@ -153,9 +182,9 @@ class inspect_test : public ::testing::Test {
   };
   log_scan scan(uint32_t p, std::vector<record_pos>* where = nullptr) {
     log_scan_options o;
-    o.partition = p;
+    lane_membership{lane_of(p), lanes_, partitions}.apply_to(o);
     auto s = scan_log(posix_file_system(), log_dir(p), o, [&](const log_record& r) {
-      if (where) where->push_back({r.lsn, std::string(r.file), r.offset});
+      if (where && r.partition == p) where->push_back({r.lsn, std::string(r.file), r.offset});
       return status::ok();
     });
     EXPECT_TRUE(s) << s.error().to_string();
@@ -171,6 +200,7 @@ class inspect_test : public ::testing::Test {
   }
 
   temp_dir t_;
+  uint32_t lanes_ = partitions;
   expected_partition expected_[partitions];
 };
 
@@ -181,22 +211,71 @@ TEST_F(inspect_test, VerifyPassesOnAHealthyDirectoryWithOneLinePerPartition) {
   auto r = inspect("verify " + quoted(dir()), true);
   ASSERT_EQ(r.exit_code, 0) << r.out;
   const auto lines = r.lines();
-  ASSERT_EQ(lines.size(), partitions) << r.out;
+  ASSERT_EQ(lines.size(), 2 * partitions) << r.out;  // each lane, then its partition
   for (uint32_t p = 0; p < partitions; ++p) {
     const auto& e = expected_[p];
     const log_scan s = scan(p);
     ASSERT_FALSE(e.records.empty());
     ASSERT_EQ(e.checkpoints.size(), 1u);
     const uint64_t c = e.checkpoints.back();
+    const std::string n = std::to_string(e.records.size());
     const std::string segs = std::to_string(s.segments.size()) +
                              (s.segments.size() == 1 ? " segment" : " segments");
+    EXPECT_EQ(lines[2 * p], lane_dir_name(p) + " ok: " + segs + ", LSN 1.." + n);
     // Every ID logged up to the checkpoint is in its dedup window (capacity 2^18).
-    EXPECT_EQ(lines[p], partition_dir_name(p) + " ok: " + segs + ", LSN 1.." +
-                            std::to_string(e.records.size()) + ", 1 checkpoint (newest LSN " +
-                            std::to_string(c) + ", " +
-                            std::to_string(e.keys_at_last_checkpoint.size()) +
-                            " entities), dedup window " + std::to_string(c));
+    EXPECT_EQ(lines[2 * p + 1], partition_dir_name(p) + " ok: " + n + " records (seq 1.." + n + ") in lane " +
+                                    std::to_string(p) + ", 1 checkpoint (newest LSN " + std::to_string(c) +
+                                    ", " + std::to_string(e.keys_at_last_checkpoint.size()) +
+                                    " entities), dedup window " + std::to_string(c));
   }
+}
+
+// One lane for both partitions: the lane is checked once, each partition against it.
+TEST_F(inspect_test, OneSharedLaneIsVerifiedDumpedAndCountedPerPartition) {
+  lanes_ = 1;
+  write(300, {199});
+  auto r = inspect("verify " + quoted(dir()), true);
+  ASSERT_EQ(r.exit_code, 0) << r.out;
+  const auto lines = r.lines();
+  ASSERT_EQ(lines.size(), 3u) << r.out;
+  EXPECT_EQ(lines[0].rfind("L-0000 ok: ", 0), 0u) << r.out;
+  EXPECT_NE(lines[0].find(", LSN 1..300"), std::string::npos) << r.out;
+  for (uint32_t p = 0; p < partitions; ++p) {
+    const std::string n = std::to_string(expected_[p].records.size());
+    EXPECT_EQ(lines[1 + p].rfind(partition_dir_name(p) + " ok: " + n + " records (seq 1.." + n + ") in lane 0", 0), 0u)
+        << r.out;
+    // dump --partition: its records only, in order, numbered by its own sequence.
+    auto mine = dump("--partition " + std::to_string(p));
+    ASSERT_EQ(mine.size(), expected_[p].records.size());
+    for (std::size_t i = 0; i < mine.size(); ++i) {
+      EXPECT_EQ(mine[i]["partition"], p);
+      EXPECT_EQ(mine[i]["lane"], 0);
+      EXPECT_EQ(mine[i]["seq"], i + 1);
+      EXPECT_EQ(mine[i]["event_id"], expected_[p].records[i].id);
+    }
+  }
+  EXPECT_EQ(dump().size(), 300u);  // the whole lane, in LSN order
+  auto st = inspect("stats " + quoted(dir()));
+  ASSERT_EQ(st.exit_code, 0) << st.out;
+  for (uint32_t p = 0; p < partitions; ++p) {
+    const json j = json::parse(st.lines()[p]);
+    EXPECT_EQ(j["lane"], 0);
+    EXPECT_EQ(j["records"], expected_[p].records.size());
+    EXPECT_EQ(j["newest_checkpoint"]["lsn"], expected_[p].checkpoints.back());
+  }
+  // A bit flip in a record of partition 1 is the lane's damage, and both partitions'.
+  std::vector<record_pos> where;
+  scan(1, &where);
+  ASSERT_GE(where.size(), 10u);
+  const record_pos victim = where[where.size() / 3];
+  testing::flip_bit(victim.file, victim.offset + 40, 2);
+  auto bad = inspect("verify " + quoted(dir()), true);
+  EXPECT_EQ(bad.exit_code, 1) << bad.out;
+  EXPECT_NE(bad.out.find("L-0000 error: " + victim.file + " at offset " + std::to_string(victim.offset)),
+            std::string::npos)
+      << bad.out;
+  EXPECT_NE(bad.out.find("p-0000 FAILED"), std::string::npos) << bad.out;
+  EXPECT_NE(bad.out.find("p-0001 FAILED"), std::string::npos) << bad.out;
 }
 
 TEST_F(inspect_test, VerifyNamesFileAndOffsetOfABitFlipWithValidRecordsAfterIt) {
@@ -215,8 +294,9 @@ TEST_F(inspect_test, VerifyNamesFileAndOffsetOfABitFlipWithValidRecordsAfterIt) 
   EXPECT_EQ(r.exit_code, 1) << r.out;
   const std::string at = victim.file + " at offset " + std::to_string(victim.offset) + " (LSN " +
                          std::to_string(victim.lsn) + ")";
-  EXPECT_NE(r.out.find("p-0000 error: " + at), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("L-0000 error: " + at), std::string::npos) << r.out;
   EXPECT_NE(r.out.find("CRC mismatch"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("L-0000 FAILED"), std::string::npos) << r.out;
   EXPECT_NE(r.out.find("p-0000 FAILED"), std::string::npos) << r.out;
   // It keeps going: the healthy partition is still reported.
   EXPECT_NE(r.out.find("p-0001 ok: "), std::string::npos) << r.out;
@@ -232,7 +312,7 @@ TEST_F(inspect_test, VerifyReportsATornTailWithItsOffset) {
 
   auto r = inspect("verify " + quoted(dir()), true);
   EXPECT_EQ(r.exit_code, 1) << r.out;
-  EXPECT_NE(r.out.find("p-0001 error: " + last.file + " at offset " + std::to_string(last.offset) +
+  EXPECT_NE(r.out.find("L-0001 error: " + last.file + " at offset " + std::to_string(last.offset) +
                        " (LSN " + std::to_string(last.lsn) + ")"),
             std::string::npos)
       << r.out;
@@ -248,12 +328,14 @@ TEST_F(inspect_test, VerifyChangesNothingAndWarnsAboutLeftoverTempFiles) {
   testing::truncate_file(where.back().file, where.back().offset + 7);
   const std::string ckpt_tmp = t_ / "p-0001/ckpt/00000000000000000999.ckpt.tmp";
   testing::write_bytes(ckpt_tmp, "half a checkpoint");
-  testing::write_bytes(t_ / "p-0001/log/00000000000000000999.seg.tmp", "half a segment");
+  const std::string seg_tmp = log_dir(1) + "/00000000000000000999.seg.tmp";
+  testing::write_bytes(seg_tmp, "half a segment");
   const auto before = snapshot_files(dir());
 
   auto r = inspect("verify " + quoted(dir()), true);
   EXPECT_EQ(r.exit_code, 1) << r.out;
   EXPECT_NE(r.out.find("p-0001 warning: " + ckpt_tmp), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("L-0001 warning: " + seg_tmp), std::string::npos) << r.out;
   EXPECT_EQ(snapshot_files(dir()), before);
   EXPECT_EQ(inspect("stats " + quoted(dir())).exit_code, 0);
   EXPECT_EQ(inspect("dump " + quoted(dir())).exit_code, 0);
@@ -286,18 +368,18 @@ TEST_F(inspect_test, VerifyFlagsACheckpointBeyondTheLogAndALogThatCannotBeRebuil
   write(1200, {400, 800, 1199});
   ASSERT_GT(scan(0).first_lsn, 1u);
   std::filesystem::remove_all(t_ / "p-0000/ckpt");  // now nothing covers LSN 1..first-1
-  std::filesystem::remove_all(t_ / "p-0001/log");   // the checkpoints outlive the log
+  std::filesystem::remove_all(log_dir(1));   // the checkpoints outlive the log
 
   auto r = inspect("verify " + quoted(dir()), true);
   EXPECT_EQ(r.exit_code, 1) << r.out;
   EXPECT_NE(r.out.find("there is no valid checkpoint"), std::string::npos) << r.out;
   EXPECT_NE(r.out.find("the state cannot be rebuilt"), std::string::npos) << r.out;
-  EXPECT_NE(r.out.find("is beyond the end of the log"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("the lane lost acknowledged records"), std::string::npos) << r.out;
 }
 
 TEST_F(inspect_test, AnEmptyPartitionIsFine) {
   write(0);
-  std::filesystem::remove_all(t_ / "p-0001/log");
+  std::filesystem::remove_all(log_dir(1));
   auto r = inspect("verify " + quoted(dir()), true);
   EXPECT_EQ(r.exit_code, 0) << r.out;
   EXPECT_NE(r.out.find("p-0001 ok: empty"), std::string::npos) << r.out;
@@ -330,11 +412,11 @@ TEST_F(inspect_test, DumpPrintsEveryRecordInPartitionAndLsnOrder) {
       EXPECT_GT(j["size"].get<uint64_t>(), 0u);
     }
   }
-  EXPECT_EQ(lines.front()["file"], "p-0000/log/00000000000000000001.seg");
+  EXPECT_EQ(lines.front()["file"], "lanes/L-0000/log/00000000000000000001.seg");
   EXPECT_EQ(lines.front()["offset"], 64);
   // The first key of the JSON text is the partition (documented field order).
   auto raw = inspect("dump " + quoted(dir()) + " --limit 1");
-  EXPECT_EQ(raw.out.rfind("{\"partition\":0,\"lsn\":1,\"seq\":1,\"event_id\":", 0), 0u) << raw.out;
+  EXPECT_EQ(raw.out.rfind("{\"partition\":0,\"lane\":0,\"lsn\":1,\"seq\":1,\"event_id\":", 0), 0u) << raw.out;
 }
 
 TEST_F(inspect_test, DumpHonoursPartitionFromAndLimit) {
@@ -380,7 +462,7 @@ TEST_F(inspect_test, DumpEscapesArbitraryBytesAsValidJson) {
   const json j = json::parse(r.out);         // valid JSON (and UTF-8) despite the bytes
   EXPECT_EQ(j["event_id"], "id \"quoted\"\n\x01\xEF\xBF\xBD");  // 0xff -> U+FFFD
   EXPECT_EQ(j["key"], std::string("key\0\xEF\xBF\xBD\\", 8));
-  EXPECT_EQ(j["file"], "p-0001/log/00000000000000000001.seg");
+  EXPECT_EQ(j["file"], "lanes/L-0001/log/00000000000000000001.seg");
 }
 
 TEST_F(inspect_test, DumpFailsOnCorruptionAfterPrintingTheRecordsBeforeIt) {

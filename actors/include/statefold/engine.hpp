@@ -8,9 +8,11 @@
 //   e.value()->close();
 //
 // One CAF actor per partition owns that partition's state (partition_state<Model>); a
-// detached flusher per partition does the blocking writes and fdatasyncs (group commit);
-// a supervisor restarts a partition whose log failed, after recovering it from disk, while
-// the others keep running. See detail/partition_actor.hpp for the path of one event and
+// detached flusher per partition hands its records to the partition's journal lane, whose
+// commits group every partition's records of a round into one write and one fdatasync
+// (journal_lane.hpp), and writes its checkpoints; a supervisor restarts a partition whose log
+// failed, after recovering it from disk, while the others keep running (all the partitions
+// of a lane that failed are restarted, over the lane reopened and repaired). See detail/partition_actor.hpp for the path of one event and
 // docs/semantics.md for what an acknowledgement means.
 //
 // Threading: every public member function may be called from any thread, concurrently,
@@ -102,6 +104,24 @@ class engine {
   result<std::vector<std::pair<std::string, state_type>>> export_all(
       std::chrono::milliseconds wait_for_restart = std::chrono::seconds(30));
   std::vector<engine_partition_stats> stats();
+  /// One entry per journal lane: its durable end, segments, commit rounds, and what its last
+  /// opening found (a torn tail cut, leftovers removed).
+  std::vector<engine_lane_stats> lane_stats() {
+    std::lock_guard lock(lanes_mu_);
+    std::vector<engine_lane_stats> out;
+    for (uint32_t l = 0; l < lanes_.size(); ++l) {
+      engine_lane_stats s;
+      s.lane = l;
+      if (lanes_[l]) {
+        s.durable_lsn = lanes_[l]->durable_lsn();
+        s.segments = lanes_[l]->segment_count();
+        s.rounds = lanes_[l]->rounds();
+      }
+      s.recovery = lane_reports_[l];
+      out.push_back(std::move(s));
+    }
+    return out;
+  }
 
   /// Records that `source` is consumed below `progress.next`: every event of it before that
   /// position has been answered (applied, duplicate, conflict or rejected), or was skipped by
@@ -142,6 +162,13 @@ class engine {
   file_system& fs() const { return options_.fs ? *options_.fs : posix_file_system(); }
   partition_options partition_options_for(uint32_t p) const;
   result<std::shared_ptr<partition_state<Model>>> recover(uint32_t p);
+  // The lane's current journal, opened anew (scanned, repaired) when the current one failed.
+  result<std::shared_ptr<journal_lane>> lane_for(uint32_t lane);
+  result<std::shared_ptr<journal_lane>> open_lane(uint32_t lane);
+  bool lane_failed(uint32_t lane) {
+    std::lock_guard lock(lanes_mu_);
+    return lanes_[lane] && lanes_[lane]->failed();
+  }
   slot spawn_partition(uint32_t p, std::shared_ptr<partition_state<Model>> ps);
   caf::actor actor_for(uint32_t p) const {
     std::shared_lock lock(slots_mu_);
@@ -193,6 +220,9 @@ class engine {
   std::condition_variable restarted_;
   std::vector<outage> outages_;  // guarded by outage_mu_
   std::vector<detail::partition_context> contexts_;
+  std::mutex lanes_mu_;
+  std::vector<std::shared_ptr<journal_lane>> lanes_;  // guarded by lanes_mu_
+  std::vector<std::string> lane_reports_;             // likewise: the last open of each
   caf::actor supervisor_;
   caf::actor answerer_;  // delivers answers decided on the submitting thread (busy, empty)
   std::atomic<bool> closing_{false};
@@ -215,13 +245,7 @@ partition_options engine<Model>::partition_options_for(uint32_t p) const {
   const uint64_t share = options_.expected_entities / options_.partitions;
   po.expected_entities = static_cast<std::size_t>(share + share / 8);
   po.mode = options_.recovery;
-  po.log = options_.log;
-  if (po.log.segment_bytes == 0) po.log.segment_bytes = engine_segment_bytes(options_.partitions);
-  if (!po.log.preparer) po.log.preparer = preparer_;
-  const data_dir* d = dir_.get();
-  po.log.fence_check = [d] { return d->check_epoch(); };
-  // Readers in other processes (data_reader: get, export, inspect) read up to here.
-  po.log.progress_file = path_join(po.dir, progress_file_name);
+  po.log = options_.log;  // max_record_bytes; the lane has the rest
   po.inline_rebuild = false;  // the actor persists first, then reloads (partition_actor.hpp)
   auto log = log_;
   po.progress = [log, p](uint64_t records, uint64_t) {
@@ -231,8 +255,55 @@ partition_options engine<Model>::partition_options_for(uint32_t p) const {
 }
 
 template <model Model>
+result<std::shared_ptr<journal_lane>> engine<Model>::open_lane(uint32_t l) {
+  journal_lane::options lo;
+  lo.membership = dir_->info().membership(l);
+  lo.epoch = dir_->epoch();
+  lo.mode = options_.recovery;
+  lo.log = options_.log;
+  if (lo.log.segment_bytes == 0) lo.log.segment_bytes = engine_segment_bytes(dir_->info().lanes);
+  if (!lo.log.preparer) lo.log.preparer = preparer_;
+  const data_dir* d = dir_.get();
+  lo.log.fence_check = [d] { return d->check_epoch(); };
+  const std::string ldir = lane_dir(dir_->path(), l);
+  // Readers in other processes (data_reader: get, export, inspect) read up to here.
+  lo.log.progress_file = path_join(ldir, progress_file_name);
+  SF_RETURN_IF_ERROR(fs().create_dirs(ldir));
+  auto lane = journal_lane::open(fs(), path_join(ldir, layout::log_dir), std::move(lo));
+  if (!lane) return lane.error().with_context("journal lane " + std::to_string(l));
+  const log_scan& sc = (*lane)->recovered();
+  std::string what = "journal lane " + std::to_string(l) + " open: LSN " + std::to_string(sc.first_lsn) +
+                     ".." + std::to_string(sc.next_lsn - 1) + " in " + std::to_string(sc.segments.size()) +
+                     " segment(s)";
+  if (sc.cut_bytes > 0) what += "; cut " + std::to_string(sc.cut_bytes) + " bytes: " + sc.damage;
+  else if (!sc.damage.empty()) what += "; " + sc.damage;
+  for (const auto& f : sc.stray_files) what += "; removed leftover " + f;
+  for (const auto& f : sc.discard_segments) what += "; discarded segment " + f + " (point-in-time recovery)";
+  log_->log(sc.cut_bytes > 0 || !sc.damage.empty() ? spdlog::level::warn : spdlog::level::info, "{}", what);
+  lane_reports_[l] = std::move(what);
+  return lane;
+}
+
+template <model Model>
+result<std::shared_ptr<journal_lane>> engine<Model>::lane_for(uint32_t l) {
+  std::lock_guard lock(lanes_mu_);
+  if (!lanes_[l] || lanes_[l]->failed()) {
+    if (lanes_[l])
+      log_with(*log_, spdlog::level::warn, {}, "journal lane {} failed ({}); reopening it from disk", l,
+               lanes_[l]->failure().to_string());
+    lanes_[l].reset();
+    SF_ASSIGN_OR_RETURN(lanes_[l], open_lane(l));
+  }
+  return lanes_[l];
+}
+
+template <model Model>
 result<std::shared_ptr<partition_state<Model>>> engine<Model>::recover(uint32_t p) {
-  auto ps = partition_state<Model>::open(fs(), partition_options_for(p));
+  auto po = partition_options_for(p);
+  auto lane = lane_for(dir_->info().lane_of(p));
+  if (!lane) return lane.error().with_context("partition " + std::to_string(p));
+  po.lane = std::move(lane).value();
+  auto ps = partition_state<Model>::open(fs(), std::move(po));
   if (!ps) return ps.error().with_context("partition " + std::to_string(p));
   const recovery_report& r = (*ps)->recovery();
   log_with(*log_, spdlog::level::info, {.partition = p, .lsn = r.next_lsn > 1 ? std::optional<uint64_t>(r.next_lsn - 1) : std::nullopt}, "{}", r.summary());
@@ -253,6 +324,7 @@ result<std::unique_ptr<engine<Model>>> engine<Model>::open(engine_options o) {
   file_system& fs = o.fs ? *o.fs : posix_file_system();
   data_dir_config dc;
   dc.partitions = o.partitions;
+  dc.lanes = o.lanes;
   dc.key_groups = o.key_groups;
   if (o.dedup_window) dc.dedup_window = *o.dedup_window;
   dc.allow_no_dedup = o.allow_no_dedup;
@@ -272,7 +344,11 @@ result<std::unique_ptr<engine<Model>>> engine<Model>::open(engine_options o) {
                             e->restarts_.back().get(), e->fences_.back().get()});
   }
 
-  // Recover the partitions in parallel, a few at a time (recovery is I/O and CPU bound).
+  // Open (scan and repair) the lanes, then recover the partitions in parallel, a few at a
+  // time (recovery is I/O and CPU bound).
+  e->lanes_.resize(e->dir_->info().lanes);
+  e->lane_reports_.resize(e->dir_->info().lanes);
+  for (uint32_t l = 0; l < e->dir_->info().lanes; ++l) SF_RETURN_IF_ERROR(e->lane_for(l).to_status());
   std::vector<result<std::shared_ptr<partition_state<Model>>>> recovered(
       n, status{errc::failed, "not recovered"});
   {
@@ -297,8 +373,8 @@ result<std::unique_ptr<engine<Model>>> engine<Model>::open(engine_options o) {
     return {[](detail::answer_atom, detail::work_ptr w) { detail::work_cast<detail::answer_work>(w)->done->finish(); }};
   });
   e->start_supervisor();
-  e->log_->info("statefold engine open: {} ({} partitions, {} key groups, epoch {}, durability {})",
-                e->dir_->path(), n, e->router_.key_groups(), e->dir_->epoch(),
+  e->log_->info("statefold engine open: {} ({} partitions, {} journal lane(s), {} key groups, epoch {}, durability {})",
+                e->dir_->path(), n, e->dir_->info().lanes, e->router_.key_groups(), e->dir_->epoch(),
                 to_string(e->options_.mode));
   return e;
 }
@@ -316,25 +392,28 @@ void engine<Model>::start_supervisor() {
       bool actor_down = false;
       bool flusher_down = false;
       bool failed = false;
+      bool stop_sent = false;  // stopped by us, its lane having failed
       caf::error reason;  // why the partition actor stopped
       std::chrono::milliseconds backoff{0};
       std::chrono::steady_clock::time_point up_since = std::chrono::steady_clock::now();
     };
     auto watches = std::make_shared<std::map<uint32_t, watch>>();
     auto by_addr = std::make_shared<std::map<caf::actor_addr, std::pair<uint32_t, bool>>>();
+    auto current = std::make_shared<std::map<uint32_t, slot>>();  // what track() saw last
     // Handles are passed in, never read from slots_: this runs on the supervisor's own
     // thread, possibly after close() has cleared slots_.
-    auto track = [self, watches, by_addr](uint32_t p, const slot& s) {
+    auto track = [self, watches, by_addr, current](uint32_t p, const slot& s) {
+      (*current)[p] = s;
       self->monitor(s.actor);
       self->monitor(s.flusher);
       (*by_addr)[s.actor.address()] = {p, true};
       (*by_addr)[s.flusher.address()] = {p, false};
       auto& w = (*watches)[p];
-      w.actor_down = w.flusher_down = w.failed = false;
+      w.actor_down = w.flusher_down = w.failed = w.stop_sent = false;
       w.up_since = std::chrono::steady_clock::now();
     };
     for (uint32_t p = 0; p < initial.size(); ++p) track(p, initial[p]);
-    self->set_down_handler([this, self, watches, by_addr](caf::down_msg& dm) {
+    self->set_down_handler([this, self, watches, by_addr, current](caf::down_msg& dm) {
       auto it = by_addr->find(dm.source);
       if (it == by_addr->end()) return;
       auto [p, is_actor] = it->second;
@@ -344,6 +423,21 @@ void engine<Model>::start_supervisor() {
       if (dm.reason && is_actor) {
         w.failed = true;
         w.reason = dm.reason;
+        // Its lane failed: so has every partition on it, whether it has noticed yet or not
+        // (an idle one would only at its next event). Stop them all, to restart over the
+        // lane reopened from disk.
+        const uint32_t lane = dir_->info().lane_of(p);
+        if (!closing_.load() && lane_failed(lane)) {
+          for (uint32_t q = lane; q < router_.partitions(); q += dir_->info().lanes) {
+            auto& wq = (*watches)[q];
+            if (q == p || wq.actor_down || wq.stop_sent) continue;
+            wq.stop_sent = true;
+            log_with(*log_, spdlog::level::warn, {.partition = q},
+                     "partition {}: stopping it, its journal lane {} failed", q, lane);
+            caf::anon_send_exit((*current)[q].actor, caf::exit_reason::user_shutdown);
+            caf::anon_send_exit((*current)[q].flusher, caf::exit_reason::user_shutdown);
+          }
+        }
       }
       // Restart only once both are gone: the old flusher must never write while the
       // partition is recovered from disk.
@@ -772,6 +866,10 @@ status engine<Model>::close() {
   answerer_ = nullptr;
   sys_.reset();  // waits for every actor to finish
   cfg_.reset();
+  {
+    std::lock_guard l(lanes_mu_);
+    lanes_.clear();
+  }
   dir_.reset();  // releases the lock
   log_->info("statefold engine closed{}", close_status_.is_ok() ? "" : ": " + close_status_.to_string());
   return close_status_;

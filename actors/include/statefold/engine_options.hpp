@@ -42,6 +42,11 @@ enum class backpressure {
 struct engine_options {
   std::string dir = "./statefold-data";
   uint32_t partitions = 4;
+  /// Journal lanes the partitions share (journal_lane.hpp): partition p writes to lane
+  /// p % lanes, each lane one file stream with one fdatasync per commit round for all its
+  /// partitions. 0: the directory's own count, 1 for a new directory. Fixed when a directory is
+  /// made: another count is refused (errc::config_mismatch).
+  uint32_t lanes = 0;
   uint32_t key_groups = default_key_groups;
   durability mode = durability::sync;
   std::chrono::milliseconds sync_interval{5};        ///< for durability::interval
@@ -65,8 +70,8 @@ struct engine_options {
   backpressure when_full = backpressure::wait;
   recovery_mode recovery = recovery_mode::tolerate_torn_tail;
   /// Segment size, record size limit, recycling, preparing segments ahead. segment_bytes 0
-  /// (the default here): engine_segment_bytes(partitions). preparer nullptr (the default):
-  /// the engine runs one segment_preparer shared by its partitions.
+  /// (the default here): engine_segment_bytes(lanes). preparer nullptr (the default):
+  /// the engine runs one segment_preparer shared by its lanes.
   log_options log = [] {
     log_options l;
     l.segment_bytes = 0;
@@ -85,10 +90,10 @@ struct engine_options {
 };
 
 /// The engine's default segment size: 256 MiB of preallocated log in all, between 4 MiB and
-/// 64 MiB per partition (64 MiB up to 4 partitions, 4 MiB at 64). Each new segment is
-/// zero-filled, so 64 partitions of 64 MiB would write 4 GiB before the first event.
-constexpr uint64_t engine_segment_bytes(uint32_t partitions) {
-  const uint64_t share = (256ull << 20) / (partitions ? partitions : 1);
+/// 64 MiB per journal lane (64 MiB up to 4 lanes, 4 MiB at 64). Each new segment is
+/// zero-filled, so 64 lanes of 64 MiB would write 4 GiB before the first event.
+constexpr uint64_t engine_segment_bytes(uint32_t lanes) {
+  const uint64_t share = (256ull << 20) / (lanes ? lanes : 1);
   return share < (4ull << 20) ? (4ull << 20) : share > (64ull << 20) ? (64ull << 20) : share;
 }
 
@@ -101,6 +106,15 @@ struct submit_result {
   uint32_t partition = 0;
   std::string reason;        ///< for everything but applied
   std::string_view verdict;  ///< for applied: the business verdict of Model::apply, if any
+};
+
+/// Per-lane figures, from engine::lane_stats().
+struct engine_lane_stats {
+  uint32_t lane = 0;
+  uint64_t durable_lsn = 0;   ///< the lane's last durable record
+  uint64_t segments = 0;
+  uint64_t rounds = 0;        ///< commit rounds (one write and one fdatasync each) since it opened
+  std::string recovery;       ///< what opening it found and did, one line
 };
 
 /// Per-partition figures, from engine::stats().

@@ -8,6 +8,9 @@
 //   | magic "SFCKPT01" | version u32 | partition u32 | LSN u64 | epoch u64 | body length u64 |
 //   +-------------------------------------------------------------------------------+
 //   | body: codec     u32 the Model's codec version (model.hpp)                      |
+//   |       lane      u32 the journal lane the partition's records go to              |
+//   |       position  u64 the lane LSN replay starts from (every record of the       |
+//   |                 partition after this checkpoint's LSN is at or after it)        |
 //   |       sources   u32 count, then (name bytes, next u64, fingerprint_at u64,      |
 //   |                 fingerprint u64) each                                          |
 //   |       dedup     u64 evictions, u32 count, then 24-byte entries (identity 16 B,  |
@@ -16,7 +19,11 @@
 //   +-------------------------------------------------------------------------------+
 //   | masked CRC32C of everything above, u32                                         |
 //
-// "LSN" is the last log record the state includes (0: none); recovery replays from LSN + 1.
+// "LSN" is the partition's sequence number (pseq) of the last record the state includes (0:
+// none); recovery replays the partition's records from pseq LSN + 1 on, reading its lane from
+// `position`. A partition alone in its lane numbers its records by lane LSN, so there the two
+// coincide. The position is the lane's durable LSN + 1 when the image was taken: the lane held
+// that much durably, so a lane that now ends before it has lost acknowledged records.
 //
 // Lifecycle: a checkpoint is written to <name>.tmp, fdatasynced, renamed to its final name,
 // and the directory is fsynced; only then does it exist, and only then may log segments it
@@ -46,8 +53,10 @@ namespace statefold {
 
 namespace checkpoint_format {
 inline constexpr std::string_view magic = "SFCKPT01";
-inline constexpr uint32_t version = 3;
+inline constexpr uint32_t version = 4;
 inline constexpr std::size_t header_size = 40;
+/// Header + codec + lane + position: what read_position() reads.
+inline constexpr std::size_t position_end = header_size + 16;
 std::string file_name(uint64_t lsn);
 bool parse_file_name(std::string_view name, uint64_t& lsn);
 }  // namespace checkpoint_format
@@ -55,7 +64,8 @@ bool parse_file_name(std::string_view name, uint64_t& lsn);
 /// Builds a checkpoint image in memory: sources, then dedup, then entities, then finish().
 class checkpoint_builder {
  public:
-  checkpoint_builder(uint32_t partition, uint64_t lsn, uint64_t epoch, uint32_t codec_version = 1);
+  checkpoint_builder(uint32_t partition, uint64_t lsn, uint64_t epoch, uint32_t codec_version,
+                     uint32_t lane, uint64_t position);
   void add_sources(const std::vector<std::pair<std::string, source_progress>>& sources);
   void add_dedup(const dedup_window& window);
   /// Then, `count` times, add_entity.
@@ -85,6 +95,8 @@ struct loaded_checkpoint {
   uint64_t lsn = 0;
   uint64_t epoch = 0;
   uint32_t codec_version = 0;
+  uint32_t lane = 0;
+  uint64_t position = 0;  ///< lane LSN replay starts from
   std::vector<std::pair<std::string, source_progress>> sources;
   uint64_t dedup_evictions = 0;
   std::vector<dedup_entry> dedup;  // oldest first
@@ -107,6 +119,10 @@ class checkpoint_store {
   /// LSNs of the checkpoint files present, newest first (not yet verified).
   result<std::vector<uint64_t>> list() const;
   result<loaded_checkpoint> load(uint64_t lsn) const;
+  /// The lane position a checkpoint records, from its first bytes only (no CRC check: for
+  /// deciding what a lane may release, where a damaged one is skipped anyway by recovery).
+  /// not_found when the file is gone; corruption when its header makes no sense.
+  result<uint64_t> read_position(uint64_t lsn) const;
   /// Durably writes a checkpoint built by checkpoint_builder (see Lifecycle above).
   status write(uint64_t lsn, std::string_view image);
 

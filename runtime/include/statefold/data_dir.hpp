@@ -5,7 +5,9 @@
 //   DIR/MANIFEST      format version, partition count, key-group count, hash version, dedup
 //                     window, the Model's name and codec version, epoch
 //   DIR/LOCK          flock'ed for as long as the data_dir object lives
-//   DIR/p-NNNN/       one directory per partition (log/ and ckpt/)
+//   DIR/lanes/L-NNNN/ one directory per journal lane (log/, durable)
+//   DIR/p-NNNN/       one directory per partition (ckpt/)
+//   (layout.hpp spells every name)
 //
 // Opening takes an exclusive flock on LOCK (a second opener, in this process or another, gets
 // errc::locked), reads MANIFEST (or creates it for a new directory), refuses a configuration
@@ -28,13 +30,14 @@
 #include <vector>
 
 #include "statefold/file_system.hpp"
+#include "statefold/journal_lane.hpp"
 #include "statefold/layout.hpp"
 #include "statefold/partitioner.hpp"
 #include "statefold/status.hpp"
 
 namespace statefold {
 
-inline constexpr uint32_t data_format_version = 3;
+inline constexpr uint32_t data_format_version = 4;
 
 /// How keys map to partitions, recorded in MANIFEST.
 enum class partitioner_kind {
@@ -48,7 +51,7 @@ inline constexpr uint64_t default_dedup_window = 1u << 18;
 struct manifest {
   uint32_t format_version = data_format_version;
   uint32_t partitions = 0;
-  /// Journal lanes (log_format.hpp). This build writes one per partition: lanes = partitions.
+  /// Journal lanes (journal_lane.hpp): partition p writes to lane p % lanes. 1..partitions.
   uint32_t lanes = 0;
   partitioner_kind partitioner = partitioner_kind::key_hash;
   uint32_t key_groups = default_key_groups;
@@ -59,7 +62,13 @@ struct manifest {
   std::string model;           ///< the Model's name (model.hpp), empty when it declares none
   uint32_t codec_version = 1;  ///< the Model's codec version
   uint64_t epoch = 0;
+  /// Which partitions lane `lane` holds.
+  lane_membership membership(uint32_t lane) const;
+  uint32_t lane_of(uint32_t partition) const noexcept { return partition % lanes; }
 };
+
+/// DIR/lanes/L-0003 (its journal in log/, its published durable LSN in durable).
+std::string lane_dir(const std::string& dir, uint32_t lane);
 
 std::string encode_manifest(const manifest& m);
 result<manifest> decode_manifest(std::string_view text, const std::string& path);
@@ -81,6 +90,9 @@ struct data_dir_config {
   /// How long to retry a LOCK another holder has before errc::locked: a killed owner's lock
   /// can linger for a few milliseconds after the process is gone.
   std::chrono::milliseconds lock_wait{500};
+  /// Journal lanes (0: the directory's own; 1 for a new one). An existing directory keeps the
+  /// count it was made with: another one is refused (config_mismatch).
+  uint32_t lanes = 0;
 };
 
 class data_dir {

@@ -47,9 +47,10 @@ struct read_bound {
   uint64_t epoch = 0;               ///< MANIFEST's, when the attempt started
   uint64_t max_lsn = UINT64_MAX;    ///< the live writer's published durable LSN
 };
-/// Runs `attempt` for partition `p` of `dir`, again while it fails and a writer is live (up to
-/// `attempts` times, waiting a little longer each time). The Model-independent part.
-status read_with_retries(file_system& fs, const std::string& dir, uint32_t p, int attempts,
+/// Runs `attempt` for a partition of `dir` whose records are in journal lane `lane`, again
+/// while it fails and a writer is live (up to `attempts` times, waiting a little longer each
+/// time). The Model-independent part.
+status read_with_retries(file_system& fs, const std::string& dir, uint32_t lane, int attempts,
                          const std::function<status(const read_bound&)>& attempt);
 }  // namespace detail
 
@@ -158,12 +159,15 @@ class data_reader {
       };
       recovery_options ro;
       ro.partition = p;
+      ro.lane = m_.membership(m_.lane_of(p));
       ro.max_epoch = b.epoch;
       ro.repair = false;
       ro.max_lsn = b.max_lsn;
-      return recover_partition(*fs_, path_join(pdir, layout::log_dir), store, ro, hooks).to_status();
+      return recover_partition(*fs_, path_join(lane_dir(dir_, m_.lane_of(p)), layout::log_dir), store, ro,
+                               hooks)
+          .to_status();
     };
-    SF_RETURN_IF_ERROR(detail::read_with_retries(*fs_, dir_, p, attempts_, attempt)
+    SF_RETURN_IF_ERROR(detail::read_with_retries(*fs_, dir_, m_.lane_of(p), attempts_, attempt)
                            .with_context("partition " + std::to_string(p)));
     out.clear();
     out.reserve(states.size());

@@ -85,11 +85,19 @@ struct log_scan {
 
 struct log_scan_options {
   uint32_t partition = 0;           ///< the lane: segment headers must name it
-  /// true (how this build writes every journal): the lane holds the one partition of the same
-  /// number, so every record must name `partition` and have pseq = LSN; anything else is
-  /// corruption in every recovery mode (a record in the wrong journal is never replayed).
-  /// false: a shared lane; records may name any partition and the caller checks them.
+  /// true: a private lane, holding the one partition of the same number, so every record must
+  /// name `partition` and have pseq = LSN; anything else is corruption in every recovery mode
+  /// (a record in the wrong journal is never replayed).
+  /// false: a shared lane: every record must name a partition p < `partitions` with
+  /// p % `lanes` == `partition`, and each partition's records must number 1, 2, 3... without a
+  /// gap from the first of them the lane still holds (journal_lane.hpp).
   bool single_partition = true;
+  uint32_t lanes = 1;        ///< with single_partition == false
+  uint32_t partitions = 1;   ///< likewise
+  /// Segments that end before from_lsn are not read at all (neither checked nor visited):
+  /// a partition's replay from its checkpoint's position in a lane that was scanned whole
+  /// when it was opened, and whose older segments may be released meanwhile.
+  bool skip_before_from = false;
   uint64_t max_epoch = UINT64_MAX;  ///< a segment with a higher epoch means we are fenced
   uint64_t from_lsn = 1;            ///< visit records with lsn >= from_lsn
   recovery_mode mode = recovery_mode::tolerate_torn_tail;

@@ -3,7 +3,11 @@
 // partition_state<Model>: the single-threaded heart of one partition.
 //
 // It owns the partition's entity states (a flat hash map key -> Model::state), its dedup
-// window, its per-source offset high-water marks, its log writer and its checkpoint store.
+// window, its per-source offset high-water marks, its checkpoint store, and its side of the
+// journal lane its records go to (journal_lane.hpp): a lane shared with other partitions
+// (partition_options::lane, as an engine opens them), or, opened alone, a private lane in
+// DIR/log. "LSN" in this class, its results and its checkpoint names is the partition's own
+// sequence number (pseq: 1, 2, 3 ... per partition); in a private lane it is the lane's LSN.
 //
 //   open()        recover: newest usable checkpoint + replay of the log tail (recovery.hpp)
 //   apply(e)      validate -> dedup -> Model::apply -> encode into the log buffer; returns the
@@ -45,6 +49,7 @@
 #include "statefold/dedup_window.hpp"
 #include "statefold/envelope.hpp"
 #include "statefold/file_system.hpp"
+#include "statefold/journal_lane.hpp"
 #include "statefold/layout.hpp"
 #include "statefold/log_reader.hpp"
 #include "statefold/log_writer.hpp"
@@ -64,7 +69,10 @@ struct apply_result {
 };
 
 struct partition_options {
-  std::string dir;                     ///< the partition's directory; log/ and ckpt/ go in it
+  std::string dir;                     ///< the partition's directory: ckpt/ (and log/ if alone)
+  /// The journal lane to write to, opened (and repaired) by the caller for all the partitions
+  /// it holds. nullptr: a private lane in DIR/log, opened and repaired here.
+  std::shared_ptr<journal_lane> lane;
   uint32_t partition = 0;
   uint64_t epoch = 1;                  ///< owner epoch, written into new segment headers
   std::size_t dedup_window = 1u << 18; ///< event identities remembered (0 disables dedup)
@@ -72,7 +80,7 @@ struct partition_options {
   /// key's key group, so that a rescale can split the window by key group.
   uint32_t key_groups = default_key_groups;
   recovery_mode mode = recovery_mode::tolerate_torn_tail;
-  log_options log;
+  log_options log;                     ///< for a private lane (max_record_bytes: always)
   std::size_t keep_checkpoints = 2;     ///< at least 2 (smaller values are raised to 2)
   /// Entities to make room for up front. The state map otherwise grows by doubling, and each
   /// doubling rehashes every entry while the partition waits (tens of ms at a million keys).
@@ -146,10 +154,11 @@ class partition_state {
 
   // -- the two halves, for an owner and a persister on different threads --------------------
   /// Owner: everything applied so far, for persist().
-  log_batch take_flush() { return writer_->take_batch(); }
-  /// Persister: writes (and, in fdatasync mode, syncs) a batch; returns the durable LSN.
-  result<uint64_t> persist(log_batch& b, persist_mode mode = persist_mode::fdatasync) {
-    return writer_->persist(b, mode);
+  lane_chunk take_flush() { return journal_->take(); }
+  /// Persister: commits a chunk to the lane (write and, in fdatasync mode, sync, together with
+  /// other partitions' chunks); returns the durable LSN.
+  result<uint64_t> persist(lane_chunk& c, persist_mode mode = persist_mode::fdatasync) {
+    return journal_->persist(c, mode);
   }
   /// Owner: the state as of the last applied event, or nothing when the last checkpoint
   /// already covers it (or a state is too large for the format). Persist every batch taken
@@ -197,10 +206,11 @@ class partition_state {
   void for_each(F&& f) const {
     for (const auto& [k, slot] : entities_) f(std::string_view(k), slot.state);
   }
-  uint64_t next_lsn() const noexcept { return writer_->next_lsn(); }
-  uint64_t durable_lsn() const noexcept { return writer_->durable_lsn(); }
+  uint64_t next_lsn() const noexcept { return journal_->next_pseq(); }
+  uint64_t durable_lsn() const noexcept { return journal_->durable_pseq(); }
   /// ok while healthy; else why the partition refuses work.
-  status failure() const { return failure_.is_ok() ? writer_->failure() : failure_; }
+  status failure() const { return failure_.is_ok() ? journal_->failure() : failure_; }
+  journal_lane& lane() const noexcept { return *lane_; }
   partition_stats stats() const;
   const recovery_report& recovery() const noexcept { return report_; }
   uint32_t partition() const noexcept { return o_.partition; }
@@ -209,7 +219,7 @@ class partition_state {
   /// How far each source is consumed DURABLY: what may be committed to the source (e.g. a
   /// Kafka consumer group) without risking loss, and where a rerun resumes. Owner thread.
   const std::map<std::string, source_progress>& committed_sources() {
-    const uint64_t durable = writer_->durable_lsn();
+    const uint64_t durable = journal_->durable_pseq();
     while (!pending_sources_.empty() && pending_sources_.front().lsn <= durable) {
       committed_sources_[pending_sources_.front().source] = pending_sources_.front().progress;
       pending_sources_.pop_front();
@@ -221,8 +231,12 @@ class partition_state {
   partition_state(file_system& fs, partition_options o, checkpoint_store store)
       : fs_(fs), o_(std::move(o)), store_(std::move(store)), window_(o_.dedup_window) {}
 
-  std::string log_dir() const { return path_join(o_.dir, layout::log_dir); }
+  std::string log_dir() const { return lane_ ? lane_->log_dir() : path_join(o_.dir, layout::log_dir); }
   result<recovery_result> load_from_disk(bool repair);
+  // Tells the lane from where on this partition still needs it: the position of the older of
+  // its kept checkpoints (a damaged newest one falls back to it), from the start while it has
+  // fewer than two, nothing while it has neither checkpoints nor records.
+  status update_need();
   status rebuild();
   void reset() {
     ckpt_.reset();  // its cursor points into the map
@@ -336,7 +350,8 @@ class partition_state {
   file_system& fs_;
   partition_options o_;
   checkpoint_store store_;
-  std::unique_ptr<log_writer> writer_;
+  std::shared_ptr<journal_lane> lane_;
+  std::unique_ptr<partition_journal> journal_;
   entity_map entities_;
   dedup_window window_;
   std::optional<checkpoint_in_progress_t> ckpt_;
@@ -418,6 +433,9 @@ result<recovery_result> partition_state<Model>::load_from_disk(bool repair) {
   };
   recovery_options ro;
   ro.partition = o_.partition;
+  if (lane_) ro.lane = lane_->membership();
+  // Beside other partitions still writing to a shared lane: only what is durable.
+  if (lane_) ro.max_lsn = lane_->durable_lsn();
   ro.max_epoch = o_.epoch;
   ro.mode = o_.mode;
   ro.repair = repair;
@@ -438,21 +456,45 @@ result<std::unique_ptr<partition_state<Model>>> partition_state<Model>::open(fil
   SF_RETURN_IF_ERROR(fs.create_dirs(o.dir));
   SF_ASSIGN_OR_RETURN(auto store, checkpoint_store::open(fs, path_join(o.dir, layout::checkpoint_dir), o.partition));
   std::unique_ptr<partition_state> p(new partition_state(fs, std::move(o), std::move(store)));
+  p->lane_ = p->o_.lane;
   SF_ASSIGN_OR_RETURN(auto rec, p->load_from_disk(/*repair=*/true));
   p->report_ = rec.report;
   p->counters_.last_checkpoint_lsn = rec.report.checkpoint_lsn;
-  SF_ASSIGN_OR_RETURN(p->writer_, log_writer::open(fs, p->log_dir(), p->o_.partition, p->o_.epoch,
-                                                   rec.scan, p->o_.log));
-  // A new log's first segment is created now, so that a crash before the first sync still
-  // leaves a log that starts where the state does.
-  SF_RETURN_IF_ERROR(p->writer_->sync().to_status());
+  if (!p->lane_) {
+    journal_lane::options lo;
+    lo.membership = lane_membership::alone(p->o_.partition);
+    lo.epoch = p->o_.epoch;
+    lo.mode = p->o_.mode;
+    lo.log = p->o_.log;
+    SF_ASSIGN_OR_RETURN(p->lane_, journal_lane::open_scanned(fs, p->log_dir(), std::move(lo), std::move(rec.scan)));
+  }
+  p->journal_ = std::make_unique<partition_journal>(p->o_.partition, rec.report.next_lsn,
+                                                    p->o_.log.max_record_bytes, p->lane_);
   p->have_checkpoint_ = rec.report.used_checkpoint;
+  SF_RETURN_IF_ERROR(p->update_need());
   return p;
 }
 
 template <model Model>
+status partition_state<Model>::update_need() {
+  SF_ASSIGN_OR_RETURN(auto kept, store_.list());  // newest first
+  uint64_t need = UINT64_MAX;
+  if (kept.size() < 2) {
+    if (!kept.empty() || journal_->next_pseq() > 1) need = 1;
+  } else {
+    for (uint64_t lsn : kept) {
+      auto pos = store_.read_position(lsn);
+      if (pos) need = std::min(need, *pos);
+      else if (pos.error().code() == errc::io_error) return pos.error();
+    }
+    if (need == UINT64_MAX) need = 1;  // none readable: keep everything
+  }
+  return lane_->need_from(o_.partition, need);
+}
+
+template <model Model>
 apply_result partition_state<Model>::apply(const event_type& e, const event_meta& meta) {
-  if (writer_->failed() || !failure_.is_ok())
+  if (journal_->failed() || !failure_.is_ok())
     return {outcome::failed, 0, "partition " + std::to_string(o_.partition) +
                                     " has failed: " + failure().to_string()};
   if (needs_rebuild_)
@@ -501,7 +543,7 @@ apply_result partition_state<Model>::apply(const event_type& e, const event_meta
   // it can touch the state. It becomes durable only with the next persist.
   const uint64_t time_us = now_us();
   uint64_t body_digest = 0;
-  auto lsn = writer_->append_with(log_format::record_type::event, [&](std::string& out) {
+  auto lsn = journal_->append_with(log_format::record_type::event, [&](std::string& out) {
     encode_envelope(out, time_us, id, key, meta, [&](std::string& b) {
       const std::size_t at = b.size();
       Model::encode_event(e, b);
@@ -535,7 +577,7 @@ apply_result partition_state<Model>::apply(const event_type& e, const event_meta
   if (!thrown.empty()) {
     // The record is in the log buffer already: take it back out (it must never be logged),
     // then reload the state, which the handler may have half-changed.
-    writer_->unappend_last();
+    journal_->unappend_last();
     ++counters_.rejected;
     if (!o_.inline_rebuild) {
       needs_rebuild_ = true;
@@ -556,7 +598,7 @@ apply_result partition_state<Model>::apply(const event_type& e, const event_meta
 template <model Model>
 result<uint64_t> partition_state<Model>::mark_consumed(std::string_view source,
                                                        const source_progress& p) {
-  if (writer_->failed() || !failure_.is_ok()) return failure();
+  if (journal_->failed() || !failure_.is_ok()) return failure();
   if (needs_rebuild_)
     return status{errc::failed, "partition " + std::to_string(o_.partition) +
                                     " is reloading its state after a handler threw"};
@@ -564,7 +606,7 @@ result<uint64_t> partition_state<Model>::mark_consumed(std::string_view source,
   auto it = sources_.find(source);
   source_progress next = it == sources_.end() ? source_progress{} : it->second;
   if (!advance(next, p)) return uint64_t{0};
-  auto lsn = writer_->append_with(log_format::record_type::position, [&](std::string& out) {
+  auto lsn = journal_->append_with(log_format::record_type::position, [&](std::string& out) {
     encode_position(out, now_us(), source, next);
   });
   if (!lsn) return lsn.error();
@@ -579,7 +621,7 @@ status partition_state<Model>::rebuild() {
   // Everything applied before the throwing event must be on disk to reload it from there.
   // If either step fails, the in-memory state is unknown (possibly reset): the partition
   // fails for good rather than apply or checkpoint on top of it.
-  status st = writer_->sync().to_status();
+  status st = sync().to_status();
   if (st.is_ok()) st = rebuild_from_disk();
   return st;
 }
@@ -587,7 +629,7 @@ status partition_state<Model>::rebuild() {
 template <model Model>
 status partition_state<Model>::rebuild_from_disk() {
   ++counters_.rebuilds;
-  status st = writer_->buffered_bytes() == 0 && writer_->durable_lsn() + 1 == writer_->next_lsn()
+  status st = journal_->buffered_bytes() == 0 && journal_->durable_pseq() + 1 == journal_->next_pseq()
                   ? load_from_disk(/*repair=*/false).to_status()
                   : status{errc::invalid_argument, "rebuild_from_disk with records not yet persisted"};
   if (!st.is_ok()) failure_ = st.with_context("rebuilding partition " + std::to_string(o_.partition));
@@ -598,8 +640,8 @@ status partition_state<Model>::rebuild_from_disk() {
 template <model Model>
 result<uint64_t> partition_state<Model>::sync() {
   if (!failure_.is_ok()) return failure_;
-  log_batch b = writer_->take_batch();
-  return writer_->persist(b);
+  lane_chunk c = journal_->take();
+  return journal_->persist(c);
 }
 
 template <model Model>
@@ -611,13 +653,17 @@ std::optional<checkpoint_job> partition_state<Model>::prepare_checkpoint() {
 
 template <model Model>
 bool partition_state<Model>::begin_checkpoint() {
-  const uint64_t lsn = writer_->next_lsn() - 1;
+  const uint64_t lsn = journal_->next_pseq() - 1;
   if (ckpt_ || (have_checkpoint_ && lsn == counters_.last_checkpoint_lsn)) return false;
+  // Every record of this partition after `lsn` will go into the lane after what it holds
+  // durably now (checkpoint.hpp).
+  const uint64_t position = lane_->durable_lsn() + 1;
   if (++ckpt_gen_ == 0) {  // wrapped: no entity may carry a stale mark that now matches
     for (auto& [k, slot] : entities_) slot.ckpt_gen = 0;
     ckpt_gen_ = 1;
   }
-  checkpoint_builder b(o_.partition, lsn, o_.epoch, codec_version_of<Model>());
+  checkpoint_builder b(o_.partition, lsn, o_.epoch, codec_version_of<Model>(),
+                       lane_->membership().lane, position);
   b.add_sources({sources_.begin(), sources_.end()});
   b.add_dedup(window_);
   b.begin_entities(entities_.size());
@@ -651,7 +697,7 @@ status partition_state<Model>::write_checkpoint(checkpoint_job job) {
 template <model Model>
 status partition_state<Model>::begin_checkpoint_write(checkpoint_job job) {
   if (writing_) return {errc::invalid_argument, "a checkpoint write is in progress already"};
-  if (writer_->durable_lsn() < job.lsn)
+  if (journal_->durable_pseq() < job.lsn)
     return {errc::invalid_argument, "checkpoint at LSN " + std::to_string(job.lsn) +
                                         " written before the log is durable up to it"};
   SF_ASSIGN_OR_RETURN(auto w, store_.begin_write(job.lsn, std::move(job.image)));
@@ -671,8 +717,7 @@ result<bool> partition_state<Model>::continue_checkpoint_write(std::size_t bytes
   // at least: segments are released up to the older kept checkpoint, so that a damaged
   // newest checkpoint can always fall back.
   SF_RETURN_IF_ERROR(store_.prune(std::max<std::size_t>(o_.keep_checkpoints, 2)));
-  SF_ASSIGN_OR_RETURN(auto kept, store_.list());
-  if (kept.size() >= 2) SF_RETURN_IF_ERROR(writer_->release_before(kept.back() + 1));
+  SF_RETURN_IF_ERROR(update_need());
   return true;
 }
 
@@ -681,7 +726,7 @@ status partition_state<Model>::checkpoint() {
   SF_RETURN_IF_ERROR(sync().to_status());
   auto job = prepare_checkpoint();
   if (!job) {
-    if (have_checkpoint_ && writer_->next_lsn() - 1 == counters_.last_checkpoint_lsn)
+    if (have_checkpoint_ && journal_->next_pseq() - 1 == counters_.last_checkpoint_lsn)
       return status::ok();
     return {errc::invalid_argument, "partition " + std::to_string(o_.partition) +
                                         ": an entity state exceeds 4 GiB; checkpoint not written"};
@@ -695,13 +740,13 @@ status partition_state<Model>::checkpoint() {
 template <model Model>
 partition_stats partition_state<Model>::stats() const {
   partition_stats s = counters_;
-  s.next_lsn = writer_->next_lsn();
-  s.durable_lsn = writer_->durable_lsn();
+  s.next_lsn = journal_->next_pseq();
+  s.durable_lsn = journal_->durable_pseq();
   s.entities = entities_.size();
   s.dedup_size = window_.size();
   s.dedup_capacity = window_.capacity();
   s.dedup_evictions = window_.evictions();
-  s.segments = writer_->segment_count();
+  s.segments = lane_->segment_count();
   return s;
 }
 

@@ -1,7 +1,13 @@
 #pragma once
 
 // Recovery of one partition, independent of the Model: choose the newest checkpoint that
-// verifies and that the log still covers, replay the log tail after it, repair a torn tail.
+// verifies and that its journal lane still covers, replay the partition's records after it,
+// repair a torn tail (a private lane's; a shared lane is repaired once, when it is opened).
+//
+// In a shared lane a partition's records are found by their partition number, and numbered by
+// their pseq: replay starts at the checkpoint's lane position, skips the partition's records
+// up to the checkpoint's pseq, and then requires pseq + 1, + 2, ... without a gap (a gap is
+// corruption, naming file, offset, LSN and the partition).
 //
 //  1. Checkpoints are tried newest first. One is skipped (and the skip reported) when it is
 //     damaged (CRC, bounds, version), when the Model cannot decode it, or when the log no
@@ -24,6 +30,7 @@
 
 #include "statefold/checkpoint.hpp"
 #include "statefold/file_system.hpp"
+#include "statefold/journal_lane.hpp"
 #include "statefold/log_reader.hpp"
 #include "statefold/status.hpp"
 
@@ -36,7 +43,7 @@ struct recovery_report {
   uint64_t checkpoint_lsn = 0;
   uint64_t events_replayed = 0;
   uint64_t bytes_read = 0;
-  uint64_t next_lsn = 1;
+  uint64_t next_lsn = 1;             ///< the partition's next pseq (its next "LSN")
   uint64_t bytes_cut = 0;
   std::string damage;                ///< what was cut (torn tail or point-in-time), if anything
   std::vector<std::string> notes;    ///< fallbacks, removed leftovers, discarded segments
@@ -60,19 +67,24 @@ struct recovery_hooks {
 
 struct recovery_options {
   uint32_t partition = 0;
+  /// The lane the partition's records are in. Unset (lanes == 0): a private lane of its own.
+  lane_membership lane{0, 0, 0};
   uint64_t max_epoch = UINT64_MAX;
   recovery_mode mode = recovery_mode::tolerate_torn_tail;
-  bool repair = true;   ///< false: read-only (inspect verify, rebuild after a throwing handler)
+  /// false: read-only (inspect verify, rebuild after a throwing handler). A shared lane is never
+  /// repaired here: journal_lane::open repairs it for all its partitions.
+  bool repair = true;
   /// Read the log only up to this LSN (log_scan_options::max_lsn): a reader beside a live writer.
   uint64_t max_lsn = UINT64_MAX;
   std::function<void(uint64_t records, uint64_t bytes)> progress;  ///< called every ~1M records
 };
 
 struct recovery_result {
-  log_scan scan;
+  log_scan scan;   ///< the lane's, as far as this partition's replay read it
   recovery_report report;
 };
 
+/// `log_dir`: the directory of the partition's lane.
 result<recovery_result> recover_partition(file_system& fs, const std::string& log_dir,
                                           checkpoint_store& checkpoints,
                                           const recovery_options& options,

@@ -115,7 +115,7 @@ struct submit_work final : work_item {
 template <class Model>
 struct flush_work final : work_item {
   std::shared_ptr<partition_state<Model>> ps;
-  log_batch batch;
+  lane_chunk batch;
   persist_mode mode = persist_mode::fdatasync;
   std::optional<checkpoint_job> checkpoint;  // to write once the batch is durable
   // Results, filled in by the flusher.
@@ -268,6 +268,11 @@ class partition_logic {
       return;
     }
     apply_work(self, w);
+    // The lane failed under another partition: this one's records cannot be made durable.
+    if (!st.ps->failure().is_ok()) {
+      fail(self, st.ps->failure());
+      return;
+    }
     maybe_flush(self);
   }
 

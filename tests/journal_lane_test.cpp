@@ -1,0 +1,283 @@
+// journal_lane: partitions sharing one journal. Recovery of each partition from the shared
+// lane (its checkpoint's position, its own sequence, gaps caught), group commit from several
+// threads, and segment release that waits for every partition of the lane.
+
+#include <gtest/gtest.h>
+
+#include <map>
+#include <set>
+#include <thread>
+
+#include "statefold/journal_lane.hpp"
+#include "statefold/partition_state.hpp"
+#include "statefold/testing/fault_fs.hpp"
+#include "statefold/testing/ledger_model.hpp"
+#include "statefold/testing/temp_dir.hpp"
+
+namespace statefold {
+namespace {
+
+using testing::ledger;
+using testing::ledger_model;
+using testing::ledger_state;
+using testing::temp_dir;
+using partition = partition_state<ledger_model>;
+
+class journal_lane_test : public ::testing::Test {
+ protected:
+  static constexpr uint32_t partitions = 3;
+
+  std::string lane_log() const { return t_ / "lanes/L-0000/log"; }
+
+  journal_lane::options lane_options() const {
+    journal_lane::options o;
+    o.membership = {0, 1, partitions};
+    o.log.segment_bytes = 4096;
+    o.log.max_record_bytes = 1024;
+    return o;
+  }
+
+  // Opens the lane (scan + repair) and every partition on it, as an engine does.
+  void open_all() {
+    parts_.clear();
+    lane_.reset();
+    auto lane = journal_lane::open(posix_file_system(), lane_log(), lane_options());
+    ASSERT_TRUE(lane) << lane.error().to_string();
+    lane_ = *lane;
+    for (uint32_t p = 0; p < partitions; ++p) {
+      partition_options o;
+      o.dir = t_ / partition_dir_name(p);
+      o.partition = p;
+      o.dedup_window = 1000;
+      o.lane = lane_;
+      o.log.max_record_bytes = 1024;
+      auto ps = partition::open(posix_file_system(), std::move(o));
+      ASSERT_TRUE(ps) << ps.error().to_string();
+      parts_.push_back(std::move(ps).value());
+    }
+  }
+
+  // Event i of a workload over 7 keys; key k goes to partition k % 3 (whatever the hash says:
+  // these partitions are opened directly, not routed).
+  static std::pair<uint32_t, testing::ledger_event> event(int i) {
+    const int k = i % 7;
+    return {static_cast<uint32_t>(k % partitions),
+            ledger("e" + std::to_string(i), "k" + std::to_string(k), i / 7 + 1, i)};
+  }
+  void feed(int from, int to, std::map<std::string, ledger_state>* oracle = nullptr) {
+    for (int i = from; i < to; ++i) {
+      auto [p, e] = event(i);
+      auto r = parts_[p]->apply(e);
+      ASSERT_EQ(r.kind, outcome::applied) << r.reason;
+      if (oracle) ledger_model::apply((*oracle)[e.key], e);
+    }
+  }
+  void sync_all() {
+    for (auto& p : parts_) ASSERT_TRUE(p->sync());
+  }
+  std::map<std::string, ledger_state> states() const {
+    std::map<std::string, ledger_state> out;
+    for (const auto& p : parts_) p->for_each([&](std::string_view k, const ledger_state& s) { out[std::string(k)] = s; });
+    return out;
+  }
+
+  temp_dir t_;
+  std::shared_ptr<journal_lane> lane_;
+  std::vector<std::unique_ptr<partition>> parts_;
+};
+
+TEST_F(journal_lane_test, PartitionsInterleavedInOneLaneRecoverTheirOwnStateWithAndWithoutCheckpoints) {
+  std::map<std::string, ledger_state> oracle;
+  ASSERT_NO_FATAL_FAILURE(open_all());
+  ASSERT_NO_FATAL_FAILURE(feed(0, 200, &oracle));
+  ASSERT_NO_FATAL_FAILURE(sync_all());
+  // Partition sequences are their own: 1, 2, 3 ... each; the lane numbers all of them.
+  uint64_t total = 0;
+  for (const auto& p : parts_) total += p->next_lsn() - 1;
+  EXPECT_EQ(total, 200u);
+  EXPECT_EQ(lane_->durable_lsn(), 200u);
+  ASSERT_TRUE(parts_[1]->checkpoint().is_ok());
+  ASSERT_NO_FATAL_FAILURE(feed(200, 300, &oracle));
+  ASSERT_NO_FATAL_FAILURE(sync_all());
+  const auto before = states();
+  EXPECT_EQ(before, oracle);
+  std::vector<uint64_t> next;
+  for (const auto& p : parts_) next.push_back(p->next_lsn());
+
+  ASSERT_NO_FATAL_FAILURE(open_all());
+  EXPECT_EQ(states(), oracle);
+  for (uint32_t p = 0; p < partitions; ++p) EXPECT_EQ(parts_[p]->next_lsn(), next[p]) << p;
+  EXPECT_TRUE(parts_[1]->recovery().used_checkpoint);
+  EXPECT_FALSE(parts_[0]->recovery().used_checkpoint);
+  // Partition 1 replayed only what followed its checkpoint, whatever the others wrote.
+  EXPECT_LT(parts_[1]->recovery().events_replayed, 60u);
+  // Duplicates across the restart, in every partition.
+  for (int i = 0; i < 300; i += 37) {
+    auto [p, e] = event(i);
+    EXPECT_EQ(parts_[p]->apply(e).kind, outcome::duplicate) << i;
+  }
+}
+
+TEST_F(journal_lane_test, CommitsFromSeveralThreadsGroupAndEveryRecordLandsOnce) {
+  ASSERT_NO_FATAL_FAILURE(open_all());
+  constexpr int per_thread = 300;
+  std::vector<std::thread> threads;
+  for (uint32_t p = 0; p < partitions; ++p)
+    threads.emplace_back([&, p] {
+      for (int i = 0; i < per_thread; ++i) {
+        const std::string key = "t" + std::to_string(p) + "-" + std::to_string(i % 5);
+        auto r = parts_[p]->apply(ledger("e" + std::to_string(i), key, i / 5 + 1, 1));
+        ASSERT_EQ(r.kind, outcome::applied);
+        if (i % 3 == 2) ASSERT_TRUE(parts_[p]->sync());
+      }
+      ASSERT_TRUE(parts_[p]->sync());
+    });
+  for (auto& t : threads) t.join();
+  EXPECT_EQ(lane_->durable_lsn(), uint64_t{partitions} * per_thread);
+  // 100 commits per thread at least; a round serves every thread waiting, so there are at most
+  // as many rounds as commits (and, on a loaded machine, fewer).
+  EXPECT_LE(lane_->rounds(), uint64_t{partitions} * (per_thread / 3 + 1) + 1);
+  const auto before = states();
+  ASSERT_NO_FATAL_FAILURE(open_all());
+  EXPECT_EQ(states(), before);
+  for (uint32_t p = 0; p < partitions; ++p) EXPECT_EQ(parts_[p]->next_lsn(), per_thread + 1u);
+}
+
+TEST_F(journal_lane_test, ASegmentIsReleasedOnlyWhenEveryPartitionOfTheLaneIsPastIt) {
+  ASSERT_NO_FATAL_FAILURE(open_all());
+  auto segments = [&] { return testing::files_in(lane_log()).size(); };
+  for (int i = 0; i < 400; i += 10) {  // every partition's records all along the lane
+    ASSERT_NO_FATAL_FAILURE(feed(i, i + 10));
+    ASSERT_NO_FATAL_FAILURE(sync_all());
+  }
+  const auto many = segments();
+  ASSERT_GE(many, 4u);
+  // Partitions 0 and 1 checkpoint twice (segments are released up to the older kept one);
+  // partition 2 has none: everything stays.
+  for (int round = 0; round < 2; ++round) {
+    ASSERT_NO_FATAL_FAILURE(feed(400 + round * 7, 407 + round * 7));
+    ASSERT_NO_FATAL_FAILURE(sync_all());
+    ASSERT_TRUE(parts_[0]->checkpoint().is_ok());
+    ASSERT_TRUE(parts_[1]->checkpoint().is_ok());
+  }
+  EXPECT_GE(segments(), many);
+  // Once partition 2 is past them too, they go.
+  for (int round = 0; round < 2; ++round) {
+    ASSERT_NO_FATAL_FAILURE(feed(420 + round * 7, 427 + round * 7));
+    ASSERT_NO_FATAL_FAILURE(sync_all());
+    for (auto& p : parts_) ASSERT_TRUE(p->checkpoint().is_ok());
+  }
+  EXPECT_LT(segments(), many);
+  const auto before = states();
+  ASSERT_NO_FATAL_FAILURE(open_all());
+  EXPECT_EQ(states(), before);
+}
+
+TEST_F(journal_lane_test, APartitionWithoutRecordsNeedsNothingUntilItsFirstCommitPinsTheLane) {
+  ASSERT_NO_FATAL_FAILURE(open_all());
+  // Only partitions 0 and 1 get events (keys 0, 1 mod 3 of 7 ... filtered here).
+  auto feed_01 = [&](int from, int to) {
+    for (int i = from; i < to; ++i) {
+      auto [p, e] = event(i);
+      if (p == 2) continue;
+      ASSERT_EQ(parts_[p]->apply(e).kind, outcome::applied);
+    }
+  };
+  ASSERT_NO_FATAL_FAILURE(feed_01(0, 300));
+  ASSERT_NO_FATAL_FAILURE(sync_all());
+  const auto many = testing::files_in(lane_log()).size();
+  for (int round = 0; round < 2; ++round) {
+    ASSERT_NO_FATAL_FAILURE(feed_01(300 + round * 10, 310 + round * 10));
+    ASSERT_NO_FATAL_FAILURE(sync_all());
+    ASSERT_TRUE(parts_[0]->checkpoint().is_ok());
+    ASSERT_TRUE(parts_[1]->checkpoint().is_ok());
+  }
+  EXPECT_LT(testing::files_in(lane_log()).size(), many) << "partition 2, empty, held nothing back";
+  // Partition 2's first records are pinned at once: the others' checkpoints cannot pass them.
+  ASSERT_EQ(parts_[2]->apply(ledger("late", "k2", 1, 5)).kind, outcome::applied);
+  ASSERT_TRUE(parts_[2]->sync());
+  for (int round = 0; round < 3; ++round) {
+    ASSERT_NO_FATAL_FAILURE(feed_01(400 + round * 100, 500 + round * 100));
+    ASSERT_NO_FATAL_FAILURE(sync_all());
+    ASSERT_TRUE(parts_[0]->checkpoint().is_ok());
+    ASSERT_TRUE(parts_[1]->checkpoint().is_ok());
+  }
+  const auto before = states();
+  ASSERT_NO_FATAL_FAILURE(open_all());
+  EXPECT_EQ(states(), before);
+  ASSERT_NE(parts_[2]->find("k2"), nullptr);
+  EXPECT_EQ(parts_[2]->find("k2")->sum, 5);
+}
+
+// A checkpoint's position is the lane's durable end when its image was taken, not when it was
+// finished: the partition's records applied and made durable while the image was being built
+// (after its LSN) must be replayed, not skipped.
+TEST_F(journal_lane_test, RecordsMadeDurableWhileACheckpointIsBuiltAreReplayedAfterIt) {
+  std::map<std::string, ledger_state> oracle;
+  ASSERT_NO_FATAL_FAILURE(open_all());
+  ASSERT_NO_FATAL_FAILURE(feed(0, 100, &oracle));
+  ASSERT_NO_FATAL_FAILURE(sync_all());
+  ASSERT_TRUE(parts_[0]->begin_checkpoint());
+  // Meanwhile: more events, in every partition, made durable.
+  ASSERT_NO_FATAL_FAILURE(feed(100, 160, &oracle));
+  ASSERT_NO_FATAL_FAILURE(sync_all());
+  auto job = parts_[0]->continue_checkpoint(SIZE_MAX);
+  ASSERT_TRUE(job && *job);
+  const uint64_t lsn = (*job)->lsn;
+  ASSERT_TRUE(parts_[0]->write_checkpoint(std::move(**job)).is_ok());
+  parts_[0]->checkpoint_done(lsn);
+  ASSERT_NO_FATAL_FAILURE(open_all());
+  EXPECT_TRUE(parts_[0]->recovery().used_checkpoint);
+  EXPECT_EQ(states(), oracle);
+}
+
+TEST_F(journal_lane_test, ACheckpointNamingAnotherLaneIsSkippedNotTrusted) {
+  ASSERT_NO_FATAL_FAILURE(open_all());
+  ASSERT_NO_FATAL_FAILURE(feed(0, 60));
+  ASSERT_NO_FATAL_FAILURE(sync_all());
+  ASSERT_TRUE(parts_[1]->checkpoint().is_ok());
+  const auto before = states();
+  parts_.clear();
+  lane_.reset();
+  // Rewrite partition 1's checkpoint to name lane 5 (CRC resealed: it verifies).
+  const std::string ckpt_dir = t_ / "p-0001/ckpt";
+  const std::string path = ckpt_dir + "/" + testing::files_in(ckpt_dir).back();
+  std::string b = testing::read_bytes(path);
+  store_u32(b.data() + checkpoint_format::header_size + 4, 5);
+  store_u32(b.data() + b.size() - 4, crc32c::mask(crc32c::value(b.data(), b.size() - 4)));
+  testing::write_bytes(path, b);
+  ASSERT_NO_FATAL_FAILURE(open_all());
+  EXPECT_FALSE(parts_[1]->recovery().used_checkpoint);
+  bool noted = false;
+  for (const auto& n : parts_[1]->recovery().notes)
+    noted = noted || n.find("it records a position in journal lane 5, but the partition's lane is 0") != std::string::npos;
+  EXPECT_TRUE(noted) << parts_[1]->recovery().summary();
+  EXPECT_EQ(states(), before);
+}
+
+TEST_F(journal_lane_test, ALaneThatEndsBeforeACheckpointsPositionFailsClosed) {
+  ASSERT_NO_FATAL_FAILURE(open_all());
+  ASSERT_NO_FATAL_FAILURE(feed(0, 200));
+  ASSERT_NO_FATAL_FAILURE(sync_all());
+  ASSERT_TRUE(parts_[0]->checkpoint().is_ok());
+  parts_.clear();
+  lane_.reset();
+  // Lose the lane's tail: the last segment goes (as if a directory sync had been lost).
+  auto segs = testing::files_in(lane_log());
+  ASSERT_GE(segs.size(), 2u);
+  std::filesystem::remove(lane_log() + "/" + segs.back());
+  auto lane = journal_lane::open(posix_file_system(), lane_log(), lane_options());
+  ASSERT_TRUE(lane) << lane.error().to_string();
+  partition_options o;
+  o.dir = t_ / partition_dir_name(0);
+  o.partition = 0;
+  o.lane = *lane;
+  auto p = partition::open(posix_file_system(), std::move(o));
+  ASSERT_FALSE(p);
+  EXPECT_EQ(p.error().code(), errc::corruption);
+  EXPECT_NE(p.error().message().find("records the checkpoint proves durable are missing"), std::string::npos)
+      << p.error().message();
+}
+
+}  // namespace
+}  // namespace statefold
