@@ -94,6 +94,9 @@ void fresh_dir(const std::string& dir) {
 
 struct options {
   std::vector<uint32_t> partitions = {1, 2, 4, 8, 16, 64};
+  /// Journal lanes the partitions share (engine_options::lanes, at most one per partition);
+  /// 0: one per partition, the layout before shared lanes.
+  uint32_t lanes = 1;
   uint64_t events = 2'000'000;          // per statefold / tight-loop run
   uint64_t baseline_events = 300'000;   // per Redis / RocksDB run: they are 10-50x slower
   uint64_t keys = 1'000'000;
@@ -216,6 +219,7 @@ engine_options make_engine_options(const options& o, const engine_config& c, con
   engine_options eo;
   eo.dir = o.dir + "/engine";
   eo.partitions = c.partitions;
+  eo.lanes = o.lanes == 0 ? c.partitions : std::min(o.lanes, c.partitions);
   eo.mode = c.mode;
   eo.expected_entities = w.keys;
   eo.max_in_flight = 64 * o.batch;
@@ -943,6 +947,8 @@ int main(int argc, char** argv) {
   app.add_flag("--quick", quick, "the < 2 minute preset: fewer events, one repetition, no 10 M keys");
   app.add_flag("--smoke", smoke, "a few seconds, to check that everything runs (CI)");
   app.add_option("--partitions", parts, "comma-separated partition counts (default 1,2,4,8,16,64)");
+  app.add_option("--lanes", o.lanes, "journal lanes the partitions share (default 1; 0: one per partition)")
+      ->capture_default_str();
   app.add_option("--events", o.events, "events per statefold run");
   app.add_option("--baseline-events", o.baseline_events, "events per Redis / RocksDB run");
   app.add_option("--keys", o.keys, "keys of the headline workload");
