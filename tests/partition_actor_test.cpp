@@ -105,6 +105,9 @@ class partition_actor_test : public ::testing::Test {
     caf_->sched.run_once();
     return true;
   }
+  /// The flusher takes the flush request (queued), then its own commit message: one round,
+  /// write + fdatasync, and the reply `flushed`.
+  bool flush_step() { return step(flusher_) && step(flusher_); }
 
   /// Sends a batch of events to the partition actor as engine::submit_batch does.
   std::shared_ptr<answer> submit(std::vector<ledger_event> events) {
@@ -152,7 +155,7 @@ TEST_F(partition_actor_test, AckWaitsForTheFlushedMessage) {
   EXPECT_FALSE(has_job(part_));
   ASSERT_TRUE(has_job(flusher_));
 
-  ASSERT_TRUE(step(flusher_));  // write + fdatasync, replies `flushed`
+  ASSERT_TRUE(flush_step());  // write + fdatasync, replies `flushed`
   EXPECT_FALSE(a->ran) << "answered before the partition actor saw the flusher's reply";
   EXPECT_GE(ps_->durable_lsn(), 3u);
   ASSERT_TRUE(has_job(part_));
@@ -188,7 +191,7 @@ TEST_F(partition_actor_test, BatchesArrivingDuringAFlushGoIntoTheNextOne) {
   EXPECT_EQ(state().syncs, 0u);
   EXPECT_FALSE(a->ran || b->ran || c->ran);
 
-  ASSERT_TRUE(step(flusher_));  // flush #1 (A only)
+  ASSERT_TRUE(flush_step());  // flush #1 (A only)
   ASSERT_TRUE(step(part_));     // its reply: answers A, requests flush #2 for B and C
   EXPECT_EQ(state().syncs, 1u);
   ASSERT_TRUE(a->ran);
@@ -196,7 +199,7 @@ TEST_F(partition_actor_test, BatchesArrivingDuringAFlushGoIntoTheNextOne) {
   EXPECT_FALSE(b->ran || c->ran);
   EXPECT_TRUE(state().flushing);
 
-  ASSERT_TRUE(step(flusher_));  // flush #2 (B and C together)
+  ASSERT_TRUE(flush_step());  // flush #2 (B and C together)
   ASSERT_TRUE(step(part_));
   EXPECT_EQ(state().syncs, 2u);
   ASSERT_TRUE(b->ran);
@@ -220,7 +223,7 @@ TEST_F(partition_actor_test, DuplicateIsAnsweredOnlyWhenTheOriginalIsDurable) {
   EXPECT_FALSE(again->ran) << "duplicate answered before the original was durable";
   EXPECT_EQ(ps_->durable_lsn(), 0u);
 
-  ASSERT_TRUE(step(flusher_));
+  ASSERT_TRUE(flush_step());
   EXPECT_FALSE(again->ran);
   ASSERT_TRUE(step(part_));  // the reply to the flush covering e1
   ASSERT_TRUE(first->ran);
@@ -240,7 +243,7 @@ TEST_F(partition_actor_test, FailedPersistAnswersEveryoneFailedAndStops) {
 
   auto a = submit({ledger("e1", "k", 1, 10), ledger("e2", "k", 2, 20)});
   ASSERT_TRUE(step(part_));
-  ASSERT_TRUE(step(flusher_));  // the fdatasync fails
+  ASSERT_TRUE(flush_step());  // the fdatasync fails
   EXPECT_FALSE(a->ran);
   ASSERT_TRUE(step(part_));     // the failed reply: answer everyone, quit
   ASSERT_TRUE(a->ran);

@@ -42,16 +42,36 @@ result<std::shared_ptr<journal_lane>> journal_lane::open_scanned(file_system& fs
 }
 
 result<uint64_t> journal_lane::commit(lane_chunk& chunk, persist_mode mode) {
-  if (!chunk.empty() && !o_.membership.holds(chunk.partition))
-    return status{errc::invalid_argument, "partition " + std::to_string(chunk.partition) +
-                                              " does not belong to journal lane " +
-                                              std::to_string(o_.membership.lane)};
-  waiter w{&chunk, mode};
+  std::vector<status> each;
+  auto r = commit_all({&chunk}, mode, each);
+  if (!r) return r;
+  if (!each.front().is_ok()) return each.front();
+  return r;
+}
+
+result<uint64_t> journal_lane::commit_all(const std::vector<lane_chunk*>& chunks, persist_mode mode,
+                                          std::vector<status>& each) {
+  each.assign(chunks.size(), status::ok());
+  std::vector<waiter> mine(chunks.size());
+  for (std::size_t i = 0; i < chunks.size(); ++i) {
+    mine[i] = waiter{chunks[i], mode};
+    if (!chunks[i]->empty() && !o_.membership.holds(chunks[i]->partition))
+      mine[i].st = status{errc::invalid_argument, "partition " + std::to_string(chunks[i]->partition) +
+                                                      " does not belong to journal lane " +
+                                                      std::to_string(o_.membership.lane)};
+  }
+  auto all_done = [&] {
+    return std::all_of(mine.begin(), mine.end(), [](const waiter& w) { return w.done; });
+  };
   std::unique_lock lock(mu_);
-  queue_.push_back(&w);
-  cv_.wait(lock, [&] { return w.done || !leading_; });
-  if (!w.done) {
-    // Lead a round: everyone queued so far, ourselves included.
+  for (auto& w : mine) {
+    if (w.st.is_ok()) queue_.push_back(&w);
+    else w.done = true;  // refused before it reached the lane
+  }
+  for (;;) {
+    cv_.wait(lock, [&] { return all_done() || !leading_; });
+    if (all_done()) break;
+    // Lead a round: everyone queued so far, ours included.
     leading_ = true;
     std::vector<waiter*> round;
     round.swap(queue_);
@@ -62,7 +82,14 @@ result<uint64_t> journal_lane::commit(lane_chunk& chunk, persist_mode mode) {
     leading_ = false;
     cv_.notify_all();
   }
-  if (!w.st.is_ok()) return w.st;
+  lock.unlock();
+  status round_error;
+  for (std::size_t i = 0; i < mine.size(); ++i) {
+    each[i] = mine[i].st;
+    // A write or sync error is the lane's (it has failed); a refused chunk is its own.
+    if (!mine[i].st.is_ok() && writer_->failed() && round_error.is_ok()) round_error = mine[i].st;
+  }
+  if (!round_error.is_ok()) return round_error;
   return writer_->durable_lsn();
 }
 

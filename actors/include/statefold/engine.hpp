@@ -7,10 +7,10 @@
 //   auto state = e.value()->get("booking-7");  // result<optional<state>>
 //   e.value()->close();
 //
-// One CAF actor per partition owns that partition's state (partition_state<Model>); a
-// detached flusher per partition hands its records to the partition's journal lane, whose
-// commits group every partition's records of a round into one write and one fdatasync
-// (journal_lane.hpp), and writes its checkpoints; a supervisor restarts a partition whose log
+// One CAF actor per partition owns that partition's state (partition_state<Model>); one
+// detached flusher per journal lane commits the records of all the lane's partitions, one
+// write and one fdatasync per round (journal_lane.hpp), and writes their checkpoints, so the
+// thread count does not grow with the partitions; a supervisor restarts a partition whose log
 // failed, after recovering it from disk, while the others keep running (all the partitions
 // of a lane that failed are restarted, over the lane reopened and repaired). See detail/partition_actor.hpp for the path of one event and
 // docs/semantics.md for what an acknowledgement means.
@@ -112,10 +112,10 @@ class engine {
     for (uint32_t l = 0; l < lanes_.size(); ++l) {
       engine_lane_stats s;
       s.lane = l;
-      if (lanes_[l]) {
-        s.durable_lsn = lanes_[l]->durable_lsn();
-        s.segments = lanes_[l]->segment_count();
-        s.rounds = lanes_[l]->rounds();
+      if (const auto& lane = lanes_[l].lane) {
+        s.durable_lsn = lane->durable_lsn();
+        s.segments = lane->segment_count();
+        s.rounds = lane->rounds();
       }
       s.recovery = lane_reports_[l];
       out.push_back(std::move(s));
@@ -151,9 +151,13 @@ class engine {
   const manifest& info() const noexcept { return dir_->info(); }
 
  private:
-  struct slot {  // one partition's live handles; replaced by the supervisor on restart
+  struct slot {  // one partition's live handle; replaced by the supervisor on restart
     caf::actor actor;
+  };
+  struct lane_slot {  // one journal lane and its flusher; replaced when the lane fails
+    std::shared_ptr<journal_lane> lane;
     caf::actor flusher;
+    bool broken = false;  // its flusher stopped unexpectedly: reopen it
   };
 
   explicit engine(engine_options o, std::unique_ptr<data_dir> dir)
@@ -167,7 +171,14 @@ class engine {
   result<std::shared_ptr<journal_lane>> open_lane(uint32_t lane);
   bool lane_failed(uint32_t lane) {
     std::lock_guard lock(lanes_mu_);
-    return lanes_[lane] && lanes_[lane]->failed();
+    return lanes_[lane].broken || (lanes_[lane].lane && lanes_[lane].lane->failed());
+  }
+  caf::actor flusher_of(uint32_t lane) {
+    std::lock_guard lock(lanes_mu_);
+    return lanes_[lane].flusher;
+  }
+  void spawn_flusher(lane_slot& l) {
+    l.flusher = sys_->template spawn<caf::detached>(detail::flusher_actor<Model>);
   }
   slot spawn_partition(uint32_t p, std::shared_ptr<partition_state<Model>> ps);
   caf::actor actor_for(uint32_t p) const {
@@ -221,7 +232,8 @@ class engine {
   std::vector<outage> outages_;  // guarded by outage_mu_
   std::vector<detail::partition_context> contexts_;
   std::mutex lanes_mu_;
-  std::vector<std::shared_ptr<journal_lane>> lanes_;  // guarded by lanes_mu_
+  std::vector<lane_slot> lanes_;                      // guarded by lanes_mu_
+  std::vector<std::unique_ptr<std::atomic<int64_t>>> lane_work_;  // per partition (partition_context)
   std::vector<std::string> lane_reports_;             // likewise: the last open of each
   caf::actor supervisor_;
   caf::actor answerer_;  // delivers answers decided on the submitting thread (busy, empty)
@@ -287,14 +299,18 @@ result<std::shared_ptr<journal_lane>> engine<Model>::open_lane(uint32_t l) {
 template <model Model>
 result<std::shared_ptr<journal_lane>> engine<Model>::lane_for(uint32_t l) {
   std::lock_guard lock(lanes_mu_);
-  if (!lanes_[l] || lanes_[l]->failed()) {
-    if (lanes_[l])
-      log_with(*log_, spdlog::level::warn, {}, "journal lane {} failed ({}); reopening it from disk", l,
-               lanes_[l]->failure().to_string());
-    lanes_[l].reset();
-    SF_ASSIGN_OR_RETURN(lanes_[l], open_lane(l));
+  lane_slot& s = lanes_[l];
+  if (!s.lane || s.lane->failed() || s.broken) {
+    if (s.lane)
+      log_with(*log_, spdlog::level::warn, {}, "journal lane {} {}; reopening it from disk", l,
+               s.broken ? std::string("lost its flusher") : "failed (" + s.lane->failure().to_string() + ")");
+    // The old flusher's requests fail (their partitions restart onto the new lane).
+    if (s.flusher) caf::anon_send_exit(s.flusher, caf::exit_reason::user_shutdown);
+    s = lane_slot{};
+    SF_ASSIGN_OR_RETURN(s.lane, open_lane(l));
+    if (sys_) spawn_flusher(s);
   }
-  return lanes_[l];
+  return s.lane;
 }
 
 template <model Model>
@@ -314,8 +330,8 @@ template <model Model>
 typename engine<Model>::slot engine<Model>::spawn_partition(
     uint32_t p, std::shared_ptr<partition_state<Model>> ps) {
   slot s;
-  s.flusher = sys_->template spawn<caf::detached>(detail::flusher_actor<Model>);
-  s.actor = sys_->spawn(detail::partition_actor<Model>, std::move(ps), s.flusher, contexts_[p]);
+  s.actor = sys_->spawn(detail::partition_actor<Model>, std::move(ps), flusher_of(dir_->info().lane_of(p)),
+                        contexts_[p]);
   return s;
 }
 
@@ -339,9 +355,11 @@ result<std::unique_ptr<engine<Model>>> engine<Model>::open(engine_options o) {
     e->flight_.push_back(std::make_unique<detail::flight_counter>());
     e->restarts_.push_back(std::make_unique<std::atomic<uint64_t>>(0));
     e->fences_.push_back(std::make_unique<detail::source_fences>());
+    e->lane_work_.push_back(std::make_unique<std::atomic<int64_t>>(0));
     e->outages_.emplace_back();
     e->contexts_.push_back({p, &e->options_, e->log_.get(), e->flight_.back().get(),
-                            e->restarts_.back().get(), e->fences_.back().get()});
+                            e->restarts_.back().get(), e->fences_.back().get(),
+                            e->lane_work_.back().get()});
   }
 
   // Open (scan and repair) the lanes, then recover the partitions in parallel, a few at a
@@ -367,6 +385,10 @@ result<std::unique_ptr<engine<Model>>> engine<Model>::open(engine_options o) {
   e->cfg_ = std::make_unique<caf::actor_system_config>();
   detail::configure_actor_system(*e->cfg_, e->options_);
   e->sys_ = std::make_unique<caf::actor_system>(*e->cfg_);
+  {
+    std::lock_guard lock(e->lanes_mu_);
+    for (auto& l : e->lanes_) e->spawn_flusher(l);
+  }
   e->slots_.resize(n);
   for (uint32_t p = 0; p < n; ++p) e->slots_[p] = e->spawn_partition(p, std::move(recovered[p]).value());
   e->answerer_ = e->sys_->spawn([]() -> caf::behavior {
@@ -387,10 +409,14 @@ void engine<Model>::start_supervisor() {
     std::shared_lock lock(slots_mu_);
     initial = slots_;
   }
-  supervisor_ = sys_->template spawn<caf::detached>([this, initial](caf::event_based_actor* self) -> caf::behavior {
+  std::vector<caf::actor> flushers;
+  {
+    std::lock_guard lock(lanes_mu_);
+    for (const auto& l : lanes_) flushers.push_back(l.flusher);
+  }
+  supervisor_ = sys_->template spawn<caf::detached>([this, initial, flushers](caf::event_based_actor* self) -> caf::behavior {
     struct watch {
-      bool actor_down = false;
-      bool flusher_down = false;
+      bool down = false;
       bool failed = false;
       bool stop_sent = false;  // stopped by us, its lane having failed
       caf::error reason;  // why the partition actor stopped
@@ -398,63 +424,92 @@ void engine<Model>::start_supervisor() {
       std::chrono::steady_clock::time_point up_since = std::chrono::steady_clock::now();
     };
     auto watches = std::make_shared<std::map<uint32_t, watch>>();
-    auto by_addr = std::make_shared<std::map<caf::actor_addr, std::pair<uint32_t, bool>>>();
+    auto by_addr = std::make_shared<std::map<caf::actor_addr, uint32_t>>();     // partition actors
+    auto flusher_addr = std::make_shared<std::map<caf::actor_addr, uint32_t>>();  // lane flushers
     auto current = std::make_shared<std::map<uint32_t, slot>>();  // what track() saw last
     // Handles are passed in, never read from slots_: this runs on the supervisor's own
     // thread, possibly after close() has cleared slots_.
-    auto track = [self, watches, by_addr, current](uint32_t p, const slot& s) {
-      (*current)[p] = s;
+    auto track = [self, watches, by_addr](uint32_t p, const slot& s) {
       self->monitor(s.actor);
-      self->monitor(s.flusher);
-      (*by_addr)[s.actor.address()] = {p, true};
-      (*by_addr)[s.flusher.address()] = {p, false};
+      (*by_addr)[s.actor.address()] = p;
       auto& w = (*watches)[p];
-      w.actor_down = w.flusher_down = w.failed = w.stop_sent = false;
+      w.down = w.failed = w.stop_sent = false;
       w.up_since = std::chrono::steady_clock::now();
     };
-    for (uint32_t p = 0; p < initial.size(); ++p) track(p, initial[p]);
-    self->set_down_handler([this, self, watches, by_addr, current](caf::down_msg& dm) {
-      auto it = by_addr->find(dm.source);
-      if (it == by_addr->end()) return;
-      auto [p, is_actor] = it->second;
-      by_addr->erase(it);
-      auto& w = (*watches)[p];
-      (is_actor ? w.actor_down : w.flusher_down) = true;
-      if (dm.reason && is_actor) {
-        w.failed = true;
-        w.reason = dm.reason;
-        // Its lane failed: so has every partition on it, whether it has noticed yet or not
-        // (an idle one would only at its next event). Stop them all, to restart over the
-        // lane reopened from disk.
-        const uint32_t lane = dir_->info().lane_of(p);
-        if (!closing_.load() && lane_failed(lane)) {
-          for (uint32_t q = lane; q < router_.partitions(); q += dir_->info().lanes) {
-            auto& wq = (*watches)[q];
-            if (q == p || wq.actor_down || wq.stop_sent) continue;
-            wq.stop_sent = true;
-            log_with(*log_, spdlog::level::warn, {.partition = q},
-                     "partition {}: stopping it, its journal lane {} failed", q, lane);
-            caf::anon_send_exit((*current)[q].actor, caf::exit_reason::user_shutdown);
-            caf::anon_send_exit((*current)[q].flusher, caf::exit_reason::user_shutdown);
+    auto track_flusher = [self, flusher_addr](uint32_t l, const caf::actor& f) {
+      if (!f) return;
+      self->monitor(f);
+      (*flusher_addr)[f.address()] = l;
+    };
+    for (uint32_t p = 0; p < initial.size(); ++p) {
+      (*current)[p] = initial[p];
+      track(p, initial[p]);
+    }
+    for (uint32_t l = 0; l < flushers.size(); ++l) track_flusher(l, flushers[l]);
+    // Every partition of lane `l` still up is stopped, to restart over the lane reopened from
+    // disk: its failure is theirs, whether they have noticed yet or not (an idle one would
+    // only at its next event).
+    auto stop_lane = [this, watches, current](uint32_t l, uint32_t except) {
+      for (uint32_t q = l; q < router_.partitions(); q += dir_->info().lanes) {
+        auto& wq = (*watches)[q];
+        if (q == except || wq.down || wq.stop_sent) continue;
+        wq.stop_sent = true;
+        log_with(*log_, spdlog::level::warn, {.partition = q}, "partition {}: stopping it, its journal lane {} failed",
+                 q, l);
+        caf::anon_send_exit((*current)[q].actor, caf::exit_reason::user_shutdown);
+      }
+    };
+    self->set_down_handler([this, self, watches, by_addr, flusher_addr, stop_lane](caf::down_msg& dm) {
+      if (auto f = flusher_addr->find(dm.source); f != flusher_addr->end()) {
+        const uint32_t l = f->second;
+        flusher_addr->erase(f);
+        if (closing_.load()) return;
+        bool current_one = false;
+        {
+          std::lock_guard lock(lanes_mu_);
+          if (lanes_[l].flusher && lanes_[l].flusher.address() == dm.source) {
+            lanes_[l].broken = true;
+            current_one = true;
           }
         }
+        if (current_one) {
+          log_with(*log_, spdlog::level::err, {}, "journal lane {}: its flusher stopped ({})", l,
+                   caf::to_string(dm.reason));
+          stop_lane(l, UINT32_MAX);
+        }
+        return;
       }
-      // Restart only once both are gone: the old flusher must never write while the
-      // partition is recovered from disk.
-      if (w.actor_down && w.flusher_down && w.failed && !closing_.load()) {
-        // A partition that stayed up for a healthy stretch starts again from the first delay.
-        if (std::chrono::steady_clock::now() - w.up_since >= options_.restart_backoff_reset_after)
-          w.backoff = std::chrono::milliseconds(0);
-        w.backoff = w.backoff.count() == 0 ? options_.restart_backoff
-                                           : std::min(w.backoff * 2, options_.restart_backoff_max);
-        log_with(*log_, spdlog::level::warn, {.partition = p}, "partition {} stopped ({}); restarting in {} ms", p,
-                 caf::to_string(w.reason), w.backoff.count());
-        self->delayed_send(self, w.backoff, detail::restart_atom::value, p);
-      }
+      auto it = by_addr->find(dm.source);
+      if (it == by_addr->end()) return;
+      const uint32_t p = it->second;
+      by_addr->erase(it);
+      auto& w = (*watches)[p];
+      w.down = true;
+      if (!dm.reason || closing_.load()) return;
+      w.failed = true;
+      w.reason = dm.reason;
+      const uint32_t lane = dir_->info().lane_of(p);
+      if (lane_failed(lane)) stop_lane(lane, p);
+      // A partition that stayed up for a healthy stretch starts again from the first delay.
+      if (std::chrono::steady_clock::now() - w.up_since >= options_.restart_backoff_reset_after)
+        w.backoff = std::chrono::milliseconds(0);
+      w.backoff = w.backoff.count() == 0 ? options_.restart_backoff
+                                         : std::min(w.backoff * 2, options_.restart_backoff_max);
+      log_with(*log_, spdlog::level::warn, {.partition = p}, "partition {} stopped ({}); restarting in {} ms", p,
+               caf::to_string(w.reason), w.backoff.count());
+      self->delayed_send(self, w.backoff, detail::restart_atom::value, p);
     });
     return {
-        [this, self, track, watches](detail::restart_atom, uint32_t p) {
+        [this, self, track, track_flusher, watches, current](detail::restart_atom, uint32_t p) {
           if (closing_.load()) return;
+          // The old partition's writes (a flush, a checkpoint in slices) must be done before
+          // its directory is recovered: wait for its lane's flusher to finish them.
+          if (lane_work_[p]->load() > 0) {
+            self->delayed_send(self, std::chrono::milliseconds(5), detail::restart_atom::value, p);
+            return;
+          }
+          const uint32_t l = dir_->info().lane_of(p);
+          const caf::actor before = flusher_of(l);
           auto ps = recover(p);
           if (!ps) {
             log_with(*log_, spdlog::level::err, {.partition = p}, "partition {}: recovery failed: {}; retrying", p,
@@ -469,12 +524,12 @@ void engine<Model>::start_supervisor() {
             self->delayed_send(self, w.backoff, detail::restart_atom::value, p);
             return;
           }
+          if (const caf::actor now = flusher_of(l); now != before) track_flusher(l, now);  // lane reopened
           slot s = spawn_partition(p, std::move(ps).value());
           {
             std::unique_lock lock(slots_mu_);
             if (closing_.load()) {  // close() began while we recovered: stop what we started
               caf::anon_send_exit(s.actor, caf::exit_reason::user_shutdown);
-              caf::anon_send_exit(s.flusher, caf::exit_reason::user_shutdown);
               return;
             }
             slots_[p] = s;
@@ -485,6 +540,7 @@ void engine<Model>::start_supervisor() {
             restarts_[p]->fetch_add(1);
           }
           restarted_.notify_all();
+          (*current)[p] = s;
           track(p, s);
           log_with(*log_, spdlog::level::info, {.partition = p}, "partition {} restarted", p);
         },
@@ -856,11 +912,16 @@ status engine<Model>::close() {
   caf::anon_send_exit(answerer_, caf::exit_reason::user_shutdown);
   {
     std::unique_lock l(slots_mu_);
-    for (auto& s : slots_) {
-      caf::anon_send_exit(s.actor, caf::exit_reason::user_shutdown);
-      caf::anon_send_exit(s.flusher, caf::exit_reason::user_shutdown);
-    }
+    for (auto& s : slots_) caf::anon_send_exit(s.actor, caf::exit_reason::user_shutdown);
     slots_.clear();
+  }
+  {
+    std::lock_guard l(lanes_mu_);
+    // A detached actor's thread ends only once nothing holds its handle any more.
+    for (auto& lane : lanes_) {
+      if (lane.flusher) caf::anon_send_exit(lane.flusher, caf::exit_reason::user_shutdown);
+      lane.flusher = nullptr;
+    }
   }
   supervisor_ = nullptr;
   answerer_ = nullptr;

@@ -98,6 +98,11 @@ class journal_lane {
   /// partition not of this lane) is refused alone (invalid_argument); a write or sync error
   /// fails the lane for good and is returned to every caller of that round.
   result<uint64_t> commit(lane_chunk& chunk, persist_mode mode = persist_mode::fdatasync);
+  /// The same for several chunks at once, as one caller (a lane's flusher, which collects its
+  /// partitions' chunks itself): `each[i]` is chunk i's status (an invalid chunk fails alone).
+  /// Returns the lane's durable LSN, or the round's error (then every `each[i]` has it too).
+  result<uint64_t> commit_all(const std::vector<lane_chunk*>& chunks, persist_mode mode,
+                              std::vector<status>& each);
 
   /// From `lsn` on, `partition` still needs the lane (UINT64_MAX: nothing). Segments every
   /// partition is past are released at once (or by the commit in progress).
@@ -118,8 +123,8 @@ class journal_lane {
  private:
   journal_lane(options o, log_scan scan);
   struct waiter {
-    lane_chunk* chunk;
-    persist_mode mode;
+    lane_chunk* chunk = nullptr;
+    persist_mode mode = persist_mode::fdatasync;
     bool done = false;
     status st;
   };
@@ -172,6 +177,11 @@ class partition_journal {
   /// Commits the chunk to the lane; returns the partition's durable pseq.
   result<uint64_t> persist(lane_chunk& c, persist_mode mode = persist_mode::fdatasync) {
     SF_RETURN_IF_ERROR(lane_->commit(c, mode).to_status());
+    return committed(c);
+  }
+  /// A chunk of this partition that someone else committed (journal_lane::commit_all) is
+  /// durable: returns the partition's durable pseq.
+  uint64_t committed(const lane_chunk& c) {
     if (c.last_pseq > durable_pseq_.load(std::memory_order_relaxed))
       durable_pseq_.store(c.last_pseq, std::memory_order_release);
     return durable_pseq_.load(std::memory_order_acquire);

@@ -160,6 +160,9 @@ class partition_state {
   result<uint64_t> persist(lane_chunk& c, persist_mode mode = persist_mode::fdatasync) {
     return journal_->persist(c, mode);
   }
+  /// Persister: a chunk of this partition that its lane's flusher committed together with
+  /// other partitions' (journal_lane::commit_all) is durable; returns the durable LSN.
+  uint64_t committed(const lane_chunk& c) { return journal_->committed(c); }
   /// Owner: the state as of the last applied event, or nothing when the last checkpoint
   /// already covers it (or a state is too large for the format). Persist every batch taken
   /// up to now before writing it. All at once: begin_checkpoint + continue_checkpoint(all).

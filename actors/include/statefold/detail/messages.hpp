@@ -27,6 +27,7 @@ using mark_atom = caf::atom_constant<caf::atom("sf_mark")>;
 using answer_atom = caf::atom_constant<caf::atom("sf_answer")>;
 using persist_atom = caf::atom_constant<caf::atom("sf_persis")>;
 using flushed_atom = caf::atom_constant<caf::atom("sf_flushd")>;
+using commit_atom = caf::atom_constant<caf::atom("sf_commit")>;
 using tick_atom = caf::atom_constant<caf::atom("sf_tick")>;
 using query_atom = caf::atom_constant<caf::atom("sf_query")>;
 using close_atom = caf::atom_constant<caf::atom("sf_close")>;

@@ -1,18 +1,22 @@
 #pragma once
 
-// The partition actor and its flusher. Follow one event here:
+// The partition actor and its lane's flusher. Follow one event here:
 //
-//   engine::submit ──submit_atom──▶ partition actor ─ apply (dedup, Model::apply, encode)
+//   engine::submit ──submit_atom──▶ partition actor ─ apply (dedup, Model::apply, frame)
 //        ▲                              │  take_flush() whenever no flush is in flight
 //        │                              ▼
-//        │                          flusher (detached: own thread) ─ write + fdatasync,
-//        │                              │                            checkpoint files
+//        │                   lane flusher (detached: one thread per journal lane)
+//        │                     collects the chunks of every partition of the lane that
+//        │                     arrive before its own commit_atom, then one write + one
+//        │                     fdatasync for all of them; checkpoint files in slices
 //        │                      ◀──flushed─┘
 //        └── completion ◀── partition actor: every batch whose LSNs are now durable
 //
-// Group commit falls out of the loop: while one flush runs, new batches are applied and
-// buffered, and all of them go into the next flush the moment the running one returns. No
-// acknowledgement precedes the sync that covers it, and nothing waits for an idle mailbox.
+// Group commit falls out of the loops: while one flush runs, each partition applies and
+// buffers new batches, and all of them go into its next flush the moment the running one
+// returns; the lane flusher, handling its mailbox in order, puts every flush that came in
+// before its commit message into one round. No acknowledgement precedes the sync that covers
+// it, and nothing waits for an idle mailbox.
 
 #include <chrono>
 #include <deque>
@@ -112,12 +116,28 @@ struct submit_work final : work_item {
   std::chrono::steady_clock::time_point accepted{};  // when the partition took it (ack latency)
 };
 
+/// Work a partition has handed to its lane's flusher and not seen finished: the supervisor
+/// restarts a failed partition only once it is 0 (no write of the old one is then in flight).
+/// `alive` is false once the partition actor that handed it over is gone: its checkpoint
+/// writes are then abandoned (the .tmp left is removed at the next open).
+struct lane_work_ticket {
+  std::atomic<int64_t>* outstanding = nullptr;
+  std::shared_ptr<std::atomic<bool>> alive;
+  void take() const {
+    if (outstanding) outstanding->fetch_add(1, std::memory_order_acq_rel);
+  }
+  void done() const {
+    if (outstanding) outstanding->fetch_sub(1, std::memory_order_acq_rel);
+  }
+};
+
 template <class Model>
 struct flush_work final : work_item {
   std::shared_ptr<partition_state<Model>> ps;
   lane_chunk batch;
   persist_mode mode = persist_mode::fdatasync;
   std::optional<checkpoint_job> checkpoint;  // to write once the batch is durable
+  lane_work_ticket ticket;
   // Results, filled in by the flusher.
   status st;
   uint64_t durable = 0;
@@ -130,6 +150,7 @@ template <class Model>
 struct checkpoint_write_work final : work_item {
   std::shared_ptr<partition_state<Model>> ps;
   caf::actor reply_to;
+  lane_work_ticket ticket;
   uint64_t lsn = 0;
   uint64_t bytes = 0;
   std::chrono::steady_clock::time_point started{};
@@ -166,53 +187,128 @@ struct partition_context {
   flight_counter* flight = nullptr;
   std::atomic<uint64_t>* restarts = nullptr;
   source_fences* fences = nullptr;
+  std::atomic<int64_t>* lane_work = nullptr;  // lane_work_ticket::outstanding
 };
 
 // -- flusher -----------------------------------------------------------------------------------
 
-/// Runs detached (its own thread): blocking writes, fdatasync and checkpoint files never
-/// stall the CAF scheduler. A checkpoint is written 512 KiB per message (~1.5 ms of device
-/// time here), so a persist waits for at most one slice, not for the whole image (~100 ms at
-/// a million entities).
 template <class Model>
-caf::behavior flusher_actor(caf::event_based_actor* self) {
+struct flusher_state {
+  static inline const char* name = "statefold.lane_flusher";
+  struct pending {
+    std::shared_ptr<flush_work<Model>> job;
+    caf::response_promise rp;
+    caf::actor reply_to;
+  };
+  std::vector<pending> queue;  // flushes received since the last commit round
+  bool commit_due = false;     // a commit_atom is in the mailbox, behind them
+};
+
+template <class Model>
+void start_checkpoint_write(caf::stateful_actor<flusher_state<Model>>* self,
+                            const std::shared_ptr<flush_work<Model>>& job, const caf::actor& reply_to);
+
+/// The flusher of one journal lane, shared by the lane's partitions. Runs detached (its own
+/// thread): blocking writes, fdatasync and checkpoint files never stall the CAF scheduler.
+/// A flush request is queued, and the first one since the last round sends the flusher a
+/// commit message, which the mailbox delivers after every request that came in before it:
+/// that round commits all of them with one write and one fdatasync (journal_lane::commit_all).
+/// A checkpoint is written 512 KiB per message (~1.5 ms of device time here), so a round waits
+/// for at most one slice, not for the whole image (~100 ms at a million entities).
+template <class Model>
+caf::behavior flusher_actor(caf::stateful_actor<flusher_state<Model>>* self) {
   constexpr std::size_t checkpoint_slice = 512u << 10;
   return {
-      [self](persist_atom, work_ptr w) -> caf::message {
-        auto job = work_cast<flush_work<Model>>(w);
-        const auto t0 = std::chrono::steady_clock::now();
-        auto r = job->ps->persist(job->batch, job->mode);
-        job->persist_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-        if (!r) {
-          job->st = r.error();
-          return caf::make_message(flushed_atom::value, std::move(w));
+      [self](persist_atom, work_ptr w) {
+        auto& st = self->state;
+        // The sender first: make_response_promise() takes it over from the message.
+        auto sender = caf::actor_cast<caf::actor>(self->current_sender());
+        auto rp = self->make_response_promise();
+        st.queue.push_back({work_cast<flush_work<Model>>(w), std::move(rp), std::move(sender)});
+        if (!st.commit_due) {
+          st.commit_due = true;
+          self->send(self, commit_atom::value);
         }
-        job->durable = *r;
-        if (job->checkpoint) {
-          auto cw = std::make_shared<checkpoint_write_work<Model>>();
-          cw->ps = job->ps;
-          cw->reply_to = caf::actor_cast<caf::actor>(self->current_sender());
-          cw->lsn = job->checkpoint->lsn;
-          cw->bytes = job->checkpoint->image.size();
-          cw->started = std::chrono::steady_clock::now();
-          cw->st = job->ps->begin_checkpoint_write(std::move(*job->checkpoint));
-          job->checkpoint.reset();
-          if (cw->st.is_ok()) self->send(self, ckpt_write_atom::value, work_ptr(cw));
-          else self->send(cw->reply_to, ckpt_done_atom::value, work_ptr(cw));
+      },
+      [self](commit_atom) {
+        auto& st = self->state;
+        st.commit_due = false;
+        auto round = std::move(st.queue);
+        st.queue.clear();
+        // One commit per lane (a flusher serves one; a partition recovered onto a newer lane
+        // while an old request was queued would be another).
+        std::vector<std::size_t> order(round.size());
+        for (std::size_t i = 0; i < round.size(); ++i) order[i] = i;
+        std::stable_sort(order.begin(), order.end(), [&](std::size_t a, std::size_t b) {
+          return &round[a].job->ps->lane() < &round[b].job->ps->lane();
+        });
+        for (std::size_t at = 0; at < order.size();) {
+          journal_lane& lane = round[order[at]].job->ps->lane();
+          std::size_t end = at;
+          std::vector<lane_chunk*> chunks;
+          persist_mode mode = persist_mode::write_only;
+          for (; end < order.size() && &round[order[end]].job->ps->lane() == &lane; ++end) {
+            auto& job = *round[order[end]].job;
+            chunks.push_back(&job.batch);
+            if (job.mode == persist_mode::fdatasync) mode = persist_mode::fdatasync;
+          }
+          const auto t0 = std::chrono::steady_clock::now();
+          std::vector<status> each;
+          auto r = lane.commit_all(chunks, mode, each);
+          const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+          for (std::size_t i = at; i < end; ++i) {
+            auto& p = round[order[i]];
+            auto& job = *p.job;
+            job.persist_seconds = seconds;
+            job.st = r ? each[i - at] : r.error();
+            if (job.st.is_ok()) {
+              job.durable = job.ps->committed(job.batch);
+              if (job.checkpoint) start_checkpoint_write(self, p.job, p.reply_to);
+            }
+            job.checkpoint.reset();
+            p.rp.deliver(flushed_atom::value, work_ptr(p.job));
+            job.ticket.done();
+          }
+          at = end;
         }
-        return caf::make_message(flushed_atom::value, std::move(w));
       },
       [self](ckpt_write_atom, work_ptr w) {
         auto cw = work_cast<checkpoint_write_work<Model>>(w);
+        if (!cw->ticket.alive->load()) {  // its partition is gone: abandon the image
+          cw->ticket.done();
+          return;
+        }
         auto r = cw->ps->continue_checkpoint_write(checkpoint_slice);
         if (r && !*r) {
-          self->send(self, ckpt_write_atom::value, std::move(w));  // behind queued persists
+          self->send(self, ckpt_write_atom::value, std::move(w));  // behind queued flushes
           return;
         }
         cw->st = r ? status::ok() : r.error();
-        self->send(cw->reply_to, ckpt_done_atom::value, std::move(w));
+        self->send(cw->reply_to, ckpt_done_atom::value, w);
+        cw->ticket.done();
       },
   };
+}
+
+/// After the flush that covers its LSN: the checkpoint image goes to disk in slices.
+template <class Model>
+void start_checkpoint_write(caf::stateful_actor<flusher_state<Model>>* self,
+                            const std::shared_ptr<flush_work<Model>>& job, const caf::actor& reply_to) {
+  auto cw = std::make_shared<checkpoint_write_work<Model>>();
+  cw->ps = job->ps;
+  cw->reply_to = reply_to;
+  cw->ticket = job->ticket;
+  cw->ticket.take();
+  cw->lsn = job->checkpoint->lsn;
+  cw->bytes = job->checkpoint->image.size();
+  cw->started = std::chrono::steady_clock::now();
+  cw->st = job->ps->begin_checkpoint_write(std::move(*job->checkpoint));
+  if (cw->st.is_ok()) {
+    self->send(self, ckpt_write_atom::value, work_ptr(cw));
+  } else {
+    self->send(cw->reply_to, ckpt_done_atom::value, work_ptr(cw));
+    cw->ticket.done();
+  }
 }
 
 // -- partition actor -----------------------------------------------------------------------------
@@ -222,8 +318,12 @@ struct partition_actor_state {
   static inline const char* name = "statefold.partition";
 
   std::shared_ptr<partition_state<Model>> ps;
-  caf::actor flusher;
+  caf::actor flusher;  // the lane's, shared with the other partitions of the lane
   partition_context ctx;
+  // False once this actor is gone (set by the destructor): the flusher then abandons the
+  // checkpoint writes it has of this partition.
+  std::shared_ptr<std::atomic<bool>> alive = std::make_shared<std::atomic<bool>>(true);
+  ~partition_actor_state() { alive->store(false); }
   std::deque<std::shared_ptr<submit_work<Model>>> waiting;   // applied, awaiting their sync
   std::deque<std::shared_ptr<submit_work<Model>>> stash;     // held back during a rebuild
   std::deque<std::shared_ptr<query_work<Model>>> held_queries;  // likewise: no half-changed reads
@@ -356,6 +456,8 @@ class partition_logic {
     job->ps = st.ps;
     job->batch = ps.take_flush();
     job->mode = o.mode == durability::none ? persist_mode::write_only : persist_mode::fdatasync;
+    job->ticket = {st.ctx.lane_work, st.alive};
+    job->ticket.take();
     st.taken_lsn = ps.next_lsn() - 1;
     // This flush covers the checkpoint's LSN (taken when it began, before everything taken
     // now), so the flusher may write it right after the sync.
@@ -510,7 +612,6 @@ class partition_logic {
       return;
     if (st.on_closed) st.on_closed(status::ok());
     st.on_closed = nullptr;
-    self->send_exit(st.flusher, caf::exit_reason::normal);
     self->quit();
   }
 
@@ -531,7 +632,6 @@ class partition_logic {
     answer_checkpoint_waiters(self, s);
     if (st.on_closed) st.on_closed(s);
     st.on_closed = nullptr;
-    self->send_exit(st.flusher, caf::exit_reason::user_shutdown);
     self->quit(make_error(actor_errc::partition_failed));
   }
 

@@ -16,7 +16,8 @@
 //   e->crash(/*power_loss=*/true);             // everything not synced is gone; recovered
 //
 // What it leaves out of engine<Model>: threads (a flusher is a scheduled actor here, detached
-// in production), the supervisor (crash() restarts every partition from disk at once), and
+// in production), journal lanes shared by partitions (each partition journals alone, in its
+// own private lane with its own flusher), the supervisor (crash() restarts every partition from disk at once), and
 // backpressure (nothing waits: events are queued). Timers (checkpoint_every, durability
 // `interval`) fire when the test calls advance_time().
 //
