@@ -128,7 +128,9 @@ TEST_F(journal_lane_test, CommitsFromSeveralThreadsGroupAndEveryRecordLandsOnce)
         const std::string key = "t" + std::to_string(p) + "-" + std::to_string(i % 5);
         auto r = parts_[p]->apply(ledger("e" + std::to_string(i), key, i / 5 + 1, 1));
         ASSERT_EQ(r.kind, outcome::applied);
-        if (i % 3 == 2) ASSERT_TRUE(parts_[p]->sync());
+        if (i % 3 == 2) {
+          ASSERT_TRUE(parts_[p]->sync());
+        }
       }
       ASSERT_TRUE(parts_[p]->sync());
     });

@@ -10,10 +10,16 @@
 //   piece 5      a stray temp file, <base>.seg.tmp (written as is; the rest of the input)
 // The CRC checks pass in this build (STATEFOLD_FUZZING).
 //
-// Per input: scan_log in each recovery mode (read-only) with a visitor that reads every
-// payload byte and decodes its envelope; then, on a fresh copy for tolerate_torn_tail and for
-// point_in_time, repair_log and a re-scan. Contract checks (a failure aborts: a finding):
+// Per input, read twice: as the private lane of partition 0 (every record partition 0, pseq =
+// LSN) and as lane 0 of 1 shared by 4 partitions (records of partitions 0..3, each numbering its
+// own records on without a gap). Each time: scan_log in each recovery mode (read-only) with a
+// visitor that reads every payload byte and decodes its envelope; then, on a fresh copy for
+// tolerate_torn_tail and for point_in_time, repair_log and a re-scan. Contract checks (a
+// failure aborts: a finding):
 //   - visited records have consecutive LSNs; records_visited counts them;
+//   - private: every visited record is partition 0's with pseq = LSN; shared: its partition is
+//     below 4 and its pseq follows that partition's previous one;
+//   - what scans clean as a private lane reads the same as a shared one;
 //   - absolute never cuts; tolerate_torn_tail cuts only a tail of the last segment;
 //   - absolute ok => tolerate ok with the same result; tolerate ok => point_in_time likewise;
 //   - after repair_log, the log scans clean in absolute mode with the same next LSN and
@@ -197,10 +203,16 @@ struct scan_outcome {
   uint64_t last_lsn = 0;
 };
 
-scan_outcome run_scan(file_system& fs, const std::string& dir, recovery_mode mode) {
+constexpr uint32_t shared_partitions = 4;
+
+scan_outcome run_scan(file_system& fs, const std::string& dir, recovery_mode mode, bool shared) {
   uint64_t visited = 0, first = 0, prev = 0;
+  uint64_t last_pseq[shared_partitions] = {};
   log_scan_options o;
   o.partition = 0;
+  o.single_partition = !shared;
+  o.lanes = 1;
+  o.partitions = shared_partitions;
   o.max_epoch = 1000;
   o.mode = mode;
   o.from_lsn = 0;  // visit every record (LSN arithmetic below is modulo 2^64, like the reader's)
@@ -212,8 +224,15 @@ scan_outcome run_scan(file_system& fs, const std::string& dir, recovery_mode mod
     FUZZ_CHECK(r.type == log_format::record_type::event || r.type == log_format::record_type::position,
                "visited a record of unknown type");
     FUZZ_CHECK(!r.file.empty(), "record without a file name");
-    // The journal of partition 0: nothing of another partition, or out of sequence, is visited.
-    FUZZ_CHECK(r.partition == 0 && r.pseq == r.lsn, "visited a record of another partition or sequence");
+    if (!shared) {
+      // The journal of partition 0: nothing of another partition, or out of sequence, is visited.
+      FUZZ_CHECK(r.partition == 0 && r.pseq == r.lsn, "visited a record of another partition or sequence");
+    } else {
+      FUZZ_CHECK(r.partition < shared_partitions, "visited a record of a partition the lane does not hold");
+      uint64_t& last = last_pseq[r.partition];
+      FUZZ_CHECK(last == 0 || r.pseq == last + 1, "visited a record out of its partition's sequence");
+      last = r.pseq;
+    }
     touch(r.payload);
     if (r.type == log_format::record_type::position) {
       if (auto pos = decode_position(r.payload)) touch(pos->source);
@@ -250,15 +269,15 @@ bool same_result(const scan_outcome& a, const scan_outcome& b) {
          a.scan->next_lsn == b.scan->next_lsn && a.scan->first_lsn == b.scan->first_lsn;
 }
 
-void repair_and_rescan(const std::string& dir, const image& img, recovery_mode mode) {
+void repair_and_rescan(const std::string& dir, const image& img, recovery_mode mode, bool shared) {
   scratch_fs scratch;
   file_system& fs = scratch.fs();
   write_image(fs, dir, img);
-  scan_outcome before = run_scan(fs, dir, mode);
+  scan_outcome before = run_scan(fs, dir, mode, shared);
   if (!before.scan) return;
   status st = repair_log(fs, dir, *before.scan);
   FUZZ_CHECK(st.is_ok(), std::string("repair_log failed: ") + st.to_string());
-  scan_outcome after = run_scan(fs, dir, recovery_mode::absolute);
+  scan_outcome after = run_scan(fs, dir, recovery_mode::absolute, shared);
   FUZZ_CHECK(after.scan.has_value(),
              std::string("log does not scan clean (absolute) after a ") + to_string(mode) +
                  " repair: " + after.scan.to_status().to_string());
@@ -275,27 +294,34 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, std::size_t size) {
   const image img = make_image(in);
   const std::string dir = path_join(root(), "log");
 
-  {
-    scratch_fs scratch;
-    file_system& fs = scratch.fs();
-    write_image(fs, dir, img);
-    const scan_outcome absolute = run_scan(fs, dir, recovery_mode::absolute);
-    const scan_outcome tolerate = run_scan(fs, dir, recovery_mode::tolerate_torn_tail);
-    const scan_outcome pitr = run_scan(fs, dir, recovery_mode::point_in_time);
-    for (const scan_outcome* o : {&absolute, &tolerate, &pitr})
-      if (!o->scan)
-        FUZZ_CHECK(o->scan.error().code() != errc::io_error && !o->scan.error().message().empty(),
-                   "scan_log: " + o->scan.error().to_string());
-    if (absolute.scan)
-      FUZZ_CHECK(tolerate.scan && same_result(absolute, tolerate),
-                 "absolute scan succeeded but tolerate_torn_tail differs");
-    if (tolerate.scan)
-      FUZZ_CHECK(pitr.scan && same_result(tolerate, pitr),
-                 "tolerate_torn_tail scan succeeded but point_in_time differs");
+  for (const bool shared : {false, true}) {
+    {
+      scratch_fs scratch;
+      file_system& fs = scratch.fs();
+      write_image(fs, dir, img);
+      const scan_outcome absolute = run_scan(fs, dir, recovery_mode::absolute, shared);
+      const scan_outcome tolerate = run_scan(fs, dir, recovery_mode::tolerate_torn_tail, shared);
+      const scan_outcome pitr = run_scan(fs, dir, recovery_mode::point_in_time, shared);
+      for (const scan_outcome* o : {&absolute, &tolerate, &pitr})
+        if (!o->scan)
+          FUZZ_CHECK(o->scan.error().code() != errc::io_error && !o->scan.error().message().empty(),
+                     "scan_log: " + o->scan.error().to_string());
+      if (absolute.scan)
+        FUZZ_CHECK(tolerate.scan && same_result(absolute, tolerate),
+                   "absolute scan succeeded but tolerate_torn_tail differs");
+      if (tolerate.scan)
+        FUZZ_CHECK(pitr.scan && same_result(tolerate, pitr),
+                   "tolerate_torn_tail scan succeeded but point_in_time differs");
+      if (!shared && absolute.scan) {
+        // Partition 0 alone, numbered by LSN, is a valid shared lane too, read the same.
+        const scan_outcome as_shared = run_scan(fs, dir, recovery_mode::absolute, true);
+        FUZZ_CHECK(as_shared.scan && same_result(absolute, as_shared),
+                   "a private lane that scans clean reads differently as a shared one");
+      }
+    }
+    repair_and_rescan(dir, img, recovery_mode::tolerate_torn_tail, shared);
+    repair_and_rescan(dir, img, recovery_mode::point_in_time, shared);
   }
-
-  repair_and_rescan(dir, img, recovery_mode::tolerate_torn_tail);
-  repair_and_rescan(dir, img, recovery_mode::point_in_time);
 
   if (real_fs()) {
     std::error_code ec;

@@ -116,6 +116,43 @@ std::vector<std::string> write_log(const std::string& dir, int n, log_options o)
   return segs;
 }
 
+// Writes `n` booking envelopes of partitions 0..3 (fuzz_log_reader's shared lane), interleaved,
+// each numbered in its own sequence, into a fresh lane; returns its segments' contents. With
+// `foreign`, record 5 names partition 6 (not of the lane); with `gap`, partition 1 skips a pseq.
+std::vector<std::string> write_shared_log(const std::string& dir, int n, log_options o, bool foreign = false,
+                                          bool gap = false) {
+  auto scan = scan_log(posix_file_system(), dir, {}, nullptr);
+  if (!scan) die(scan.error().to_string());
+  auto w = log_writer::open(posix_file_system(), dir, 0, 1, *scan, o);
+  if (!w) die(w.error().to_string());
+  auto events = sample_events();
+  uint64_t next[7] = {1, 1, 1, 1, 1, 1, 1};
+  for (int i = 0; i < n; ++i) {
+    booking::event e = events[static_cast<std::size_t>(i) % events.size()];
+    e.event_id += "-" + std::to_string(i);
+    uint32_t p = static_cast<uint32_t>((i * 3) % 4);
+    if (foreign && i == 5) p = 6;
+    if (gap && p == 1 && next[1] == 2) next[1] = 3;
+    std::string rec;
+    log_format::encode_record(rec, p, next[p]++, log_format::record_type::event,
+                              [&](std::string& out) { out += envelope_of(e, i % 2 == 0); });
+    auto r = (*w)->append_encoded(rec);
+    if (!r) die(r.error().to_string());
+    if (i % 3 == 2 && !(*w)->sync()) die("sync failed");
+  }
+  if (!(*w)->sync()) die("sync failed");
+  std::vector<std::string> names;
+  for (const auto& entry : stdfs::directory_iterator(dir)) {
+    const std::string name = entry.path().filename().string();
+    uint64_t base;
+    if (log_format::parse_segment_name(name, base)) names.push_back(name);
+  }
+  std::sort(names.begin(), names.end());
+  std::vector<std::string> segs;
+  for (const auto& name : names) segs.push_back(slurp(stdfs::path(dir) / name));
+  return segs;
+}
+
 std::string join(const std::vector<std::string>& pieces) {
   std::string out;
   for (std::size_t i = 0; i < pieces.size(); ++i) {
@@ -184,6 +221,12 @@ void log_seeds(const stdfs::path& out, const std::string& scratch) {
   prealloc.preallocate = true;
   prealloc.segment_bytes = 1024;
   prealloc.max_record_bytes = 512;
+  // A lane shared by partitions 0..3; one with a record of a partition it does not hold; one
+  // with a gap in a partition's sequence.
+  auto shared = write_shared_log(scratch + "/s", 20, small);
+  put(out, "shared_lane", join({shared.begin(), shared.begin() + std::min<std::size_t>(3, shared.size())}));
+  put(out, "shared_lane_foreign_partition", write_shared_log(scratch + "/sf", 8, small, true).at(0));
+  put(out, "shared_lane_gap", write_shared_log(scratch + "/sg", 12, small, false, true).at(0));
   auto pre = write_log(scratch + "/b", 3, prealloc);
   put(out, "preallocated_zeros", pre.at(0));
 }

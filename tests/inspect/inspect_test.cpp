@@ -112,7 +112,9 @@ class inspect_test : public ::testing::Test {
       const uint32_t p = router.partition_of(key);
       auto r = ps[p]->apply(ledger(id, key, static_cast<uint64_t>(i / 17 + 1), i), meta);
       ASSERT_EQ(r.kind, outcome::applied) << r.reason;
-      if (lanes_ < partitions) ASSERT_TRUE(ps[p]->sync());  // one shared lane: interleaved
+      if (lanes_ < partitions) {  // one shared lane: the partitions' records interleaved
+        ASSERT_TRUE(ps[p]->sync());
+      }
       expected_[p].records.push_back({r.lsn, id, key, i % 3 == 0, i % 5 == 0,
                                       static_cast<uint64_t>(i)});
       keys[p].insert(key);

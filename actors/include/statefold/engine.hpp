@@ -12,8 +12,9 @@
 // write and one fdatasync per round (journal_lane.hpp), and writes their checkpoints, so the
 // thread count does not grow with the partitions; a supervisor restarts a partition whose log
 // failed, after recovering it from disk, while the others keep running (all the partitions
-// of a lane that failed are restarted, over the lane reopened and repaired). See detail/partition_actor.hpp for the path of one event and
-// docs/semantics.md for what an acknowledgement means.
+// of a lane that failed are restarted, over the lane reopened and repaired). See
+// detail/partition_actor.hpp for the path of one event and docs/semantics.md for what an
+// acknowledgement means.
 //
 // Threading: every public member function may be called from any thread, concurrently,
 // except close() and the destructor. Callbacks run on CAF worker threads, never on the

@@ -213,6 +213,8 @@ class partition_state {
   uint64_t durable_lsn() const noexcept { return journal_->durable_pseq(); }
   /// ok while healthy; else why the partition refuses work.
   status failure() const { return failure_.is_ok() ? journal_->failure() : failure_; }
+  /// failure() is not ok; cheap (no lock), for a check per message.
+  bool failed() const noexcept { return !failure_.is_ok() || journal_->failed(); }
   journal_lane& lane() const noexcept { return *lane_; }
   partition_stats stats() const;
   const recovery_report& recovery() const noexcept { return report_; }

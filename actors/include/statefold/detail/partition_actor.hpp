@@ -369,7 +369,7 @@ class partition_logic {
     }
     apply_work(self, w);
     // The lane failed under another partition: this one's records cannot be made durable.
-    if (!st.ps->failure().is_ok()) {
+    if (st.ps->failed()) {
       fail(self, st.ps->failure());
       return;
     }
