@@ -107,7 +107,7 @@ std::string ckpt_dir_of(const std::string& dir, uint32_t p) {
   return path_join(partition_path(dir, p), layout::checkpoint_dir);
 }
 
-/// "p-0001/log/00000000000000000001.seg": paths in output are relative to DIR, so that dumps
+/// "lanes/L-0000/log/00000000000000000001.seg": paths in output are relative to DIR, so that dumps
 /// of the same data at two locations compare equal.
 std::string relative_to(const std::string& dir, std::string_view path) {
   const std::string prefix = dir.ends_with('/') ? dir : dir + "/";

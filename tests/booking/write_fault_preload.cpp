@@ -1,7 +1,7 @@
 // A test-only LD_PRELOAD library: makes pwrite(2) fail with ENOSPC on chosen files of a real
 // program, as a full disk would, with no test code inside the program itself.
 //
-//   STATEFOLD_FAULT_PATH=/p-0001/log/   fail writes to files whose path contains this, and ends
+//   STATEFOLD_FAULT_PATH=/lanes/L-0001/log/   fail writes to files whose path contains this, and ends
 //                                       in ".seg" (a log segment; not a .tmp being created)
 //   STATEFOLD_FAULT_AFTER=20            let this many such writes through first
 //   STATEFOLD_FAULT_COUNT=1             then fail this many (default 1), then let writes through

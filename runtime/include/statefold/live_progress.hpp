@@ -2,7 +2,7 @@
 
 // What a writer publishes for readers in other processes: how far its log is durable.
 //
-//   DIR/p-NNNN/durable, 28 bytes, rewritten in place after every persist:
+//   DIR/lanes/L-NNNN/durable, 28 bytes, rewritten in place after every persist of the lane:
 //   +------------+-----------+-----------------+---------------------------------+
 //   | "SFDURBL1" | epoch u64 | durable LSN u64 | masked CRC32C of bytes 0..23 u32 |
 //   +------------+-----------+-----------------+---------------------------------+
