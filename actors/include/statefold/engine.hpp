@@ -285,9 +285,11 @@ result<std::shared_ptr<journal_lane>> engine<Model>::open_lane(uint32_t l) {
   auto lane = journal_lane::open(fs(), path_join(ldir, layout::log_dir), std::move(lo));
   if (!lane) return lane.error().with_context("journal lane " + std::to_string(l));
   const log_scan& sc = (*lane)->recovered();
-  std::string what = "journal lane " + std::to_string(l) + " open: LSN " + std::to_string(sc.first_lsn) +
-                     ".." + std::to_string(sc.next_lsn - 1) + " in " + std::to_string(sc.segments.size()) +
-                     " segment(s)";
+  std::string what = "journal lane " + std::to_string(l) + " open: " +
+                     (sc.next_lsn > sc.first_lsn ? "LSN " + std::to_string(sc.first_lsn) + ".." +
+                                                       std::to_string(sc.next_lsn - 1)
+                                                 : "no records (next LSN " + std::to_string(sc.next_lsn) + ")") +
+                     " in " + std::to_string(sc.segments.size()) + " segment(s)";
   if (sc.cut_bytes > 0) what += "; cut " + std::to_string(sc.cut_bytes) + " bytes: " + sc.damage;
   else if (!sc.damage.empty()) what += "; " + sc.damage;
   for (const auto& f : sc.stray_files) what += "; removed leftover " + f;
