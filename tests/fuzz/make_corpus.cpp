@@ -89,8 +89,10 @@ const char* json_lines[] = {
     R"({"event_id":"e5","booking_id":"b2","type":"cancelled","reason":"changed plans"})",
 };
 
-// Writes `n` booking envelopes into a fresh log and returns its segment files' contents.
-std::vector<std::string> write_log(const std::string& dir, int n, log_options o) {
+// Writes `n` booking envelopes into a fresh log, `append(writer, i, envelope)` putting event i
+// in (synced every third), and returns the log's segment files' contents.
+template <class Append>
+std::vector<std::string> write_log_with(const std::string& dir, int n, log_options o, Append&& append) {
   auto scan = scan_log(posix_file_system(), dir, {}, nullptr);
   if (!scan) die(scan.error().to_string());
   auto w = log_writer::open(posix_file_system(), dir, 0, 1, *scan, o);
@@ -99,7 +101,7 @@ std::vector<std::string> write_log(const std::string& dir, int n, log_options o)
   for (int i = 0; i < n; ++i) {
     booking::event e = events[static_cast<std::size_t>(i) % events.size()];
     e.event_id += "-" + std::to_string(i);
-    auto r = (*w)->append(log_format::record_type::event, envelope_of(e, i % 2 == 0));
+    auto r = append(**w, i, envelope_of(e, i % 2 == 0));
     if (!r) die(r.error().to_string());
     if (i % 3 == 2 && !(*w)->sync()) die("sync failed");
   }
@@ -116,41 +118,28 @@ std::vector<std::string> write_log(const std::string& dir, int n, log_options o)
   return segs;
 }
 
-// Writes `n` booking envelopes of partitions 0..3 (fuzz_log_reader's shared lane), interleaved,
-// each numbered in its own sequence, into a fresh lane; returns its segments' contents. With
-// `foreign`, record 5 names partition 6 (not of the lane); with `gap`, partition 1 skips a pseq.
+// A partition's own journal: every record partition 0's, pseq = LSN.
+std::vector<std::string> write_log(const std::string& dir, int n, log_options o) {
+  return write_log_with(dir, n, o, [](log_writer& w, int, const std::string& envelope) {
+    return w.append(log_format::record_type::event, envelope);
+  });
+}
+
+// A lane shared by partitions 0..3 (fuzz_log_reader's shared lane), interleaved, each numbered
+// in its own sequence. With `foreign`, record 5 names partition 6 (not of the lane); with
+// `gap`, partition 1 skips a pseq.
 std::vector<std::string> write_shared_log(const std::string& dir, int n, log_options o, bool foreign = false,
                                           bool gap = false) {
-  auto scan = scan_log(posix_file_system(), dir, {}, nullptr);
-  if (!scan) die(scan.error().to_string());
-  auto w = log_writer::open(posix_file_system(), dir, 0, 1, *scan, o);
-  if (!w) die(w.error().to_string());
-  auto events = sample_events();
   uint64_t next[7] = {1, 1, 1, 1, 1, 1, 1};
-  for (int i = 0; i < n; ++i) {
-    booking::event e = events[static_cast<std::size_t>(i) % events.size()];
-    e.event_id += "-" + std::to_string(i);
+  return write_log_with(dir, n, o, [&](log_writer& w, int i, const std::string& envelope) {
     uint32_t p = static_cast<uint32_t>((i * 3) % 4);
     if (foreign && i == 5) p = 6;
     if (gap && p == 1 && next[1] == 2) next[1] = 3;
     std::string rec;
     log_format::encode_record(rec, p, next[p]++, log_format::record_type::event,
-                              [&](std::string& out) { out += envelope_of(e, i % 2 == 0); });
-    auto r = (*w)->append_encoded(rec);
-    if (!r) die(r.error().to_string());
-    if (i % 3 == 2 && !(*w)->sync()) die("sync failed");
-  }
-  if (!(*w)->sync()) die("sync failed");
-  std::vector<std::string> names;
-  for (const auto& entry : stdfs::directory_iterator(dir)) {
-    const std::string name = entry.path().filename().string();
-    uint64_t base;
-    if (log_format::parse_segment_name(name, base)) names.push_back(name);
-  }
-  std::sort(names.begin(), names.end());
-  std::vector<std::string> segs;
-  for (const auto& name : names) segs.push_back(slurp(stdfs::path(dir) / name));
-  return segs;
+                              [&](std::string& out) { out += envelope; });
+    return w.append_encoded(rec);
+  });
 }
 
 std::string join(const std::vector<std::string>& pieces) {
