@@ -163,6 +163,62 @@ TEST_F(engine_test, CloseAndReopenGiveTheSameState) {
   for (const auto& st : e->stats()) EXPECT_TRUE(st.recovery.used_checkpoint) << st.partition;
 }
 
+// The lane's size limit, on the actors: one partition takes an event and falls silent while the
+// others write on; at its next ticks the silent one checkpoints for its lane (with no-op
+// records: it has nothing new) and the lane shrinks back under max_lane_bytes. A reopen finds
+// every state as it was.
+TEST_F(engine_test, ASilentPartitionCheckpointsForItsLaneSoTheLaneShrinksUnderItsLimit) {
+  engine_options o = options();
+  o.lanes = 1;
+  o.log.segment_bytes = 64 << 10;
+  o.log.max_record_bytes = 4 << 10;
+  o.max_lane_bytes = 4 * (64 << 10);
+  o.checkpoint_every_events = 500;
+  std::vector<std::pair<std::string, ledger_state>> before;
+  uint32_t quiet = 0;
+  {
+    auto e = open(o);
+    quiet = e->router().partition_of("quiet");
+    ASSERT_EQ(e->submit(ledger("q1", "quiet", 1, 3)).get().kind, outcome::applied);
+    ASSERT_TRUE(e->checkpoint().is_ok());
+    // 30,000 events of the other partitions: about 35 segments of 64 KiB.
+    for (int i = 0; i < 30000; i += 500) {
+      std::vector<ledger_event> batch;
+      for (int j = i; j < i + 500; ++j) {
+        std::string key = "k" + std::to_string(j % 997);
+        if (e->router().partition_of(key) == quiet) key += "x";
+        if (e->router().partition_of(key) == quiet) continue;
+        batch.push_back(ledger("e" + std::to_string(j), key, j / 997 + 1, 1));
+      }
+      std::promise<void> done;
+      ASSERT_TRUE(e->submit_batch(std::move(batch), [&](std::vector<submit_result>& rs) {
+                     for (const auto& r : rs) EXPECT_EQ(r.kind, outcome::applied) << r.reason;
+                     done.set_value();
+                   }).is_ok());
+      done.get_future().wait();
+    }
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
+    while (e->lane_stats()[0].bytes > o.max_lane_bytes && std::chrono::steady_clock::now() < deadline)
+      std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    EXPECT_LE(e->lane_stats()[0].bytes, o.max_lane_bytes) << e->lane_stats()[0].segments << " segments";
+    const auto st = e->stats()[quiet];
+    EXPECT_GE(st.core.lane_checkpoints, 1u);
+    EXPECT_EQ(st.core.applied, 1u);
+    auto all = e->export_all();
+    ASSERT_TRUE(all) << all.error().to_string();
+    before = std::move(all).value();
+    ASSERT_TRUE(e->close().is_ok());
+  }
+  auto e = open(o);
+  auto after = e->export_all();
+  ASSERT_TRUE(after) << after.error().to_string();
+  EXPECT_EQ(*after, before);
+  auto q = e->get("quiet");
+  ASSERT_TRUE(q && *q);
+  EXPECT_EQ((*q)->sum, 3);
+  EXPECT_EQ(e->submit(ledger("q1", "quiet", 1, 3)).get().kind, outcome::duplicate);
+}
+
 // A checkpoint of 60 k entities is built in several steps on the actor and written in several
 // slices by the flusher, while events keep being acknowledged; checkpoint() answers only once
 // a checkpoint that began after the call is durable, and a reopen starts from it.

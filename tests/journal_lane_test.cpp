@@ -34,6 +34,7 @@ class journal_lane_test : public ::testing::Test {
     o.membership = {0, 1, partitions};
     o.log.segment_bytes = 4096;
     o.log.max_record_bytes = 1024;
+    o.max_bytes = max_bytes_;
     return o;
   }
 
@@ -82,6 +83,7 @@ class journal_lane_test : public ::testing::Test {
   }
 
   temp_dir t_;
+  uint64_t max_bytes_ = 0;  // journal_lane::options::max_bytes
   std::shared_ptr<journal_lane> lane_;
   std::vector<std::unique_ptr<partition>> parts_;
 };
@@ -279,6 +281,65 @@ TEST_F(journal_lane_test, ALaneThatEndsBeforeACheckpointsPositionFailsClosed) {
   EXPECT_EQ(p.error().code(), errc::corruption);
   EXPECT_NE(p.error().message().find("records the checkpoint proves durable are missing"), std::string::npos)
       << p.error().message();
+}
+
+// The lane's size limit: a partition that stopped taking events would otherwise keep every
+// segment written after its checkpoint. Over the limit, the lane names the partitions that
+// hold its oldest segment; each checkpoints (with a no-op record first, having nothing new),
+// twice at most, and the segments go. Nothing changes in any state, before or after a reopen.
+TEST_F(journal_lane_test, AnIdlePartitionOverTheLanesLimitCheckpointsWithANoopAndReleasesTheLane) {
+  max_bytes_ = 6 * 4096;
+  std::map<std::string, ledger_state> oracle;
+  ASSERT_NO_FATAL_FAILURE(open_all());
+  const auto k2 = ledger("only", "k2", 1, 9);  // partition 2's one event, then nothing
+  ASSERT_EQ(parts_[2]->apply(k2).kind, outcome::applied);
+  ledger_model::apply(oracle["k2"], k2);
+  ASSERT_TRUE(parts_[2]->checkpoint().is_ok());
+  EXPECT_FALSE(parts_[2]->begin_checkpoint()) << "nothing new: no checkpoint unless the lane asks";
+  auto feed_01 = [&](int from, int to) {
+    for (int i = from; i < to; ++i) {
+      auto [p, e] = event(i);
+      if (p == 2) continue;
+      ASSERT_EQ(parts_[p]->apply(e).kind, outcome::applied);
+      ledger_model::apply(oracle[e.key], e);
+    }
+  };
+  for (int round = 0; round < 6; ++round) {
+    ASSERT_NO_FATAL_FAILURE(feed_01(round * 200, round * 200 + 200));
+    ASSERT_NO_FATAL_FAILURE(sync_all());
+    ASSERT_TRUE(parts_[0]->checkpoint().is_ok());
+    ASSERT_TRUE(parts_[1]->checkpoint().is_ok());
+  }
+  const auto many = testing::files_in(lane_log()).size();
+  ASSERT_GT(lane_->bytes_held(), max_bytes_);
+  EXPECT_TRUE(lane_->holds_back(2));
+  EXPECT_TRUE(parts_[2]->lane_wants_checkpoint());
+  EXPECT_FALSE(lane_->holds_back(0)) << "partitions 0 and 1 checkpointed past the oldest segment";
+  EXPECT_FALSE(parts_[1]->lane_wants_checkpoint());
+
+  int rounds = 0;
+  while (parts_[2]->lane_wants_checkpoint()) {
+    ASSERT_LT(++rounds, 3) << "two checkpoints are enough to pass the oldest segment";
+    ASSERT_TRUE(parts_[2]->begin_checkpoint(/*for_lane=*/true));
+    auto job = parts_[2]->continue_checkpoint(SIZE_MAX);
+    ASSERT_TRUE(job && *job);
+    ASSERT_TRUE(parts_[2]->sync());  // the no-op is durable before the checkpoint that covers it
+    const uint64_t lsn = (*job)->lsn;
+    ASSERT_TRUE(parts_[2]->write_checkpoint(std::move(**job)).is_ok());
+    parts_[2]->checkpoint_done(lsn);
+  }
+  EXPECT_EQ(rounds, 2);
+  EXPECT_EQ(parts_[2]->stats().lane_checkpoints, 2u);
+  EXPECT_EQ(parts_[2]->next_lsn(), 4u) << "its event and two no-op records";
+  EXPECT_LT(testing::files_in(lane_log()).size(), many);
+  EXPECT_LE(lane_->bytes_held(), max_bytes_);
+
+  EXPECT_EQ(states(), oracle);
+  ASSERT_NO_FATAL_FAILURE(open_all());
+  EXPECT_EQ(states(), oracle);
+  EXPECT_EQ(parts_[2]->next_lsn(), 4u);
+  EXPECT_TRUE(parts_[2]->recovery().used_checkpoint);
+  EXPECT_EQ(parts_[2]->apply(k2).kind, outcome::duplicate) << "no-op records leave the dedup window alone";
 }
 
 }  // namespace

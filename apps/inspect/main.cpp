@@ -311,7 +311,8 @@ findings verify_lane(file_system& fs, const std::string& dir, const manifest& m,
   auto visit = [&](const log_record& r) -> status {
     progress.record(l);
     const status st = r.type == log_format::record_type::position ? decode_position(r.payload).to_status()
-                                                                    : decode_envelope(r.payload).to_status();
+                      : r.type == log_format::record_type::noop   ? decode_noop(r.payload).to_status()
+                                                                  : decode_envelope(r.payload).to_status();
     return st.is_ok() ? st : st.with_context(record_location(r));
   };
   auto read = read_lane(fs, dir, l, o, visit);
@@ -535,6 +536,20 @@ json record_json(const std::string& dir, uint32_t lane, const log_record& r, con
   return j;
 }
 
+json noop_json(const std::string& dir, uint32_t lane, const log_record& r, uint64_t time_us) {
+  json j;
+  j["partition"] = r.partition;
+  j["lane"] = lane;
+  j["lsn"] = r.lsn;
+  j["seq"] = r.pseq;
+  j["type"] = "noop";
+  j["time_us"] = time_us;
+  j["size"] = r.payload.size();
+  j["file"] = relative_to(dir, r.file);
+  j["offset"] = r.offset;
+  return j;
+}
+
 json position_json(const std::string& dir, uint32_t lane, const log_record& r, const position_view& v) {
   json j;
   j["partition"] = r.partition;
@@ -581,6 +596,10 @@ int run_dump(file_system& fs, const std::string& dir, const dump_options& opt) {
         auto pos = decode_position(r.payload);
         if (!pos) return pos.error().with_context(record_location(r));
         print_json_line(position_json(dir, l, r, *pos));
+      } else if (r.type == log_format::record_type::noop) {
+        auto t = decode_noop(r.payload);
+        if (!t) return t.error().with_context(record_location(r));
+        print_json_line(noop_json(dir, l, r, *t));
       } else {
         auto env = decode_envelope(r.payload);
         if (!env) return env.error().with_context(record_location(r));

@@ -46,4 +46,13 @@ result<position_view> decode_position(std::string_view payload) {
   return v;
 }
 
+void encode_noop(std::string& out, uint64_t time_us) { put_varint(out, time_us); }
+
+result<uint64_t> decode_noop(std::string_view payload) {
+  byte_reader r(payload);
+  uint64_t time_us = 0;
+  if (!r.varint(time_us) || !r.empty()) return status{errc::corruption, "no-op record: truncated or overlong"};
+  return time_us;
+}
+
 }  // namespace statefold

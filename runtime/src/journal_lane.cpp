@@ -164,6 +164,13 @@ status journal_lane::need_from(uint32_t partition, uint64_t lsn) {
   return st;
 }
 
+bool journal_lane::holds_back(uint32_t partition) {
+  if (o_.max_bytes == 0 || bytes_held() <= o_.max_bytes || !o_.membership.holds(partition)) return false;
+  const uint64_t oldest_ends = writer_->second_segment_base();
+  std::lock_guard lock(mu_);
+  return need_[partition / o_.membership.lanes] < oldest_ends;
+}
+
 void partition_journal::unappend_last() {
   if (!can_unappend_) std::abort();  // a bug in the caller: nothing to withdraw
   buf_.resize(last_at_);

@@ -144,7 +144,7 @@ result<std::unique_ptr<log_writer>> log_writer::open(file_system& fs, std::strin
   w->next_lsn_ = scan.next_lsn;
   w->durable_lsn_.store(scan.next_lsn - 1);  // everything recovered is on disk
   for (const auto& s : scan.segments) w->segments_.push_back({s.base_lsn, s.path});
-  w->segment_count_.store(w->segments_.size());
+  w->publish_segments();
   if (!scan.lsn_may_regress) w->free_ = scan.free_segments;  // else repair_log deleted them
   for (const auto& p : w->free_) {
     // Keep free-<n> names unique across restarts.
@@ -349,7 +349,7 @@ result<std::shared_ptr<file>> log_writer::create_segment(uint64_t base) {
   SF_RETURN_IF_ERROR(fs_.rename(staged, path));
   SF_RETURN_IF_ERROR(fs_.sync_dir(log_dir_));
   segments_.push_back({base, path});
-  segment_count_.store(segments_.size());
+  publish_segments();
   // Reopen under the final name, so that every later error names the file that exists.
   f.reset();
   SF_ASSIGN_OR_RETURN(auto g, fs_.open(path, open_mode::read_write));
@@ -394,6 +394,11 @@ result<uint64_t> log_writer::persist(log_batch& batch, persist_mode mode) {
 
 std::size_t log_writer::segment_count() const { return segment_count_.load(); }
 
+void log_writer::publish_segments() {
+  segment_count_.store(segments_.size());
+  second_base_.store(segments_.size() > 1 ? segments_[1].base : UINT64_MAX);
+}
+
 status log_writer::release_before(uint64_t lsn) {
   if (failed()) return failure();
   bool changed = false;
@@ -411,7 +416,7 @@ status log_writer::release_before(uint64_t lsn) {
     segments_.erase(segments_.begin());
     changed = true;
   }
-  segment_count_.store(segments_.size());
+  publish_segments();
   if (changed) {
     if (status st = fs_.sync_dir(log_dir_); !st.is_ok()) return fail(st);
   }

@@ -81,6 +81,14 @@ struct engine_options {
   std::chrono::milliseconds restart_backoff_max{5000};  ///< ... up to this; and after
   std::chrono::milliseconds restart_backoff_reset_after{30000};  ///< this long up, from the start
   std::size_t keep_checkpoints = 2;                  ///< per partition; at least 2
+  /// A journal lane's size limit, as RocksDB's max_total_wal_size: above it, every partition
+  /// that still needs the lane's oldest segment checkpoints at its next tick (within a
+  /// second), even with no new event (it logs a no-op record first, so that the checkpoint
+  /// is newer than its last one), until the segment can go. Two rounds at most: segments
+  /// are released past the older of the two checkpoints a partition keeps. 0: no limit (an
+  /// idle partition then keeps every segment written after its checkpoint). At least two
+  /// segments when set.
+  uint64_t max_lane_bytes = 1ull << 30;
   /// Where the bytes go; nullptr: the real disk. Tests pass a fault_file_system.
   file_system* fs = nullptr;
   /// Where the engine logs (recoveries, restarts, failures); nullptr: spdlog's default.
@@ -114,6 +122,7 @@ struct engine_lane_stats {
   uint64_t durable_lsn = 0;   ///< the lane's last durable record
   uint64_t segments = 0;
   uint64_t rounds = 0;        ///< commit rounds (one write and one fdatasync each) since it opened
+  uint64_t bytes = 0;         ///< segments on disk × segment size (engine_options::max_lane_bytes)
   std::string recovery;       ///< what opening it found and did, one line
 };
 

@@ -78,6 +78,10 @@ void encode_position(std::string& out, uint64_t time_us, std::string_view source
                      const source_progress& p);
 result<position_view> decode_position(std::string_view payload);
 
+/// A no-op record's payload (log_format::record_type::noop): its time alone.
+void encode_noop(std::string& out, uint64_t time_us);
+result<uint64_t> decode_noop(std::string_view payload);
+
 }  // namespace statefold
 
 #include "statefold/coding.hpp"

@@ -79,6 +79,9 @@ class journal_lane {
     uint64_t epoch = 1;
     recovery_mode mode = recovery_mode::tolerate_torn_tail;
     log_options log;
+    /// Above this many bytes of segments, the partitions that hold the oldest segment are
+    /// asked to checkpoint (holds_back), as RocksDB's max_total_wal_size. 0: no limit.
+    uint64_t max_bytes = 0;
   };
 
   /// Scans the lane in `log_dir` (every record checked: CRC, LSN order, membership, each
@@ -107,6 +110,14 @@ class journal_lane {
   /// From `lsn` on, `partition` still needs the lane (UINT64_MAX: nothing). Segments every
   /// partition is past are released at once (or by the commit in progress).
   status need_from(uint32_t partition, uint64_t lsn);
+
+  /// Whether `partition` should checkpoint now so that the lane can shrink: the lane holds
+  /// more than options::max_bytes, and the partition still needs records of the oldest
+  /// segment. Without it, a partition that stops taking events never checkpoints again and
+  /// keeps every segment from its position on, however much its lane grows.
+  bool holds_back(uint32_t partition);
+  /// Bytes of segments on disk: segment_count() segments of the configured size.
+  uint64_t bytes_held() const noexcept { return segment_count() * o_.log.segment_bytes; }
 
   uint64_t durable_lsn() const noexcept { return writer_->durable_lsn(); }
   bool failed() const noexcept { return writer_->failed(); }

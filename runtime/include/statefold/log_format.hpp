@@ -46,8 +46,12 @@ inline constexpr uint32_t max_record_payload = 16u << 20;
 enum class record_type : uint8_t {
   event = 1,     ///< an accepted event (envelope.hpp encodes the payload)
   position = 2,  ///< a source consumed up to a position, without an event (envelope.hpp)
+  /// No effect but to advance its partition's pseq: written so that a partition with nothing
+  /// new since its last checkpoint can take a newer one when its lane must release segments
+  /// (journal_lane::holds_back). Payload: the time (varint microseconds).
+  noop = 3,
 };
-inline bool known_record_type(uint8_t t) { return t == 1 || t == 2; }
+inline bool known_record_type(uint8_t t) { return t >= 1 && t <= 3; }
 
 /// Writes a record header at `h` for a payload of `payload` bytes: type, partition and pseq;
 /// CRC and LSN zero (log_writer stamps them when the record goes into the journal).

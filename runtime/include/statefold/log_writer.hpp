@@ -143,6 +143,9 @@ class log_writer {
   /// newest segment. Call only when every record below `lsn` has been persisted.
   status release_before(uint64_t lsn);
   std::size_t segment_count() const;
+  /// The base LSN of the second-oldest segment: releasing the oldest one needs every record
+  /// below it to be no longer needed. UINT64_MAX while there is one segment or none.
+  uint64_t second_segment_base() const noexcept { return second_base_.load(); }
   /// Segments made ahead by log_options::preparer and taken into the free list so far.
   uint64_t prepared_segments() const noexcept { return prepared_.load(std::memory_order_relaxed); }
 
@@ -212,6 +215,8 @@ class log_writer {
   mutable std::mutex failure_mu_;
   status failure_;
   std::atomic<std::size_t> segment_count_{0};
+  std::atomic<uint64_t> second_base_{UINT64_MAX};
+  void publish_segments();  // persister: segment_count_ and second_base_ from segments_
   std::atomic<uint64_t> prepared_{0};
 };
 

@@ -115,6 +115,8 @@ struct partition_stats {
   uint64_t dedup_evictions = 0;
   uint64_t last_checkpoint_lsn = 0;
   uint64_t checkpoints_written = 0;
+  /// Checkpoints begun because the lane was over its size limit (journal_lane::holds_back).
+  uint64_t lane_checkpoints = 0;
   uint64_t segments = 0;
 };
 
@@ -174,8 +176,14 @@ class partition_state {
   /// first, just before that change (copy on write); entities created meanwhile are not in
   /// it. So the image is exactly the state at its LSN, and no single step costs more than
   /// its budget (the whole image at once was a 145 ms pause at a million entities).
-  /// false: nothing new since the last checkpoint; nothing started.
-  bool begin_checkpoint();
+  /// false: nothing new since the last checkpoint; nothing started. `for_lane`: the lane asked
+  /// for it (lane_wants_checkpoint); with nothing new, a no-op record is appended first, so
+  /// that the checkpoint is a newer one and the lane can release what the older needed. (It
+  /// is durable, like the records before it, only with the next persist.)
+  bool begin_checkpoint(bool for_lane = false);
+  /// Owner: the partition's lane is over its size limit and this partition holds its oldest
+  /// segment (journal_lane::holds_back): it should checkpoint, with begin_checkpoint(true).
+  bool lane_wants_checkpoint() const { return lane_->holds_back(o_.partition); }
   bool checkpoint_in_progress() const noexcept { return ckpt_.has_value(); }
   /// Captures up to `budget` more entities. nullopt while entities remain; then the job, and
   /// no checkpoint is in progress any more. An error (a state too large for the format)
@@ -407,6 +415,10 @@ result<recovery_result> partition_state<Model>::load_from_disk(bool repair) {
       return std::string(r.file) + " at offset " + std::to_string(r.offset) + " (LSN " +
              std::to_string(r.lsn) + ")";
     };
+    if (r.type == log_format::record_type::noop) {
+      if (auto t = decode_noop(r.payload); !t) return {errc::corruption, where() + ": " + t.error().message()};
+      return status::ok();
+    }
     if (r.type == log_format::record_type::position) {
       auto pos = decode_position(r.payload);
       if (!pos) return {errc::corruption, where() + ": " + pos.error().message()};
@@ -657,9 +669,16 @@ std::optional<checkpoint_job> partition_state<Model>::prepare_checkpoint() {
 }
 
 template <model Model>
-bool partition_state<Model>::begin_checkpoint() {
+bool partition_state<Model>::begin_checkpoint(bool for_lane) {
+  if (ckpt_) return false;
+  if (have_checkpoint_ && journal_->next_pseq() - 1 == counters_.last_checkpoint_lsn) {
+    if (!for_lane || !failure_.is_ok() || needs_rebuild_) return false;
+    auto noop = journal_->append_with(log_format::record_type::noop,
+                                      [&](std::string& out) { encode_noop(out, now_us()); });
+    if (!noop) return false;  // the lane failed: the partition will be restarted
+  }
   const uint64_t lsn = journal_->next_pseq() - 1;
-  if (ckpt_ || (have_checkpoint_ && lsn == counters_.last_checkpoint_lsn)) return false;
+  if (for_lane) ++counters_.lane_checkpoints;
   // Every record of this partition after `lsn` will go into the lane after what it holds
   // durably now (checkpoint.hpp).
   const uint64_t position = lane_->durable_lsn() + 1;

@@ -344,6 +344,8 @@ struct partition_actor_state {
   bool flushing = false;
   bool rebuilding = false;
   bool checkpoint_wanted = false;
+  bool lane_checkpoint = false;  // the wanted checkpoint is for the lane's size limit
+  std::chrono::steady_clock::time_point lane_checked{};
   bool checkpoint_stepping = false;                 // a ckpt_step message is on its way
   bool checkpoint_writing = false;                  // the flusher is writing one
   std::optional<checkpoint_job> checkpoint_ready;   // built, for the next flush to write
@@ -485,7 +487,13 @@ class partition_logic {
     st.checkpoint_wanted = false;
     st.checkpoint_covered = std::move(st.checkpoint_waiters);
     st.checkpoint_waiters.clear();
-    if (!st.ps->begin_checkpoint()) {
+    const bool for_lane = std::exchange(st.lane_checkpoint, false);
+    if (for_lane)
+      log_with(*st.ctx.log, spdlog::level::info, {.partition = st.ctx.partition},
+               "partition {}: checkpointing for its journal lane, which holds {} bytes (over "
+               "max_lane_bytes {}) and keeps its oldest segment for this partition",
+               st.ctx.partition, st.ps->lane().bytes_held(), st.ctx.options->max_lane_bytes);
+    if (!st.ps->begin_checkpoint(for_lane)) {
       answer_covered(self, status::ok());  // nothing new since the last one
       return;
     }
@@ -733,7 +741,17 @@ caf::behavior partition_actor(partition_actor_type<Model>* self,
         logic::on_checkpoint_written(self, work_cast<checkpoint_write_work<Model>>(w));
       },
       [self, period](tick_atom) {
-        self->state.tick_due = true;
+        auto& st = self->state;
+        st.tick_due = true;
+        // About once a second: is this partition what keeps its lane over its size limit?
+        const auto now = std::chrono::steady_clock::now();
+        if (now - st.lane_checked >= std::chrono::seconds(1)) {
+          st.lane_checked = now;
+          if (!st.closing && !st.failed && !st.rebuilding && st.ps->lane_wants_checkpoint()) {
+            st.lane_checkpoint = true;
+            st.checkpoint_wanted = true;
+          }
+        }
         logic::maybe_flush(self);
         self->delayed_send(self, period, tick_atom::value);
       },
