@@ -140,5 +140,41 @@ TEST_F(checkpoint_test, PruneKeepsTheNewest) {
   EXPECT_EQ(*store.list(), (std::vector<uint64_t>{15}));
 }
 
+// The seal of a released partition: written durably, read back, refused when damaged (a bit
+// flip anywhere, a short file), removed; a leftover of an interrupted seal goes at open.
+TEST_F(checkpoint_test, SealNamesAnExistingCheckpointAndDamageIsCorruptionNotAbsence) {
+  auto store = open();
+  EXPECT_FALSE(*store.sealed());
+  EXPECT_EQ(store.seal(9).code(), errc::invalid_argument) << "no checkpoint 9 to seal";
+  ASSERT_TRUE(store.write(9, image(9)).is_ok());
+  ASSERT_TRUE(store.seal(9).is_ok());
+  ASSERT_TRUE(store.sealed());
+  EXPECT_EQ(*store.sealed(), std::optional<uint64_t>(9));
+  EXPECT_EQ(*checkpoint_store::open_read_only(posix_file_system(), dir_ / "ckpt", 3).sealed(),
+            std::optional<uint64_t>(9));
+  const std::string path = dir_ / "ckpt/sealed";
+  const std::string good = testing::read_bytes(path);
+  ASSERT_EQ(good.size(), checkpoint_format::sealed_size);
+  for (std::size_t bit = 0; bit < good.size() * 8; ++bit) {
+    std::string b = good;
+    b[bit / 8] = static_cast<char>(b[bit / 8] ^ (1 << (bit % 8)));
+    testing::write_bytes(path, b);
+    auto r = store.sealed();
+    ASSERT_FALSE(r) << "bit " << bit;
+    EXPECT_EQ(r.error().code(), errc::corruption);
+    EXPECT_NE(r.error().message().find(path), std::string::npos) << r.error().message();
+  }
+  testing::write_bytes(path, good.substr(0, 12));
+  EXPECT_FALSE(store.sealed());
+  testing::write_bytes(path, good);
+  ASSERT_TRUE(store.unseal().is_ok());
+  EXPECT_FALSE(*store.sealed());
+  ASSERT_TRUE(store.unseal().is_ok()) << "nothing to remove is fine";
+  testing::write_bytes(dir_ / "ckpt/sealed.tmp", "interrupted");
+  auto again = open();
+  EXPECT_EQ(again.removed_at_open().size(), 1u);
+  EXPECT_EQ(testing::files_in(dir_ / "ckpt"), std::vector<std::string>{"00000000000000000009.ckpt"});
+}
+
 }  // namespace
 }  // namespace statefold

@@ -219,6 +219,86 @@ TEST_F(engine_test, ASilentPartitionCheckpointsForItsLaneSoTheLaneShrinksUnderIt
   EXPECT_EQ(e->submit(ledger("q1", "quiet", 1, 3)).get().kind, outcome::duplicate);
 }
 
+// Partitions at runtime: release() answers the partition's events failed at once while the
+// others keep acknowledging, and seals it; the others' checkpoints then release its records
+// from the lane; activate() brings it back from its sealed checkpoint, duplicates included.
+// A reopen with start_released starts none; activate starts one at a time.
+TEST_F(engine_test, ReleaseAndActivateAPartitionWhileTheOthersKeepRunning) {
+  engine_options o = options();
+  o.lanes = 1;
+  o.log.segment_bytes = 64 << 10;
+  o.log.max_record_bytes = 4 << 10;
+  o.checkpoint_every_events = 300;
+  auto e = open(o);
+  const uint32_t gone = e->router().partition_of("mine");
+  auto key_not_gone = [&](int i) {
+    std::string key = "k" + std::to_string(i % 211);
+    while (e->router().partition_of(key) == gone) key += "x";
+    return key;
+  };
+  for (int i = 0; i < 20; ++i) ASSERT_EQ(e->submit(ledger("m" + std::to_string(i), "mine", i + 1, 1)).get().kind, outcome::applied);
+
+  // Producers on the other partitions all along.
+  std::atomic<bool> stop{false};
+  std::atomic<int> sent{0}, failed_others{0};
+  std::thread producer([&] {
+    for (int i = 0; !stop.load(); ++i) {
+      auto r = e->submit(ledger("o" + std::to_string(i), key_not_gone(i), i / 211 + 1, 1)).get();
+      if (r.kind != outcome::applied) ++failed_others;
+      sent.store(i + 1);
+    }
+  });
+  ASSERT_TRUE(e->release(gone).is_ok());
+  EXPECT_FALSE(e->active(gone));
+  EXPECT_EQ(e->release(gone).code(), errc::invalid_argument);
+  auto refused = e->submit(ledger("m-late", "mine", 21, 1)).get();
+  EXPECT_EQ(refused.kind, outcome::failed);
+  EXPECT_NE(refused.reason.find("is released"), std::string::npos) << refused.reason;
+  auto g = e->get("mine");
+  ASSERT_FALSE(g);
+  EXPECT_NE(g.error().message().find("is released"), std::string::npos) << g.error().to_string();
+  EXPECT_FALSE(e->stats()[gone].active);
+  EXPECT_TRUE(e->checkpoint().is_ok()) << "the active ones";
+  // Enough for the others' checkpoints to release the segments the sealed one replays from.
+  while (sent.load() < 4000) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  auto all = e->export_all();
+  ASSERT_TRUE(all) << all.error().to_string();
+  for (const auto& [k, s] : *all) EXPECT_NE(k, "mine") << "a released partition is not exported";
+
+  ASSERT_TRUE(e->activate(gone).is_ok());
+  EXPECT_TRUE(e->active(gone));
+  EXPECT_EQ(e->activate(gone).code(), errc::invalid_argument);
+  stop.store(true);
+  producer.join();
+  EXPECT_EQ(failed_others.load(), 0);
+  auto mine = e->get("mine");
+  ASSERT_TRUE(mine && *mine) << (mine ? "unknown" : mine.error().to_string());
+  EXPECT_EQ((*mine)->count, 20u);
+  EXPECT_EQ(e->submit(ledger("m3", "mine", 4, 1)).get().kind, outcome::duplicate);
+  EXPECT_EQ(e->submit(ledger("m-late", "mine", 21, 1)).get().kind, outcome::applied);
+  const auto rec = e->stats()[gone].recovery;
+  EXPECT_TRUE(rec.used_checkpoint);
+  EXPECT_NE(rec.summary().find("is sealed"), std::string::npos) << rec.summary();
+  EXPECT_NE(rec.summary().find("unsealed"), std::string::npos) << rec.summary();
+  EXPECT_GT(e->lane_stats()[0].durable_lsn, 4000u);
+  auto before = e->export_all();
+  ASSERT_TRUE(before);
+  ASSERT_TRUE(e->close().is_ok());
+  e.reset();
+
+  engine_options r = o;
+  r.start_released = true;
+  auto e2 = open(r);
+  for (uint32_t p = 0; p < e2->partitions(); ++p) EXPECT_FALSE(e2->active(p)) << p;
+  EXPECT_EQ(e2->submit(ledger("m-later", "mine", 22, 1)).get().kind, outcome::failed);
+  ASSERT_TRUE(e2->export_all()->empty());
+  for (uint32_t p = 0; p < e2->partitions(); ++p) ASSERT_TRUE(e2->activate(p).is_ok()) << p;
+  auto after = e2->export_all();
+  ASSERT_TRUE(after) << after.error().to_string();
+  EXPECT_EQ(*after, *before);
+  EXPECT_EQ(e2->activate(e2->partitions()).code(), errc::invalid_argument);
+}
+
 // A checkpoint of 60 k entities is built in several steps on the actor and written in several
 // slices by the flusher, while events keep being acknowledged; checkpoint() answers only once
 // a checkpoint that began after the call is durable, and a reopen starts from it.

@@ -342,5 +342,80 @@ TEST_F(journal_lane_test, AnIdlePartitionOverTheLanesLimitCheckpointsWithANoopAn
   EXPECT_EQ(parts_[2]->apply(k2).kind, outcome::duplicate) << "no-op records leave the dedup window alone";
 }
 
+// A released partition (seal): its lane keeps nothing for it, so the others' checkpoints
+// release the segments its sealed checkpoint would replay from; it recovers from that
+// checkpoint all the same, takes a new one and is unsealed. Without the seal, the same lane
+// is refused: the waiver is the seal's alone.
+TEST_F(journal_lane_test, ASealedPartitionLetsTheLaneGoAndRecoversFromItsSealedCheckpoint) {
+  std::map<std::string, ledger_state> oracle;
+  ASSERT_NO_FATAL_FAILURE(open_all());
+  ASSERT_NO_FATAL_FAILURE(feed(0, 100, &oracle));
+  ASSERT_NO_FATAL_FAILURE(sync_all());
+  ASSERT_TRUE(parts_[2]->seal().is_ok());
+  const uint64_t sealed_next = parts_[2]->next_lsn();
+  auto feed_01 = [&](int from, int to) {
+    for (int i = from; i < to; ++i) {
+      auto [p, e] = event(i);
+      if (p == 2) continue;
+      ASSERT_EQ(parts_[p]->apply(e).kind, outcome::applied);
+      ledger_model::apply(oracle[e.key], e);
+    }
+  };
+  for (int round = 0; round < 3; ++round) {
+    ASSERT_NO_FATAL_FAILURE(feed_01(100 + round * 200, 300 + round * 200));
+    ASSERT_NO_FATAL_FAILURE(sync_all());
+    ASSERT_TRUE(parts_[0]->checkpoint().is_ok());
+    ASSERT_TRUE(parts_[1]->checkpoint().is_ok());
+  }
+  // Partition 2's records (all in the first segments) are gone from the lane.
+  const std::string p2_ckpt = t_ / "p-0002/ckpt";
+  auto store = checkpoint_store::open_read_only(posix_file_system(), p2_ckpt, 2);
+  const auto lsns = *store.list();
+  ASSERT_FALSE(lsns.empty());
+  const uint64_t position = *store.read_position(lsns.front());
+  uint64_t first = UINT64_MAX;
+  for (const auto& n : testing::files_in(lane_log())) {
+    uint64_t base;
+    if (log_format::parse_segment_name(n, base)) first = std::min(first, base);
+  }
+  ASSERT_GT(first, position) << "the lane released what the sealed checkpoint replays from";
+  const std::string seal = testing::read_bytes(p2_ckpt + "/sealed");
+
+  // Without its seal, partition 2 cannot prove nothing of it was lost: refused.
+  parts_.clear();
+  lane_.reset();
+  std::filesystem::remove(p2_ckpt + "/sealed");
+  {
+    auto lane = journal_lane::open(posix_file_system(), lane_log(), lane_options());
+    ASSERT_TRUE(lane);
+    partition_options o;
+    o.dir = t_ / partition_dir_name(2);
+    o.partition = 2;
+    o.dedup_window = 1000;
+    o.lane = *lane;
+    o.log.max_record_bytes = 1024;
+    auto p = partition::open(posix_file_system(), std::move(o));
+    ASSERT_FALSE(p);
+    EXPECT_EQ(p.error().code(), errc::corruption) << p.error().to_string();
+  }
+  // With it: the sealed state, a new checkpoint, no seal.
+  testing::write_bytes(p2_ckpt + "/sealed", seal);
+  ASSERT_NO_FATAL_FAILURE(open_all());
+  EXPECT_EQ(states(), oracle);
+  EXPECT_FALSE(*store.sealed());
+  EXPECT_EQ(parts_[2]->next_lsn(), sealed_next + 1) << "one no-op record for its new checkpoint";
+  EXPECT_GT(store.list()->front(), lsns.front());
+  // And it goes on: more events, a reopen, everything there.
+  ASSERT_EQ(parts_[2]->apply(ledger("after", "k2", 99, 4)).kind, outcome::applied);
+  ledger_model::apply(oracle["k2"], ledger("after", "k2", 99, 4));
+  ASSERT_NO_FATAL_FAILURE(sync_all());
+  ASSERT_NO_FATAL_FAILURE(open_all());
+  EXPECT_EQ(states(), oracle);
+  for (int i = 0; i < 100; i += 13) {
+    auto [p, e] = event(i);
+    EXPECT_EQ(parts_[p]->apply(e).kind, outcome::duplicate) << i;
+  }
+}
+
 }  // namespace
 }  // namespace statefold

@@ -151,7 +151,8 @@ result<std::vector<std::string>> temp_files_in(file_system& fs, const std::strin
     if (!n.ends_with(".tmp")) continue;
     const std::string_view stem = std::string_view(n).substr(0, n.size() - 4);
     uint64_t lsn;
-    if (log_format::parse_segment_name(stem, lsn) || checkpoint_format::parse_file_name(stem, lsn))
+    if (log_format::parse_segment_name(stem, lsn) || checkpoint_format::parse_file_name(stem, lsn) ||
+        stem == checkpoint_format::sealed_name)
       out.push_back(path_join(dir, n));
   }
   return out;
@@ -353,6 +354,12 @@ findings verify_partition(file_system& fs, const std::string& dir, const manifes
   const auto& checkpoints = cps ? *cps : no_checkpoints;
   for (const auto& c : checkpoints)
     if (!c.problem.is_ok()) f.problems.push_back(c.problem.message());
+  // A released partition (engine::release): its lane may start after its sealed checkpoint.
+  std::optional<uint64_t> sealed;
+  if (auto sd = checkpoint_store::open_read_only(fs, ckpt_dir, p).sealed(); !sd)
+    f.problems.push_back(sd.error().message());
+  else
+    sealed = *sd;
 
   const uint32_t l = m.lane_of(p);
   const std::string where = lane_log_dir(dir, l);
@@ -396,7 +403,7 @@ findings verify_partition(file_system& fs, const std::string& dir, const manifes
   if (newest && newest->lane != l) newest = nullptr;
   const uint64_t covered = newest ? newest->lsn : 0;
   if (!scan.segments.empty()) {
-    if (newest && scan.first_lsn > newest->position)
+    if (newest && scan.first_lsn > newest->position && sealed != newest->lsn)
       f.problems.push_back(where + ": the lane starts at LSN " + std::to_string(scan.first_lsn) + " but " +
                            newest->path + " replays from LSN " + std::to_string(newest->position) +
                            ": the state cannot be rebuilt");
@@ -420,6 +427,11 @@ findings verify_partition(file_system& fs, const std::string& dir, const manifes
                                    : plural(mine.records, "record") + " (seq " + std::to_string(mine.first_seq) +
                                          ".." + std::to_string(mine.last_seq) + ")") +
                 " in lane " + std::to_string(l) + ", " + describe_checkpoints(checkpoints);
+  if (sealed) f.summary += "; released, sealed at checkpoint " + std::to_string(*sealed);
+  if (sealed && newest && newest->lsn > *sealed)
+    f.warnings.push_back(ckpt_dir + "/" + std::string(checkpoint_format::sealed_name) + ": seals checkpoint " +
+                         std::to_string(*sealed) + ", older than the newest (" + std::to_string(newest->lsn) +
+                         "): an activation was interrupted; the next open removes it");
   return f;
 }
 

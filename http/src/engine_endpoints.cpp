@@ -54,6 +54,9 @@ std::string engine_metrics(const std::vector<engine_partition_stats>& stats, con
   by_partition p(m, stats, o.per_partition);
   m.family("statefold_partitions", "gauge", "Partitions of the engine.");
   m.sample("statefold_partitions", static_cast<double>(stats.size()));
+  m.family("statefold_partitions_active", "gauge", "Partitions running in this engine (the others are released).");
+  m.sample("statefold_partitions_active",
+           static_cast<double>(std::count_if(stats.begin(), stats.end(), [](const auto& s) { return s.active; })));
   m.family("statefold_partitions_down", "gauge", "Partitions failed or restarting (see /healthz).");
   m.sample("statefold_partitions_down", static_cast<double>(std::count_if(stats.begin(), stats.end(), down)));
 

@@ -158,7 +158,8 @@ result<checkpoint_store> checkpoint_store::open(file_system& fs, std::string dir
   for (const auto& n : names) {
     uint64_t lsn;
     if (n.size() > 4 && n.substr(n.size() - 4) == ".tmp" &&
-        parse_file_name(std::string_view(n).substr(0, n.size() - 4), lsn)) {
+        (parse_file_name(std::string_view(n).substr(0, n.size() - 4), lsn) ||
+         std::string_view(n).substr(0, n.size() - 4) == sealed_name)) {
       std::string p = path_join(s.dir_, n);
       SF_RETURN_IF_ERROR(fs.remove(p));
       s.removed_.push_back(p);
@@ -264,6 +265,35 @@ status checkpoint_store::remove_from(uint64_t lsn) {
     removed = true;
   }
   return removed ? fs_->sync_dir(dir_) : status::ok();
+}
+
+status checkpoint_store::seal(uint64_t lsn) {
+  SF_ASSIGN_OR_RETURN(bool present, fs_->exists(path_of(lsn)));
+  if (!present) return status{errc::invalid_argument, "seal: no checkpoint at LSN " + std::to_string(lsn)};
+  std::string b(sealed_magic);
+  put_u64(b, lsn);
+  put_u32(b, crc32c::mask(crc32c::value(b.data(), b.size())));
+  return fs_->write_file_atomic(path_join(dir_, sealed_name), b);
+}
+
+result<std::optional<uint64_t>> checkpoint_store::sealed() const {
+  const std::string path = path_join(dir_, sealed_name);
+  SF_ASSIGN_OR_RETURN(bool present, fs_->exists(path));
+  if (!present) return std::optional<uint64_t>();
+  SF_ASSIGN_OR_RETURN(std::string b, fs_->read_file(path));
+  if (b.size() != sealed_size || std::string_view(b.data(), 8) != sealed_magic ||
+      load_u32(b.data() + 16) != crc32c::mask(crc32c::value(b.data(), 16)))
+    return status{errc::corruption, path + ": damaged seal (" + std::to_string(b.size()) +
+                                        " bytes; want magic SFSEAL01, an LSN and its CRC in 20)"};
+  return std::optional<uint64_t>(load_u64(b.data() + 8));
+}
+
+status checkpoint_store::unseal() {
+  const std::string path = path_join(dir_, sealed_name);
+  SF_ASSIGN_OR_RETURN(bool present, fs_->exists(path));
+  if (!present) return status::ok();
+  SF_RETURN_IF_ERROR(fs_->remove(path));
+  return fs_->sync_dir(dir_);
 }
 
 }  // namespace statefold

@@ -60,6 +60,9 @@ result<recovery_result> recover_partition(file_system& fs, const std::string& lo
   const bool shared = !lane.is_private();
   SF_ASSIGN_OR_RETURN(uint64_t first_lsn, first_segment_lsn(fs, log_dir));
   SF_ASSIGN_OR_RETURN(auto lsns, checkpoints.list());
+  // A released partition's last checkpoint (checkpoint.hpp, Sealing): its lane kept nothing
+  // for it since, so the lane starting after that checkpoint's position loses nothing.
+  SF_ASSIGN_OR_RETURN(const std::optional<uint64_t> sealed, checkpoints.sealed());
 
   log_scan_options so;
   lane.apply_to(so);
@@ -109,7 +112,9 @@ result<recovery_result> recover_partition(file_system& fs, const std::string& lo
                           std::to_string(lane.lane));
       continue;
     }
-    if (first_lsn > c->position) {
+    const bool sealed_here = sealed && *sealed == lsn;
+    if (sealed_here) rep.notes.push_back("checkpoint " + std::to_string(lsn) + " is sealed (the partition was released)");
+    if (first_lsn > c->position && !sealed_here) {
       rep.checkpoint_seconds += since(tc);
       rep.notes.push_back("checkpoint " + std::to_string(lsn) + " skipped: it replays from LSN " +
                           std::to_string(c->position) + ", but the log now starts at LSN " +

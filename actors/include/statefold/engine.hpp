@@ -142,8 +142,25 @@ class engine {
   /// Waits for a partition that is down, like get().
   result<source_progress> resume_point(
       std::string_view source, std::chrono::milliseconds wait_for_restart = std::chrono::seconds(30));
-  /// Checkpoints every partition now; returns the first error.
+  /// Checkpoints every active partition now; returns the first error.
   status checkpoint();
+
+  // -- partitions at runtime (a source that owns some partitions at a time: Kafka) -----------
+  /// Whether partition p runs in this engine (engine_options::start_released, release()).
+  /// A released partition answers its events `failed` at once; get() of its keys fails;
+  /// export_all(), resume_point(), checkpoint() and mark_consumed() cover the active ones.
+  bool active(uint32_t p) const { return p < released_.size() && !released_[p]->load(std::memory_order_acquire); }
+  /// Starts released partition p: recovers it from disk (a sealed one takes a checkpoint
+  /// first and is unsealed, partition_state::open) and starts its actor, while the others
+  /// keep running. Blocks until it takes events. invalid_argument when p is out of range or
+  /// active; the recovery's error otherwise (p stays released).
+  status activate(uint32_t p);
+  /// Releases partition p while the others keep running: events submitted to it from now on
+  /// are answered `failed` at once, those accepted before are answered; then it syncs,
+  /// checkpoints, seals that checkpoint (its lane keeps nothing more for it: checkpoint.hpp,
+  /// Sealing) and stops. Blocks. A partition that is down is waited for up to
+  /// `wait_for_restart` first. invalid_argument when p is out of range or released already.
+  status release(uint32_t p, std::chrono::milliseconds wait_for_restart = std::chrono::seconds(30));
   /// Stops taking events, waits until every submitted event is answered, syncs, checkpoints
   /// (checkpoint_on_close), stops the actors and releases the directory lock. Idempotent.
   status close();
@@ -168,6 +185,9 @@ class engine {
   file_system& fs() const { return options_.fs ? *options_.fs : posix_file_system(); }
   partition_options partition_options_for(uint32_t p) const;
   result<std::shared_ptr<partition_state<Model>>> recover(uint32_t p);
+  // engine_options::start_released: a sealed partition is left alone (its lane is told it
+  // needs nothing); any other is recovered and sealed. Always nullptr, or the error.
+  result<std::shared_ptr<partition_state<Model>>> open_released(uint32_t p);
   // The lane's current journal, opened anew (scanned, repaired) when the current one failed.
   result<std::shared_ptr<journal_lane>> lane_for(uint32_t lane);
   result<std::shared_ptr<journal_lane>> open_lane(uint32_t lane);
@@ -236,6 +256,8 @@ class engine {
   std::mutex lanes_mu_;
   std::vector<lane_slot> lanes_;                      // guarded by lanes_mu_
   std::vector<std::unique_ptr<std::atomic<int64_t>>> lane_work_;  // per partition (partition_context)
+  std::vector<std::unique_ptr<std::atomic<bool>>> released_;      // per partition: not active here
+  std::mutex membership_mu_;  // one activate() or release() at a time
   std::vector<std::string> lane_reports_;             // likewise: the last open of each
   caf::actor supervisor_;
   caf::actor answerer_;  // delivers answers decided on the submitting thread (busy, empty)
@@ -336,6 +358,26 @@ result<std::shared_ptr<partition_state<Model>>> engine<Model>::recover(uint32_t 
 }
 
 template <model Model>
+result<std::shared_ptr<partition_state<Model>>> engine<Model>::open_released(uint32_t p) {
+  using none = std::shared_ptr<partition_state<Model>>;
+  auto store = checkpoint_store::open_read_only(fs(), path_join(dir_->partition_dir(p), layout::checkpoint_dir), p);
+  auto sealed = store.sealed();
+  if (!sealed) return sealed.error().with_context("partition " + std::to_string(p));
+  if (*sealed) {
+    auto lane = lane_for(dir_->info().lane_of(p));
+    if (!lane) return lane.error().with_context("partition " + std::to_string(p));
+    SF_RETURN_IF_ERROR((*lane)->need_from(p, UINT64_MAX));
+    return none();
+  }
+  auto ps = recover(p);
+  if (!ps) return ps.error();
+  if (status st = (*ps)->seal(); !st.is_ok()) return st.with_context("sealing partition " + std::to_string(p));
+  log_with(*log_, spdlog::level::info, {.partition = p}, "partition {}: released (sealed at checkpoint {})", p,
+           (*ps)->stats().last_checkpoint_lsn);
+  return none();
+}
+
+template <model Model>
 typename engine<Model>::slot engine<Model>::spawn_partition(
     uint32_t p, std::shared_ptr<partition_state<Model>> ps) {
   slot s;
@@ -365,6 +407,7 @@ result<std::unique_ptr<engine<Model>>> engine<Model>::open(engine_options o) {
     e->restarts_.push_back(std::make_unique<std::atomic<uint64_t>>(0));
     e->fences_.push_back(std::make_unique<detail::source_fences>());
     e->lane_work_.push_back(std::make_unique<std::atomic<int64_t>>(0));
+    e->released_.push_back(std::make_unique<std::atomic<bool>>(e->options_.start_released));
     e->outages_.emplace_back();
     e->contexts_.push_back({p, &e->options_, e->log_.get(), e->flight_.back().get(),
                             e->restarts_.back().get(), e->fences_.back().get(),
@@ -384,7 +427,8 @@ result<std::unique_ptr<engine<Model>>> engine<Model>::open(engine_options o) {
     std::vector<std::thread> pool;
     for (unsigned t = 0; t < workers; ++t)
       pool.emplace_back([&] {
-        for (uint32_t p; (p = next.fetch_add(1)) < n;) recovered[p] = e->recover(p);
+        for (uint32_t p; (p = next.fetch_add(1)) < n;)
+          recovered[p] = e->options_.start_released ? e->open_released(p) : e->recover(p);
       });
     for (auto& t : pool) t.join();
   }
@@ -399,14 +443,15 @@ result<std::unique_ptr<engine<Model>>> engine<Model>::open(engine_options o) {
     for (auto& l : e->lanes_) e->spawn_flusher(l);
   }
   e->slots_.resize(n);
-  for (uint32_t p = 0; p < n; ++p) e->slots_[p] = e->spawn_partition(p, std::move(recovered[p]).value());
+  for (uint32_t p = 0; p < n; ++p)
+    if (recovered[p].value()) e->slots_[p] = e->spawn_partition(p, std::move(recovered[p]).value());
   e->answerer_ = e->sys_->spawn([]() -> caf::behavior {
     return {[](detail::answer_atom, detail::work_ptr w) { detail::work_cast<detail::answer_work>(w)->done->finish(); }};
   });
   e->start_supervisor();
-  e->log_->info("statefold engine open: {} ({} partitions, {} journal lane(s), {} key groups, epoch {}, durability {})",
-                e->dir_->path(), n, e->dir_->info().lanes, e->router_.key_groups(), e->dir_->epoch(),
-                to_string(e->options_.mode));
+  e->log_->info("statefold engine open: {} ({} partitions{}, {} journal lane(s), {} key groups, epoch {}, durability {})",
+                e->dir_->path(), n, e->options_.start_released ? ", all released" : "", e->dir_->info().lanes,
+                e->router_.key_groups(), e->dir_->epoch(), to_string(e->options_.mode));
   return e;
 }
 
@@ -452,7 +497,8 @@ void engine<Model>::start_supervisor() {
     };
     for (uint32_t p = 0; p < initial.size(); ++p) {
       (*current)[p] = initial[p];
-      track(p, initial[p]);
+      if (initial[p].actor) track(p, initial[p]);
+      else (*watches)[p].down = true;  // released
     }
     for (uint32_t l = 0; l < flushers.size(); ++l) track_flusher(l, flushers[l]);
     // Every partition of lane `l` still up is stopped, to restart over the lane reopened from
@@ -511,6 +557,9 @@ void engine<Model>::start_supervisor() {
     return {
         [this, self, track, track_flusher, watches, current](detail::restart_atom, uint32_t p) {
           if (closing_.load()) return;
+          // Released while it was down (a release that failed half-way): it stays released,
+          // unsealed; its lane keeps its records until activate() recovers it.
+          if (released_[p]->load()) return;
           // The old partition's writes (a flush, a checkpoint in slices) must be done before
           // its directory is recovered: wait for its lane's flusher to finish them.
           if (lane_work_[p]->load() > 0) {
@@ -552,6 +601,35 @@ void engine<Model>::start_supervisor() {
           (*current)[p] = s;
           track(p, s);
           log_with(*log_, spdlog::level::info, {.partition = p}, "partition {} restarted", p);
+        },
+        [this, self, track, track_flusher, current](detail::activate_atom, detail::work_ptr w) {
+          auto a = detail::work_cast<detail::activate_work>(w);
+          const uint32_t p = a->partition;
+          if (closing_.load()) return a->done({errc::failed, "activate: the engine is closed"});
+          // Writes of its last life (a checkpoint in slices) must be done before it recovers.
+          if (lane_work_[p]->load() > 0) {
+            self->delayed_send(self, std::chrono::milliseconds(5), detail::activate_atom::value, std::move(w));
+            return;
+          }
+          const uint32_t l = dir_->info().lane_of(p);
+          const caf::actor before = flusher_of(l);
+          auto ps = recover(p);
+          if (!ps) return a->done(ps.error());
+          if (const caf::actor now = flusher_of(l); now != before) track_flusher(l, now);
+          slot s = spawn_partition(p, std::move(ps).value());
+          {
+            std::unique_lock lock(slots_mu_);
+            if (closing_.load()) {
+              caf::anon_send_exit(s.actor, caf::exit_reason::user_shutdown);
+              return a->done({errc::failed, "activate: the engine was closed meanwhile"});
+            }
+            slots_[p] = s;
+            released_[p]->store(false, std::memory_order_release);
+          }
+          (*current)[p] = s;
+          track(p, s);
+          log_with(*log_, spdlog::level::info, {.partition = p}, "partition {} activated", p);
+          a->done(status::ok());
         },
     };
   });
@@ -633,11 +711,14 @@ status engine<Model>::submit_batch(std::vector<event_type> events, batch_callbac
     c->metas = &w->metas;  // `c` finishes while `w` lives: below, or in w's actor or destructor
     c->fences = fences_[p].get();
     c->on_batch = [part_done, idx](std::vector<submit_result>& rs) { part_done(idx, rs); };
-    if (!acquire(p, static_cast<int64_t>(idx.size()))) {
+    const bool released = released_[p]->load(std::memory_order_acquire);
+    if (released || !acquire(p, static_cast<int64_t>(idx.size()))) {
       for (auto& r : c->results) {
-        r.kind = outcome::busy;
-        r.reason = "partition " + std::to_string(p) + " has " +
-                   std::to_string(options_.max_in_flight) + " events in flight (backpressure)";
+        r.kind = released ? outcome::failed : outcome::busy;
+        r.reason = released ? "partition " + std::to_string(p) +
+                                  " is released: not active in this engine (engine::activate)"
+                            : "partition " + std::to_string(p) + " has " +
+                                  std::to_string(options_.max_in_flight) + " events in flight (backpressure)";
       }
       // Fence now, on this thread: a later submit of the same source must already see it.
       c->fence_failures();
@@ -725,6 +806,9 @@ result<std::optional<typename Model::state>> engine<Model>::get(
   using R = std::optional<state_type>;
   const std::string k(key);
   const uint32_t p = router_.partition_of(key);
+  if (!active(p))
+    return status{errc::failed, "get " + k + ": partition " + std::to_string(p) +
+                                    " is released: not active in this engine (engine::activate)"};
   std::optional<R> s = ask_when_up<R>(p, std::chrono::steady_clock::now() + wait_for_restart,
                                       [&](detail::query_work<Model>& q, auto pr) {
                                         q.kind = detail::query_work<Model>::get;
@@ -767,6 +851,7 @@ result<std::vector<std::pair<std::string, typename Model::state>>> engine<Model>
   R all;
   std::vector<uint32_t> down;
   for (uint32_t p = 0; p < router_.partitions(); ++p) {
+    if (!active(p)) continue;
     std::optional<R> part = ask_when_up<R>(p, deadline, [](detail::query_work<Model>& q, auto pr) {
       q.kind = detail::query_work<Model>::export_all;
       q.on_export = [pr](R v) { pr->set_value(std::move(v)); };
@@ -797,6 +882,13 @@ template <model Model>
 std::vector<engine_partition_stats> engine<Model>::stats() {
   std::vector<engine_partition_stats> out;
   for (uint32_t p = 0; p < router_.partitions(); ++p) {
+    if (!active(p)) {
+      engine_partition_stats s;
+      s.partition = p;
+      s.active = false;
+      out.push_back(std::move(s));
+      continue;
+    }
     try {
       out.push_back(ask<engine_partition_stats>(p, [](detail::query_work<Model>& q, auto pr) {
         q.kind = detail::query_work<Model>::stats;
@@ -818,6 +910,7 @@ status engine<Model>::mark_consumed(std::string source, source_progress progress
   if (closing_.load()) return {errc::failed, "mark_consumed: the engine is closed"};
   if (source.empty()) return {errc::invalid_argument, "mark_consumed: empty source name"};
   for (uint32_t p = 0; p < router_.partitions(); ++p) {
+    if (!active(p)) continue;  // its sealed progress stays; a new owner resumes from it
     auto m = std::make_shared<detail::mark_work>();
     m->source = source;
     m->progress = progress;
@@ -835,6 +928,7 @@ result<source_progress> engine<Model>::resume_point(std::string_view source,
   const auto deadline = std::chrono::steady_clock::now() + wait_for_restart;
   std::vector<source_progress> each;
   for (uint32_t p = 0; p < router_.partitions(); ++p) {
+    if (!active(p)) continue;
     std::optional<R> part = ask_when_up<R>(p, deadline, [](detail::query_work<Model>& q, auto pr) {
       q.kind = detail::query_work<Model>::sources;
       q.on_sources = [pr](R v) { pr->set_value(std::move(v)); };
@@ -869,6 +963,7 @@ template <model Model>
 status engine<Model>::checkpoint() {
   status first;
   for (uint32_t p = 0; p < router_.partitions(); ++p) {
+    if (!active(p)) continue;
     status st;
     try {
       st = ask<status>(p, [](detail::query_work<Model>& q, auto pr) {
@@ -881,6 +976,75 @@ status engine<Model>::checkpoint() {
     if (!st.is_ok() && first.is_ok()) first = st;
   }
   return first;
+}
+
+template <model Model>
+status engine<Model>::activate(uint32_t p) {
+  std::lock_guard lock(membership_mu_);
+  if (closing_.load()) return {errc::failed, "activate: the engine is closed"};
+  if (p >= partitions())
+    return {errc::invalid_argument, "activate: no partition " + std::to_string(p) + " (the directory has " +
+                                        std::to_string(partitions()) + ")"};
+  if (active(p)) return {errc::invalid_argument, "activate: partition " + std::to_string(p) + " is active already"};
+  auto pr = std::make_shared<std::promise<status>>();
+  auto fut = pr->get_future();
+  auto w = std::make_shared<detail::activate_work>();
+  w->partition = p;
+  w->done = [pr](status s) { pr->set_value(std::move(s)); };
+  caf::anon_send(supervisor_, detail::activate_atom::value, detail::work_ptr(std::move(w)));
+  try {
+    return fut.get();
+  } catch (const std::future_error&) {
+    return {errc::failed, "activate: the engine was closed meanwhile"};
+  }
+}
+
+template <model Model>
+status engine<Model>::release(uint32_t p, std::chrono::milliseconds wait_for_restart) {
+  std::lock_guard lock(membership_mu_);
+  if (closing_.load()) return {errc::failed, "release: the engine is closed"};
+  if (p >= partitions())
+    return {errc::invalid_argument, "release: no partition " + std::to_string(p) + " (the directory has " +
+                                        std::to_string(partitions()) + ")"};
+  if (!active(p)) return {errc::invalid_argument, "release: partition " + std::to_string(p) + " is released already"};
+  // A partition that is down comes back first: what is sealed is what it recovers.
+  const auto up = ask_when_up<bool>(p, std::chrono::steady_clock::now() + wait_for_restart,
+                                    [](detail::query_work<Model>& q, auto pr) {
+                                      q.kind = detail::query_work<Model>::stats;
+                                      q.on_stats = [pr](engine_partition_stats) { pr->set_value(true); };
+                                    });
+  if (!up)
+    return {errc::failed, "release: " + describe_outage(p) + "; not back within " +
+                              std::to_string(wait_for_restart.count()) + " ms; it stays active"};
+  // From here on, its events are answered failed at once; those accepted before are answered.
+  released_[p]->store(true, std::memory_order_release);
+  auto& flight = flight_[p]->n;
+  for (int64_t cur = flight.load(); cur > 0; cur = flight.load()) flight.wait(cur);
+  auto pr = std::make_shared<std::promise<status>>();
+  auto fut = pr->get_future();
+  auto w = std::make_shared<detail::close_work>();
+  w->on_closed = [pr = std::move(pr)](status s) { pr->set_value(std::move(s)); };
+  w->seal = true;
+  caf::anon_send(actor_for(p), detail::close_atom::value, detail::work_ptr(std::move(w)));
+  status st;
+  try {
+    st = fut.get();
+  } catch (const std::future_error&) {
+    st = {errc::failed, "it stopped before it was sealed"};
+  }
+  {
+    std::unique_lock l(slots_mu_);
+    slots_[p].actor = nullptr;
+  }
+  if (!st.is_ok()) {
+    log_with(*log_, spdlog::level::err, {.partition = p},
+             "partition {}: released, but not sealed: {}; its lane keeps its records until it is activated again", p,
+             st.to_string());
+    return st.with_context("release of partition " + std::to_string(p) +
+                           " (it is released, not sealed: its lane keeps its records until activate)");
+  }
+  log_with(*log_, spdlog::level::info, {.partition = p}, "partition {} released (sealed)", p);
+  return status::ok();
 }
 
 template <model Model>
@@ -902,6 +1066,7 @@ status engine<Model>::close() {
     for (int64_t cur = f->n.load(); cur > 0; cur = f->n.load()) f->n.wait(cur);
   // 2. Each partition syncs, checkpoints and stops.
   for (uint32_t p = 0; p < router_.partitions(); ++p) {
+    if (!active(p)) continue;
     auto pr = std::make_shared<std::promise<status>>();
     auto fut = pr->get_future();
     auto w = std::make_shared<detail::close_work>();

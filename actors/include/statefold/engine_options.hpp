@@ -81,6 +81,11 @@ struct engine_options {
   std::chrono::milliseconds restart_backoff_max{5000};  ///< ... up to this; and after
   std::chrono::milliseconds restart_backoff_reset_after{30000};  ///< this long up, from the start
   std::size_t keep_checkpoints = 2;                  ///< per partition; at least 2
+  /// Every partition starts released (engine::release): none takes events until
+  /// engine::activate starts it. For a source that owns some partitions at a time (Kafka
+  /// consumer groups). A partition not released before is recovered, checkpointed and sealed
+  /// at open, so that its lane keeps nothing for it while it is away.
+  bool start_released = false;
   /// A journal lane's size limit, as RocksDB's max_total_wal_size: above it, every partition
   /// that still needs the lane's oldest segment checkpoints at its next tick (within a
   /// second), even with no new event (it logs a no-op record first, so that the checkpoint
@@ -129,6 +134,7 @@ struct engine_lane_stats {
 /// Per-partition figures, from engine::stats().
 struct engine_partition_stats {
   uint32_t partition = 0;
+  bool active = true;              ///< false: released (engine::release); nothing below is filled
   partition_stats core;            ///< applied, duplicates, rejected, LSNs, checkpoints, dedup
   uint64_t in_flight = 0;          ///< submitted, not answered yet
   uint64_t waiting_for_sync = 0;   ///< batches applied, waiting for their sync

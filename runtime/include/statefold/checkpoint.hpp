@@ -32,12 +32,20 @@
 // Loading verifies the CRC first (so a damaged version field reads as damage, not as a
 // newer format), then bounds-checks every count and length against the file before using
 // it: a forged count fails the load, it never allocates or reads past the end.
-// Leftovers removed at open are our own names only: <20 digits>.ckpt.tmp.
+// Leftovers removed at open are our own names only: <20 digits>.ckpt.tmp and sealed.tmp.
+//
+// Sealing (a partition released from its engine, engine::release): the file `sealed` names
+// the checkpoint that is the partition's last word. While it exists the partition holds
+// nothing in its lane, which may release every segment, the ones that checkpoint would replay
+// from included; recovery accepts that one checkpoint although its lane now starts after its
+// position (recovery.cpp). The partition's next owner takes a new checkpoint before it
+// removes the file.
 //
 // Single-threaded per partition.
 
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -59,6 +67,10 @@ inline constexpr std::size_t header_size = 40;
 inline constexpr std::size_t position_end = header_size + 16;
 std::string file_name(uint64_t lsn);
 bool parse_file_name(std::string_view name, uint64_t& lsn);
+/// `sealed`: magic "SFSEAL01", the sealed checkpoint's LSN u64, masked CRC32C of both u32.
+inline constexpr std::string_view sealed_name = "sealed";
+inline constexpr std::string_view sealed_magic = "SFSEAL01";
+inline constexpr std::size_t sealed_size = 20;
 }  // namespace checkpoint_format
 
 /// Builds a checkpoint image in memory: sources, then dedup, then entities, then finish().
@@ -152,6 +164,14 @@ class checkpoint_store {
   status prune(std::size_t keep);
   /// Removes checkpoints with LSN >= lsn (after a point-in-time cut of the log).
   status remove_from(uint64_t lsn);
+
+  /// Seals the checkpoint at `lsn` (see Sealing above), durably. It must exist.
+  status seal(uint64_t lsn);
+  /// The sealed checkpoint's LSN, or nullopt when the partition is not sealed. corruption
+  /// (naming the file) when the file is damaged.
+  result<std::optional<uint64_t>> sealed() const;
+  /// Removes the seal, durably (nothing when there is none).
+  status unseal();
   const std::string& dir() const noexcept { return dir_; }
   std::string path_of(uint64_t lsn) const;
   /// Stray files removed by open().

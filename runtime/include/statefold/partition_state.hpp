@@ -140,6 +140,8 @@ class partition_state {
   using event_type = typename Model::event;
 
   /// Recovers the partition from `o.dir` (creating it if new) and opens its log for appending.
+  /// A sealed partition (released before, seal()) takes a checkpoint at once and is unsealed:
+  /// from then on it holds its lane again.
   static result<std::unique_ptr<partition_state>> open(file_system& fs, partition_options o);
 
   apply_result apply(const event_type& e, const event_meta& meta = {});
@@ -151,8 +153,16 @@ class partition_state {
   /// Durable LSN after writing and syncing everything applied so far (both halves below).
   result<uint64_t> sync();
   /// See the class comment. An error writing the checkpoint (e.g. ENOSPC) leaves the previous
-  /// checkpoints and all segments in place; the partition keeps working.
-  status checkpoint();
+  /// checkpoints and all segments in place; the partition keeps working. `even_if_unchanged`:
+  /// a new checkpoint (after a no-op record) even when the last one covers everything.
+  status checkpoint(bool even_if_unchanged = false);
+  /// Releases the partition from its lane for good (engine::release): syncs, checkpoints what
+  /// is new, seals that checkpoint (checkpoint.hpp, Sealing) and tells the lane it needs
+  /// nothing more of it. The partition must not take events after; it is closed next. The
+  /// next open() unseals it.
+  status seal();
+  /// Whether the partition is sealed (after seal(); open() unseals).
+  bool sealed() const noexcept { return sealed_; }
 
   // -- the two halves, for an owner and a persister on different threads --------------------
   /// Owner: everything applied so far, for persist().
@@ -168,7 +178,7 @@ class partition_state {
   /// Owner: the state as of the last applied event, or nothing when the last checkpoint
   /// already covers it (or a state is too large for the format). Persist every batch taken
   /// up to now before writing it. All at once: begin_checkpoint + continue_checkpoint(all).
-  std::optional<checkpoint_job> prepare_checkpoint();
+  std::optional<checkpoint_job> prepare_checkpoint(bool even_if_unchanged = false);
 
   /// Owner, incremental: a checkpoint of the state as of the last applied event, built a
   /// slice at a time by continue_checkpoint() while events go on being applied. An entity is
@@ -383,6 +393,7 @@ class partition_state {
   bool have_checkpoint_ = false;  // counters_.last_checkpoint_lsn names a checkpoint on disk
   status failure_;                // set when the in-memory state can no longer be trusted
   bool needs_rebuild_ = false;
+  bool sealed_ = false;
 };
 
 // ---------------------------------------------------------------------------------------------
@@ -489,6 +500,15 @@ result<std::unique_ptr<partition_state<Model>>> partition_state<Model>::open(fil
                                                     p->o_.log.max_record_bytes, p->lane_);
   p->have_checkpoint_ = rec.report.used_checkpoint;
   SF_RETURN_IF_ERROR(p->update_need());
+  SF_ASSIGN_OR_RETURN(const std::optional<uint64_t> sealed, p->store_.sealed());
+  if (sealed) {
+    // Released before: its lane may have dropped what its sealed checkpoint replays from. A
+    // checkpoint taken now replays from the lane's end, before the seal goes.
+    SF_RETURN_IF_ERROR(p->checkpoint(/*even_if_unchanged=*/true));
+    SF_RETURN_IF_ERROR(p->store_.unseal());
+    p->report_.notes.push_back("unsealed: checkpoint " + std::to_string(p->counters_.last_checkpoint_lsn) +
+                               " taken on activation");
+  }
   return p;
 }
 
@@ -662,8 +682,8 @@ result<uint64_t> partition_state<Model>::sync() {
 }
 
 template <model Model>
-std::optional<checkpoint_job> partition_state<Model>::prepare_checkpoint() {
-  if (!ckpt_ && !begin_checkpoint()) return std::nullopt;  // nothing new
+std::optional<checkpoint_job> partition_state<Model>::prepare_checkpoint(bool even_if_unchanged) {
+  if (!ckpt_ && !begin_checkpoint(even_if_unchanged)) return std::nullopt;  // nothing new
   auto job = continue_checkpoint(SIZE_MAX);
   return job ? std::move(*job) : std::nullopt;  // an error: a state over 4 GiB; checkpoint() reports it
 }
@@ -746,9 +766,11 @@ result<bool> partition_state<Model>::continue_checkpoint_write(std::size_t bytes
 }
 
 template <model Model>
-status partition_state<Model>::checkpoint() {
+status partition_state<Model>::checkpoint(bool even_if_unchanged) {
   SF_RETURN_IF_ERROR(sync().to_status());
-  auto job = prepare_checkpoint();
+  auto job = prepare_checkpoint(even_if_unchanged);
+  // The no-op record it may have appended must be durable before the checkpoint covering it.
+  if (job && even_if_unchanged) SF_RETURN_IF_ERROR(sync().to_status());
   if (!job) {
     if (have_checkpoint_ && journal_->next_pseq() - 1 == counters_.last_checkpoint_lsn)
       return status::ok();
@@ -759,6 +781,14 @@ status partition_state<Model>::checkpoint() {
   SF_RETURN_IF_ERROR(write_checkpoint(std::move(*job)));
   checkpoint_done(lsn);
   return status::ok();
+}
+
+template <model Model>
+status partition_state<Model>::seal() {
+  SF_RETURN_IF_ERROR(checkpoint());
+  SF_RETURN_IF_ERROR(store_.seal(counters_.last_checkpoint_lsn));
+  sealed_ = true;
+  return lane_->need_from(o_.partition, UINT64_MAX);
 }
 
 template <model Model>

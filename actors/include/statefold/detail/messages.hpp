@@ -32,6 +32,7 @@ using tick_atom = caf::atom_constant<caf::atom("sf_tick")>;
 using query_atom = caf::atom_constant<caf::atom("sf_query")>;
 using close_atom = caf::atom_constant<caf::atom("sf_close")>;
 using restart_atom = caf::atom_constant<caf::atom("sf_restrt")>;
+using activate_atom = caf::atom_constant<caf::atom("sf_activ")>;
 using ckpt_step_atom = caf::atom_constant<caf::atom("sf_ckstep")>;
 using ckpt_write_atom = caf::atom_constant<caf::atom("sf_ckwrite")>;
 using ckpt_done_atom = caf::atom_constant<caf::atom("sf_ckdone")>;

@@ -177,6 +177,15 @@ struct mark_work final : work_item {
 
 struct close_work final : work_item {
   std::function<void(status)> on_closed;
+  /// engine::release: checkpoint whatever the options say, then seal the partition
+  /// (partition_state::seal) before stopping.
+  bool seal = false;
+};
+
+/// engine::activate, for the supervisor: recover partition `partition` and start it.
+struct activate_work final : work_item {
+  uint32_t partition = 0;
+  std::function<void(status)> done;
 };
 
 /// What a partition actor needs from the engine; owned by the engine, outlives every actor.
@@ -351,6 +360,7 @@ struct partition_actor_state {
   std::optional<checkpoint_job> checkpoint_ready;   // built, for the next flush to write
   bool tick_due = false;
   bool closing = false;
+  bool seal_on_close = false;  // released, not closed with the engine (close_work::seal)
   bool failed = false;
 };
 
@@ -618,7 +628,13 @@ class partition_logic {
         st.checkpoint_wanted || st.ps->checkpoint_in_progress() || st.checkpoint_ready ||
         st.checkpoint_writing)
       return;
-    if (st.on_closed) st.on_closed(status::ok());
+    // Sealing writes one small file and fsyncs (about a millisecond, on this worker thread):
+    // once per release, not per event.
+    const status s = st.seal_on_close ? st.ps->seal() : status::ok();
+    if (!s.is_ok())
+      log_with(*st.ctx.log, spdlog::level::err, {.partition = st.ctx.partition},
+               "partition {}: release could not seal it: {}", st.ctx.partition, s.to_string());
+    if (st.on_closed) st.on_closed(s);
     st.on_closed = nullptr;
     self->quit();
   }
@@ -763,9 +779,11 @@ caf::behavior partition_actor(partition_actor_type<Model>* self,
       },
       [self](close_atom, work_ptr w) {
         auto& st = self->state;
-        st.on_closed = work_cast<close_work>(w)->on_closed;
+        auto cw = work_cast<close_work>(w);
+        st.on_closed = cw->on_closed;
         st.closing = true;
-        if (st.ctx.options->checkpoint_on_close) st.checkpoint_wanted = true;
+        st.seal_on_close = cw->seal;
+        if (st.ctx.options->checkpoint_on_close || cw->seal) st.checkpoint_wanted = true;
         logic::maybe_flush(self);
         logic::maybe_close(self);
       },
