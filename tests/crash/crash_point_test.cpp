@@ -16,8 +16,9 @@
 
 #include <map>
 
-#include "statefold/testing/fault_fs.hpp"
+#include "statefold/journal_lane.hpp"
 #include "statefold/partition_state.hpp"
+#include "statefold/testing/fault_fs.hpp"
 #include "statefold/testing/ledger_model.hpp"
 #include "statefold/testing/temp_dir.hpp"
 
@@ -238,6 +239,190 @@ TEST_F(crash_point_test, EveryIoErrorPointLosesNothingAcknowledged) {
   std::printf("I/O-error points: %llu cycles (%llu operations x 4 error kinds + %llu writes short), %zu failures\n",
               static_cast<unsigned long long>(cycles), static_cast<unsigned long long>(points),
               static_cast<unsigned long long>(writes), failures.size());
+  for (std::size_t i = 0; i < std::min<std::size_t>(failures.size(), 10); ++i) ADD_FAILURE() << failures[i];
+}
+
+// -- the same over a shared lane ----------------------------------------------------------------
+// Three partitions on one journal lane: their records interleave, segments roll and are
+// released at the partitions' different checkpoint positions, the lane's size limit makes a
+// silent partition checkpoint (after a no-op record), partition 2 is released (sealed) and the
+// others' checkpoints release what its sealed checkpoint replays from, then it is opened again
+// (a checkpoint, the unseal) and takes events. The oracle is per partition: its state is the
+// fold of a prefix of its own events, at least as long as what its syncs acknowledged.
+
+constexpr uint32_t lane_partitions = 3;
+
+testing::ledger_event lane_event(uint32_t p, uint64_t i) {
+  const std::string pre = "p" + std::to_string(p);
+  return ledger(pre + "e" + std::to_string(i), pre + "k" + std::to_string(i % 3), i / 3 + 1,
+                static_cast<int64_t>(i + 1));
+}
+
+state_map lane_fold(uint32_t p, uint64_t n) {
+  state_map out;
+  for (uint64_t i = 0; i < n; ++i) {
+    auto e = lane_event(p, i);
+    ledger_model::apply(out[e.key], e);
+  }
+  return out;
+}
+
+std::string lane_log_of(const std::string& dir) { return dir + "/lanes/L-0000/log"; }
+
+journal_lane::options lane_options() {
+  journal_lane::options o;
+  o.membership = {0, 1, lane_partitions};
+  o.log.segment_bytes = 1024;
+  o.log.max_record_bytes = 256;
+  o.log.max_free_segments = 1;
+  o.max_bytes = 3 * 1024;
+  return o;
+}
+
+partition_options lane_partition_options(const std::string& dir, uint32_t p, std::shared_ptr<journal_lane> lane) {
+  partition_options o;
+  o.dir = dir + "/" + partition_dir_name(p);
+  o.partition = p;
+  o.dedup_window = 16;
+  o.lane = std::move(lane);
+  o.log.max_record_bytes = 256;
+  return o;
+}
+
+struct lane_promises {
+  uint64_t acked[lane_partitions] = {};  // events of each partition its syncs acknowledged
+  bool sealed_waiver = false;            // the lane released what the sealed checkpoint replays from
+};
+
+// 10 rounds: partitions 0 and 1 take 6 events a round, partition 2 in rounds 0-1 and 7-9;
+// then every partition syncs; 0 and 1 checkpoint every 2nd round; any partition the lane's
+// size limit names checkpoints; partition 2 is sealed after round 2 and opened again after
+// round 6. Stops at the first error.
+lane_promises run_lane_workload(file_system& fs, const std::string& dir) {
+  lane_promises out;
+  auto lane = journal_lane::open(fs, lane_log_of(dir), lane_options());
+  if (!lane) return out;
+  std::vector<std::unique_ptr<partition>> parts(lane_partitions);
+  for (uint32_t p = 0; p < lane_partitions; ++p) {
+    auto ps = partition::open(fs, lane_partition_options(dir, p, *lane));
+    if (!ps) return out;
+    parts[p] = std::move(ps).value();
+  }
+  uint64_t next[lane_partitions] = {};
+  for (int round = 0; round < 10; ++round) {
+    for (uint32_t p = 0; p < lane_partitions; ++p) {
+      if (!parts[p] || (p == 2 && round >= 2 && round < 7)) continue;
+      for (int k = 0; k < 6; ++k, ++next[p])
+        if (parts[p]->apply(lane_event(p, next[p])).kind != outcome::applied) return out;
+    }
+    for (uint32_t p = 0; p < lane_partitions; ++p) {
+      if (!parts[p]) continue;
+      if (!parts[p]->sync()) return out;
+      out.acked[p] = next[p];
+    }
+    for (uint32_t p = 0; p < 2; ++p)
+      if (round % 2 == 1 && !parts[p]->checkpoint().is_ok()) return out;
+    for (auto& ps : parts)
+      if (ps && ps->lane_wants_checkpoint() && !ps->checkpoint(/*even_if_unchanged=*/true).is_ok()) return out;
+    if (round == 2) {
+      if (!parts[2]->seal().is_ok()) return out;
+      parts[2].reset();
+    }
+    if (round == 6) {
+      auto store = checkpoint_store::open_read_only(fs, dir + "/p-0002/ckpt", 2);
+      auto sealed = store.sealed();
+      if (!sealed || !*sealed) return out;
+      auto position = store.read_position(**sealed);
+      auto names = fs.list(lane_log_of(dir));
+      if (!position || !names) return out;
+      uint64_t first = UINT64_MAX;
+      for (const auto& n : *names)
+        if (uint64_t base; log_format::parse_segment_name(n, base)) first = std::min(first, base);
+      out.sealed_waiver = first > *position;
+      auto ps = partition::open(fs, lane_partition_options(dir, 2, *lane));
+      if (!ps) return out;
+      parts[2] = std::move(ps).value();
+    }
+  }
+  return out;
+}
+
+// Opens the lane and every partition (a sealed one is opened again: its checkpoint, its unseal)
+// and checks each partition against its promise; then again, which must find the same.
+cycle_result recover_lane_and_check(fault_file_system& ffs, const std::string& dir, const lane_promises& made,
+                                    uint64_t recovery_crash) {
+  cycle_result res;
+  auto fail = [&](std::string why) {
+    res.ok = false;
+    res.why = std::move(why);
+    return res;
+  };
+  auto open_all = [&](std::vector<state_map>& states) -> status {
+    SF_ASSIGN_OR_RETURN(auto lane, journal_lane::open(ffs, lane_log_of(dir), lane_options()));
+    states.clear();
+    for (uint32_t p = 0; p < lane_partitions; ++p) {
+      auto ps = partition::open(ffs, lane_partition_options(dir, p, lane));
+      if (!ps) return ps.error().with_context("partition " + std::to_string(p));
+      states.push_back(snapshot(**ps));
+    }
+    return status::ok();
+  };
+  std::vector<state_map> first, second;
+  if (recovery_crash > 0) {
+    ffs.crash_at(recovery_crash);
+    (void)open_all(first);
+    if (!ffs.power_loss({true, recovery_crash}).is_ok()) return fail("power loss during recovery failed");
+  }
+  if (status st = open_all(first); !st.is_ok()) return fail("recovery failed: " + st.to_string());
+  for (uint32_t p = 0; p < lane_partitions; ++p) {
+    uint64_t n = 0;
+    for (const auto& [k, s] : first[p]) n += s.count;
+    if (n < made.acked[p])
+      return fail("partition " + std::to_string(p) + ": " + std::to_string(made.acked[p]) +
+                  " events acknowledged, " + std::to_string(n) + " recovered");
+    if (first[p] != lane_fold(p, n))
+      return fail("partition " + std::to_string(p) + ": state is not the fold of its first " + std::to_string(n) +
+                  " events");
+  }
+  if (status st = open_all(second); !st.is_ok()) return fail("second recovery failed: " + st.to_string());
+  if (second != first) return fail("second recovery differs from the first");
+  return res;
+}
+
+TEST_F(crash_point_test, EveryCrashPointOfASharedLaneWithReleaseAndReactivationLosesNothing) {
+  const std::string dir = t_ / "d";
+  fault_file_system counter(posix_file_system());
+  const lane_promises full = run_lane_workload(counter, dir);
+  EXPECT_EQ(full.acked[0], 60u);
+  EXPECT_EQ(full.acked[1], 60u);
+  EXPECT_EQ(full.acked[2], 30u);
+  EXPECT_TRUE(full.sealed_waiver) << "the workload must release what partition 2's sealed checkpoint replays from";
+  const uint64_t points = counter.mutating_ops();
+  ASSERT_GE(counter.ops(fs_op::remove) + counter.ops(fs_op::rename), 20u);
+
+  uint64_t covered = 0;
+  std::vector<std::string> failures;
+  for (uint64_t n = 1; n <= points; ++n) {
+    for (int flavour = 0; flavour < 2; ++flavour) {
+      std::filesystem::remove_all(dir);
+      fault_file_system ffs(posix_file_system());
+      ffs.crash_at(n);
+      const lane_promises made = run_lane_workload(ffs, dir);
+      if (!ffs.crashed()) continue;
+      ++covered;
+      if (flavour == 0) ffs.restart_after_crash();
+      else if (status pl = ffs.power_loss({/*torn=*/true, n}); !pl.is_ok())
+        FAIL() << "op " << n << ": " << pl.to_string();
+      auto r = recover_lane_and_check(ffs, dir, made, (n % 4 == 0) ? 1 + n % 7 : 0);
+      if (!r.ok)
+        failures.push_back("crash at op " + std::to_string(n) + (flavour ? " (power loss)" : " (process crash)") +
+                           ": " + r.why);
+    }
+  }
+  std::printf("shared-lane crash points: %llu of %llu operations x 2 flavours covered (%llu cycles), %zu failures\n",
+              static_cast<unsigned long long>(covered / 2), static_cast<unsigned long long>(points),
+              static_cast<unsigned long long>(covered), failures.size());
+  EXPECT_EQ(covered, 2 * points);
   for (std::size_t i = 0; i < std::min<std::size_t>(failures.size(), 10); ++i) ADD_FAILURE() << failures[i];
 }
 
