@@ -104,6 +104,11 @@ struct options {
   int reps = 3;
   int producers = 2;
   std::size_t batch = 256;
+  /// Producers' batches hold at least this many events per partition (batch = max(batch,
+  /// per_message x partitions)): one message per partition carries that many, whatever the
+  /// partition count, so the sweep measures the engine, not CAF's cost per message.
+  std::size_t per_message = 32;
+  std::size_t batch_for(uint32_t partitions) const { return std::max(batch, per_message * partitions); }
   uint32_t vary_partitions = 2;
   uint64_t recovery_entities = 10'000'000;
   uint64_t recovery_tail = 1'000'000;
@@ -174,6 +179,7 @@ struct run_out {
   double peak_rss_mb = 0;            // above the process's memory before the system opened
   double bytes_per_entity = 0;
   uint64_t applied = 0, duplicates = 0, syncs = 0;
+  double batch = 0;  // events per producer batch (statefold runs)
   std::string note;
 };
 
@@ -193,6 +199,7 @@ void record(row& r, run_out& o) {
   if (o.bytes_written_per_event > 0) r.samples["written B/event"].push_back(o.bytes_written_per_event);
   if (o.peak_rss_mb > 0) r.samples["peak RSS MB"].push_back(o.peak_rss_mb);
   if (o.bytes_per_entity > 0) r.samples["B/entity"].push_back(o.bytes_per_entity);
+  if (o.batch > 0) r.samples["batch"].push_back(o.batch);
   if (o.syncs > 0) r.samples["events/sync"].push_back(o.syncs ? static_cast<double>(o.applied + o.duplicates) / o.syncs : 0);
   if (!o.note.empty()) r.note = o.note;
 }
@@ -260,18 +267,20 @@ run_out run_engine(const options& o, const engine_config& c, const workload_spec
   // backpressure: duplicates older than the dedup window came back as new events.)
   std::vector<std::vector<std::vector<event>>> prebuilt(o.producers);
   const auto owned = split_by_key(events, o.producers);
+  const std::size_t batch = o.batch_for(c.partitions);
   for (int t = 0; t < o.producers; ++t)
-    for (std::size_t i = 0; i < owned[t].size(); i += o.batch) {
+    for (std::size_t i = 0; i < owned[t].size(); i += batch) {
       auto& b = prebuilt[t].emplace_back();
-      for (std::size_t j = i; j < std::min(owned[t].size(), i + o.batch); ++j) b.push_back(*owned[t][j]);
+      for (std::size_t j = i; j < std::min(owned[t].size(), i + batch); ++j) b.push_back(*owned[t][j]);
     }
   const uint64_t rss_base = live_rss_bytes();
   reset_peak_rss();
   auto opened = sf_engine::open(make_engine_options(o, c, w));
   if (!opened) die("open: " + opened.error().to_string());
   sf_engine& e = *opened.value();
-  warm_up(e, w, o.batch);
+  warm_up(e, w, batch);
   run_out r;
+  r.batch = static_cast<double>(batch);
   uint64_t entities = 0;
   for (const auto& s : e.stats()) entities += s.core.entities;
   r.bytes_per_entity = per_entity(rss_base, live_rss_bytes(), entities);
@@ -279,14 +288,14 @@ run_out run_engine(const options& o, const engine_config& c, const workload_spec
   for (const auto& s : e.stats()) syncs_before += s.syncs;
 
   std::mutex mu;
-  r.latencies_ms.reserve(events.size() / o.batch + o.producers);
+  r.latencies_ms.reserve(events.size() / batch + o.producers);
   std::atomic<uint64_t> applied{0}, duplicates{0}, answered{0};
   const uint64_t written0 = write_bytes();
   const double t0 = now_seconds();
   std::vector<std::thread> producers;
   for (int t = 0; t < o.producers; ++t) {
     producers.emplace_back([&, t] {
-      const double interval = rate_per_s > 0 ? static_cast<double>(o.batch * o.producers) / rate_per_s : 0;
+      const double interval = rate_per_s > 0 ? static_cast<double>(batch * o.producers) / rate_per_s : 0;
       for (std::size_t n = 0; n < prebuilt[t].size(); ++n) {
         const double intended = rate_per_s > 0 ? t0 + static_cast<double>(n) * interval : now_seconds();
         // Sleep, not spin: on 2 cores a spinning producer takes a core from the engine. A
@@ -656,17 +665,17 @@ struct aim {
 void print_table(const results& res, const std::vector<aim>& aims, const std::string& headline) {
   const unsigned cores = std::thread::hardware_concurrency();
   std::printf("\nstatefold-bench — %u cores; medians of the repetitions; latency per batch of events\n", cores);
-  std::printf("%-11s %-10s %5s %-32s %-8s %-6s %10s %8s %8s %8s %9s %9s %9s\n", "section", "system",
+  std::printf("%-11s %-10s %5s %-32s %-8s %-6s %10s %8s %8s %8s %9s %9s %9s %6s\n", "section", "system",
               "parts", "workload", "durab.", "load", "events/s", "p50 ms", "p99 ms", "p999 ms",
-              "B written", "peak MB", "B/entity");
+              "B written", "peak MB", "B/entity", "batch");
   for (const auto& r : res.rows()) {
-    std::printf("%-11s %-10s %5s %-32s %-8s %-6s %10s %8s %8s %8s %9s %9s %9s\n", r.section.c_str(),
+    std::printf("%-11s %-10s %5s %-32s %-8s %-6s %10s %8s %8s %8s %9s %9s %9s %6s\n", r.section.c_str(),
                 r.system.c_str(), r.partitions ? std::to_string(r.partitions).c_str() : "-",
                 r.workload.c_str(), r.durability.c_str(), r.load.c_str(),
                 fmt_rate(r.median("events/s")).c_str(), fmt(r.median("p50 ms")).c_str(),
                 fmt(r.median("p99 ms")).c_str(), fmt(r.median("p999 ms")).c_str(),
                 fmt(r.median("written B/event"), "%.0f").c_str(), fmt(r.median("peak RSS MB"), "%.0f").c_str(),
-                fmt(r.median("B/entity"), "%.0f").c_str());
+                fmt(r.median("B/entity"), "%.0f").c_str(), fmt(r.median("batch"), "%.0f").c_str());
   }
   if (!res.recovery.empty()) {
     const auto& x = res.recovery;
@@ -954,6 +963,7 @@ int main(int argc, char** argv) {
   app.add_option("--keys", o.keys, "keys of the headline workload");
   app.add_option("--reps", o.reps, "repetitions of the scaling and baseline runs");
   app.add_option("--producers", o.producers, "threads submitting batches (and baseline clients)");
+  app.add_option("--per-message", o.per_message, "statefold producers' batches hold at least this many events per partition: batch = max(256, N x partitions) (default 32)");
   app.add_option("--sections", o.sections, "any of scaling,baselines,variations,recovery,stateless,idle");
   app.add_option("--recovery-entities", o.recovery_entities, "entities in the recovery checkpoint");
   app.add_option("--recovery-tail", o.recovery_tail, "events in the recovery log tail");

@@ -3,7 +3,10 @@
 //
 //   statefold-torture kill      --dir D [--cycles N | --seconds S] [--workers 2] [--seed S]
 //   statefold-torture powerloss --dir D [--cycles N | --seconds S] [--seed S]
-//   (both: [--partitions 3] [--lanes 1], the engine's layout: partitions sharing journal lanes)
+//   (both: [--partitions 3] [--lanes 1], the engine's layout: partitions sharing journal lanes;
+//    [--rebalance N]: every N batches, wait for the answers, then release one partition
+//    (engine::release: checkpoint and seal) and activate it again, as a Kafka rebalance would;
+//    the kill or the power loss lands in those too)
 //   statefold-torture worker    --dir D --from I --events N     (run by `kill`; not for people)
 //
 // The workload: event i has ID e<i>, key k<i % 50>, per-key sequence number i / 50 + 1 and
@@ -66,6 +69,18 @@ testing::ledger_event event_at(uint64_t i) {
 // The layout under test (--partitions, --lanes), the same in every process of a run.
 uint32_t layout_partitions = 3;
 uint32_t layout_lanes = 1;
+uint64_t rebalance_every = 0;  // --rebalance: batches between a release + activate; 0: never
+
+// Every `rebalance_every` batches (after waiting for the answers): release partition
+// `(n / rebalance_every) % partitions` and activate it again. An error (a crash landed in
+// it) is the caller's to report; the oracle judges what was acknowledged either way.
+status maybe_rebalance(engine<testing::ledger_model>& e, uint64_t n, const std::function<void()>& drain) {
+  if (rebalance_every == 0 || n == 0 || n % rebalance_every != 0) return status::ok();
+  drain();
+  const uint32_t p = static_cast<uint32_t>((n / rebalance_every) % layout_partitions);
+  SF_RETURN_IF_ERROR(e.release(p));
+  return e.activate(p);
+}
 
 engine_options engine_opts(const std::string& dir, file_system* fs) {
   engine_options o;
@@ -157,7 +172,14 @@ int run_worker(const std::string& dir, uint64_t from, uint64_t events) {
   std::mutex out_mu;
   std::atomic<uint64_t> answered{0};
   uint64_t sent = 0;
-  for (uint64_t i = from; i < events; i += 64) {
+  auto drain = [&] {
+    while (answered.load() < sent) std::this_thread::sleep_for(std::chrono::microseconds(200));
+  };
+  for (uint64_t i = from, n = 0; i < events; i += 64, ++n) {
+    if (status st = maybe_rebalance(**e, n, drain); !st.is_ok()) {
+      std::fprintf(stderr, "worker: rebalance: %s\n", st.to_string().c_str());
+      return 1;
+    }
     std::vector<testing::ledger_event> batch;
     for (uint64_t j = i; j < std::min(events, i + 64); ++j) batch.push_back(event_at(j));
     sent += batch.size();
@@ -197,7 +219,8 @@ bool kill_loop(const std::string& self, const std::string& dir, uint64_t seed, u
     posix_spawn_file_actions_adddup2(&fa, fds[1], 1);
     posix_spawn_file_actions_addclose(&fa, fds[0]);
     std::vector<std::string> args = {self, "worker", "--dir", dir, "--partitions", std::to_string(layout_partitions),
-                                     "--lanes", std::to_string(layout_lanes), "--from", std::to_string(from),
+                                     "--lanes", std::to_string(layout_lanes), "--rebalance", std::to_string(rebalance_every),
+                                     "--from", std::to_string(from),
                                      "--events", std::to_string(events)};
     std::vector<char*> argv;
     for (auto& a : args) argv.push_back(a.data());
@@ -259,9 +282,11 @@ bool powerloss_loop(const std::string& dir, uint64_t seed, uint64_t cycles, doub
   for (uint64_t c = 0; cycles ? c < cycles : std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count() < seconds; ++c) {
     fault_file_system ffs(posix_file_system());  // a fresh machine each cycle
     {
+      // Declared before the engine: its close (at the end of this block) still runs callbacks.
+      std::mutex mu;
+      std::atomic<uint64_t> sent{0}, answered{0};
       auto e = ledger_engine::open(engine_opts(dir, &ffs));
       if (!e) return why = "cycle " + std::to_string(c) + ": open: " + e.error().to_string(), false;
-      std::mutex mu;
       const uint64_t from = resume_index(acked_max, rng() % 2000);
       const uint64_t batches = 20 + rng() % 60;
       std::atomic<bool> crashed{false};
@@ -270,9 +295,15 @@ bool powerloss_loop(const std::string& dir, uint64_t seed, uint64_t cycles, doub
         ffs.crash_at(1);
         crashed = true;
       });
+      auto drain = [&] {
+        while (answered.load() < sent.load()) std::this_thread::sleep_for(std::chrono::microseconds(200));
+      };
       for (uint64_t b = 0; b < batches && !crashed; ++b) {
+        // A crash in it fails it: the oracle judges what was acknowledged all the same.
+        ignore(maybe_rebalance(**e, b, drain));
         std::vector<testing::ledger_event> batch;
         const uint64_t first = from + b * 64;
+        sent += 64;
         for (uint64_t j = first; j < first + 64; ++j) batch.push_back(event_at(j));
         ignore((*e)->submit_batch(std::move(batch), [&, first](std::vector<submit_result>& rs) {
           std::lock_guard lock(mu);
@@ -284,6 +315,7 @@ bool powerloss_loop(const std::string& dir, uint64_t seed, uint64_t cycles, doub
             ++st.acked;
             st.redelivered += rs[k].kind == outcome::duplicate;
           }
+          answered += rs.size();
         }));
       }
       crasher.join();
@@ -315,6 +347,8 @@ int main(int argc, char** argv) {
     c->add_option("--dir", dir, "working directory")->required();
     c->add_option("--partitions", layout_partitions, "partitions")->capture_default_str()->check(CLI::Range(1, 4096));
     c->add_option("--lanes", layout_lanes, "journal lanes they share")->capture_default_str()->check(CLI::Range(1, 4096));
+    c->add_option("--rebalance", rebalance_every, "every N batches, release a partition and activate it again (0: never)")
+        ->capture_default_str();
   }
   for (auto* c : {kill, power}) {
     c->add_option("--cycles", cycles, "number of cycles (or use --seconds)");
