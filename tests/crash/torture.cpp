@@ -257,6 +257,10 @@ bool kill_loop(const std::string& self, const std::string& dir, uint64_t seed, u
     ::waitpid(pid, &ws, 0);
     st.killed_mid_run += WIFSIGNALED(ws) && !done;
     ++st.cycles;
+    if (WIFEXITED(ws) && WEXITSTATUS(ws) != 0) {  // it failed on its own: its stderr says why
+      why = "cycle " + std::to_string(c) + ": the worker exited with status " + std::to_string(WEXITSTATUS(ws));
+      return false;
+    }
     if (!verify(dir, acked_max, why)) {
       why = "cycle " + std::to_string(c) + ": " + why;
       return false;

@@ -361,6 +361,7 @@ struct partition_actor_state {
   bool tick_due = false;
   bool closing = false;
   bool seal_on_close = false;  // released, not closed with the engine (close_work::seal)
+  bool closed = false;         // maybe_close finished: on_closed called, quitting
   bool failed = false;
 };
 
@@ -624,10 +625,13 @@ class partition_logic {
 
   static void maybe_close(self_ptr self) {
     auto& st = self->state;
-    if (!st.closing || st.flushing || !st.waiting.empty() || st.rebuilding || !st.stash.empty() ||
-        st.checkpoint_wanted || st.ps->checkpoint_in_progress() || st.checkpoint_ready ||
-        st.checkpoint_writing)
+    if (!st.closing || st.closed || st.flushing || !st.waiting.empty() || st.rebuilding ||
+        !st.stash.empty() || st.checkpoint_wanted || st.ps->checkpoint_in_progress() ||
+        st.checkpoint_ready || st.checkpoint_writing)
       return;
+    // Once: a handler may get here twice (maybe_flush, then the close handler itself), and a
+    // second seal would write the seal file again while the releasing thread goes on.
+    st.closed = true;
     // Sealing writes one small file and fsyncs (about a millisecond, on this worker thread):
     // once per release, not per event.
     const status s = st.seal_on_close ? st.ps->seal() : status::ok();
