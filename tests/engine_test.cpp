@@ -513,6 +513,44 @@ TEST_F(engine_test, EioInASharedLaneRestartsEveryPartitionOnItAndLosesNothingAck
   EXPECT_TRUE(e->close().is_ok());
 }
 
+// A lane reopened after a failure has heard from no partition; a released (sealed) partition
+// never speaks again until activated. The engine speaks for it, or the reopened lane would be
+// pinned from its start for as long as the partition stays released.
+TEST_F(engine_test, AReleasedPartitionDoesNotPinItsLaneOnceTheLaneIsReopenedAfterAFailure) {
+  fault_file_system ffs(posix_file_system());
+  auto o = options_on(ffs);
+  o.lanes = 1;
+  o.log.segment_bytes = 64 << 10;
+  o.log.max_record_bytes = 4 << 10;
+  o.checkpoint_every_events = 300;
+  auto e = open(o);
+  const auto key_of = one_key_per_partition(*e);
+  for (uint32_t p = 0; p < 3; ++p)
+    ASSERT_EQ(e->submit(ledger("a" + std::to_string(p), key_of[p], 1, 1)).get().kind, outcome::applied);
+  ASSERT_TRUE(e->release(2).is_ok());
+  ffs.fail_on("L-0000/", fs_op::sync, 1, errc::io_error);
+  EXPECT_EQ(e->submit(ledger("b0", key_of[0], 2, 1)).get().kind, outcome::failed);
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(20);
+  for (uint32_t p = 0; p < 2; ++p)
+    while (e->stats()[p].restarts == 0 && std::chrono::steady_clock::now() < deadline)
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  ASSERT_FALSE(e->active(2)) << "a released partition is not restarted";
+  // About 35 segments of events for partitions 0 and 1, checkpointing every 300.
+  for (int i = 0; i < 30000; i += 500) {
+    std::vector<ledger_event> batch;
+    for (int j = i; j < i + 500; ++j) batch.push_back(ledger("c" + std::to_string(j), key_of[j % 2], 3 + j / 2, 1));
+    std::promise<void> done;
+    ASSERT_TRUE(e->submit_batch(std::move(batch), [&](std::vector<submit_result>&) { done.set_value(); }).is_ok());
+    done.get_future().wait();
+  }
+  EXPECT_LE(e->lane_stats()[0].segments, 6u) << "the released partition pins the reopened lane";
+  ASSERT_TRUE(e->activate(2).is_ok());
+  auto s = e->get(key_of[2]);
+  ASSERT_TRUE(s && *s);
+  EXPECT_EQ((*s)->count, 1u);
+  EXPECT_TRUE(e->close().is_ok());
+}
+
 // One applied event per partition; then partition 1's log fails, and so does every attempt to
 // recover it (listing its directory fails): it stays down until `ffs` is cleared.
 void take_partition_1_down(ledger_engine& e, fault_file_system& ffs, std::vector<std::string>& key_of) {

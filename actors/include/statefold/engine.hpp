@@ -339,6 +339,20 @@ result<std::shared_ptr<journal_lane>> engine<Model>::lane_for(uint32_t l) {
     if (s.flusher) caf::anon_send_exit(s.flusher, caf::exit_reason::user_shutdown);
     s = lane_slot{};
     SF_ASSIGN_OR_RETURN(s.lane, open_lane(l));
+    // A new lane has heard from no partition yet, and one that is released and sealed never
+    // speaks again until activated: say for it that it needs nothing, or it pins the lane
+    // from its start. (Released but not sealed, a release that failed, keeps the pin.)
+    for (uint32_t q = l; q < released_.size(); q += dir_->info().lanes) {
+      if (!released_[q]->load()) continue;
+      auto sealed =
+          checkpoint_store::open_read_only(fs(), path_join(dir_->partition_dir(q), layout::checkpoint_dir), q).sealed();
+      if (!sealed) {  // keep the pin; activating it will report the damage
+        log_with(*log_, spdlog::level::err, {.partition = q}, "partition {}: {}; its lane keeps its records",
+                 q, sealed.error().to_string());
+        continue;
+      }
+      if (*sealed) SF_RETURN_IF_ERROR(s.lane->need_from(q, UINT64_MAX));
+    }
     if (sys_) spawn_flusher(s);
   }
   return s.lane;
@@ -363,12 +377,7 @@ result<std::shared_ptr<partition_state<Model>>> engine<Model>::open_released(uin
   auto store = checkpoint_store::open_read_only(fs(), path_join(dir_->partition_dir(p), layout::checkpoint_dir), p);
   auto sealed = store.sealed();
   if (!sealed) return sealed.error().with_context("partition " + std::to_string(p));
-  if (*sealed) {
-    auto lane = lane_for(dir_->info().lane_of(p));
-    if (!lane) return lane.error().with_context("partition " + std::to_string(p));
-    SF_RETURN_IF_ERROR((*lane)->need_from(p, UINT64_MAX));
-    return none();
-  }
+  if (*sealed) return none();  // lane_for() told its lane it needs nothing
   auto ps = recover(p);
   if (!ps) return ps.error();
   if (status st = (*ps)->seal(); !st.is_ok()) return st.with_context("sealing partition " + std::to_string(p));
@@ -514,7 +523,7 @@ void engine<Model>::start_supervisor() {
         caf::anon_send_exit((*current)[q].actor, caf::exit_reason::user_shutdown);
       }
     };
-    self->set_down_handler([this, self, watches, by_addr, flusher_addr, stop_lane](caf::down_msg& dm) {
+    self->set_down_handler([this, self, watches, by_addr, flusher_addr, current, stop_lane](caf::down_msg& dm) {
       if (auto f = flusher_addr->find(dm.source); f != flusher_addr->end()) {
         const uint32_t l = f->second;
         flusher_addr->erase(f);
@@ -538,6 +547,9 @@ void engine<Model>::start_supervisor() {
       if (it == by_addr->end()) return;
       const uint32_t p = it->second;
       by_addr->erase(it);
+      // An actor of an earlier life of p (released, then activated again before its down
+      // message arrived) says nothing about the actor running p now.
+      if (const auto& now = (*current)[p].actor; now && now.address() != dm.source) return;
       auto& w = (*watches)[p];
       w.down = true;
       if (!dm.reason || closing_.load()) return;
@@ -558,8 +570,9 @@ void engine<Model>::start_supervisor() {
         [this, self, track, track_flusher, watches, current](detail::restart_atom, uint32_t p) {
           if (closing_.load()) return;
           // Released while it was down (a release that failed half-way): it stays released,
-          // unsealed; its lane keeps its records until activate() recovers it.
-          if (released_[p]->load()) return;
+          // unsealed; its lane keeps its records until activate() recovers it. Activated
+          // meanwhile (up again): this restart is stale.
+          if (released_[p]->load() || !(*watches)[p].down) return;
           // The old partition's writes (a flush, a checkpoint in slices) must be done before
           // its directory is recovered: wait for its lane's flusher to finish them.
           if (lane_work_[p]->load() > 0) {
@@ -569,6 +582,7 @@ void engine<Model>::start_supervisor() {
           const uint32_t l = dir_->info().lane_of(p);
           const caf::actor before = flusher_of(l);
           auto ps = recover(p);
+          if (const caf::actor now = flusher_of(l); now != before) track_flusher(l, now);  // lane reopened
           if (!ps) {
             log_with(*log_, spdlog::level::err, {.partition = p}, "partition {}: recovery failed: {}; retrying", p,
                      ps.error().to_string());
@@ -582,7 +596,6 @@ void engine<Model>::start_supervisor() {
             self->delayed_send(self, w.backoff, detail::restart_atom::value, p);
             return;
           }
-          if (const caf::actor now = flusher_of(l); now != before) track_flusher(l, now);  // lane reopened
           slot s = spawn_partition(p, std::move(ps).value());
           {
             std::unique_lock lock(slots_mu_);
@@ -614,8 +627,8 @@ void engine<Model>::start_supervisor() {
           const uint32_t l = dir_->info().lane_of(p);
           const caf::actor before = flusher_of(l);
           auto ps = recover(p);
-          if (!ps) return a->done(ps.error());
           if (const caf::actor now = flusher_of(l); now != before) track_flusher(l, now);
+          if (!ps) return a->done(ps.error());
           slot s = spawn_partition(p, std::move(ps).value());
           {
             std::unique_lock lock(slots_mu_);
@@ -794,9 +807,10 @@ std::optional<T> engine<Model>::ask_when_up(
     try {
       return ask<T>(p, fill);
     } catch (const std::future_error&) {
-      // The partition stopped before answering: it is down, and the supervisor restarts it.
+      // The partition stopped before answering: it is down, and the supervisor restarts it
+      // (unless it was released meanwhile: then nothing will bring it back).
     }
-    if (!await_restart(p, seen, deadline)) return std::nullopt;
+    if (!active(p) || !await_restart(p, seen, deadline)) return std::nullopt;
   }
 }
 
@@ -832,6 +846,7 @@ bool engine<Model>::await_restart(uint32_t p, uint64_t seen,
 
 template <model Model>
 std::string engine<Model>::describe_outage(uint32_t p) {
+  if (!active(p)) return "partition " + std::to_string(p) + " is released: not active in this engine (engine::activate)";
   std::string s = "partition " + std::to_string(p) + " is restarting";
   std::lock_guard lock(outage_mu_);
   const outage& o = outages_[p];
@@ -1051,6 +1066,8 @@ template <model Model>
 status engine<Model>::close() {
   std::lock_guard lock(close_mu_);
   if (closed_) return close_status_;
+  // Not in the middle of a release or an activation (they index slots_, which close clears).
+  std::lock_guard membership(membership_mu_);
   closed_ = true;
   {
     std::lock_guard outage_lock(outage_mu_);  // a reader waiting for a restart sees it

@@ -89,8 +89,9 @@ struct engine_options {
   /// A journal lane's size limit, as RocksDB's max_total_wal_size: above it, every partition
   /// that still needs the lane's oldest segment checkpoints at its next tick (within a
   /// second), even with no new event (it logs a no-op record first, so that the checkpoint
-  /// is newer than its last one), until the segment can go. Two rounds at most: segments
-  /// are released past the older of the two checkpoints a partition keeps. 0: no limit (an
+  /// is newer than its last one), until the segment can go: keep_checkpoints rounds at most
+  /// (2 by default; segments are released past the oldest checkpoint a partition keeps). A
+  /// checkpoint that fails is not retried for the limit for 30 s. 0: no limit (an
   /// idle partition then keeps every segment written after its checkpoint). At least two
   /// segments when set.
   uint64_t max_lane_bytes = 1ull << 30;

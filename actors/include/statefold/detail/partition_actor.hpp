@@ -518,6 +518,7 @@ class partition_logic {
     if (!r) {
       log_with(*st.ctx.log, spdlog::level::warn, {.partition = st.ctx.partition},
                "partition {}: checkpoint not written: {}", st.ctx.partition, r.error().to_string());
+      st.lane_checked = std::chrono::steady_clock::now() + std::chrono::seconds(30);  // as below
       answer_covered(self, r.error());
       return;
     }
@@ -579,6 +580,9 @@ class partition_logic {
       // The old checkpoints and every segment are still there: keep going, say so.
       log_with(*st.ctx.log, spdlog::level::warn, {.partition = st.ctx.partition, .lsn = cw->lsn},
                "partition {}: checkpoint at LSN {} failed: {}", st.ctx.partition, cw->lsn, cw->st.to_string());
+      // Not again for the lane's size limit at every tick: a full disk would have the whole
+      // image rebuilt every second. Half a minute, then the lane may ask again.
+      st.lane_checked = std::chrono::steady_clock::now() + std::chrono::seconds(30);
     }
     answer_covered(self, cw->st);
     maybe_flush(self);
