@@ -74,11 +74,12 @@ uint64_t rebalance_every = 0;  // --rebalance: batches between a release + activ
 // Every `rebalance_every` batches (after waiting for the answers): release partition
 // `(n / rebalance_every) % partitions` and activate it again. An error (a crash landed in
 // it) is the caller's to report; the oracle judges what was acknowledged either way.
-status maybe_rebalance(engine<testing::ledger_model>& e, uint64_t n, const std::function<void()>& drain) {
+status maybe_rebalance(engine<testing::ledger_model>& e, uint64_t n, const std::function<void()>& drain,
+                       std::chrono::milliseconds wait_for_restart = std::chrono::seconds(30)) {
   if (rebalance_every == 0 || n == 0 || n % rebalance_every != 0) return status::ok();
   drain();
   const uint32_t p = static_cast<uint32_t>((n / rebalance_every) % layout_partitions);
-  SF_RETURN_IF_ERROR(e.release(p));
+  SF_RETURN_IF_ERROR(e.release(p, wait_for_restart));
   return e.activate(p);
 }
 
@@ -304,7 +305,8 @@ bool powerloss_loop(const std::string& dir, uint64_t seed, uint64_t cycles, doub
       };
       for (uint64_t b = 0; b < batches && !crashed; ++b) {
         // A crash in it fails it: the oracle judges what was acknowledged all the same.
-        ignore(maybe_rebalance(**e, b, drain));
+        // After the crash nothing comes back up: do not wait for it.
+        ignore(maybe_rebalance(**e, b, drain, std::chrono::milliseconds(50)));
         std::vector<testing::ledger_event> batch;
         const uint64_t first = from + b * 64;
         sent += 64;
