@@ -280,6 +280,43 @@ TEST_F(inspect_test, OneSharedLaneIsVerifiedDumpedAndCountedPerPartition) {
   EXPECT_NE(bad.out.find("p-0001 FAILED"), std::string::npos) << bad.out;
 }
 
+// A released partition (sealed) whose records its lane has dropped is fine, and said so; the
+// same lane without the seal is not. A no-op record (a checkpoint for the lane with nothing
+// new) is verified and dumped as such.
+TEST_F(inspect_test, VerifyAcceptsASealedPartitionWhoseLaneMovedOnAndDumpsNoops) {
+  lanes_ = 1;
+  {
+    auto dd = open_dir();
+    ASSERT_TRUE(dd) << dd.error().to_string();
+    const partitioner router = (*dd)->make_partitioner();
+    auto lanes = open_lanes(**dd);
+    auto p0 = open_partition(**dd, 0, lanes);
+    auto p1 = open_partition(**dd, 1, lanes);
+    std::string k0 = "a", k1 = "b";
+    while (router.partition_of(k0) != 0) k0 += "a";
+    while (router.partition_of(k1) != 1) k1 += "b";
+    for (int i = 0; i < 5; ++i) ASSERT_EQ(p1->apply(ledger("b" + std::to_string(i), k1, i + 1, 1)).kind, outcome::applied);
+    ASSERT_TRUE(p1->seal().is_ok());
+    for (int round = 0; round < 4; ++round) {
+      for (int i = 0; i < 100; ++i)
+        ASSERT_EQ(p0->apply(ledger("a" + std::to_string(round * 100 + i), k0, round * 100 + i + 1, 1)).kind,
+                  outcome::applied);
+      ASSERT_TRUE(p0->checkpoint().is_ok());
+    }
+    ASSERT_TRUE(p0->checkpoint(/*even_if_unchanged=*/true).is_ok());  // a no-op record, then a checkpoint
+  }
+  auto r = inspect("verify " + quoted(dir()), true);
+  ASSERT_EQ(r.exit_code, 0) << r.out;
+  EXPECT_NE(r.out.find("released, sealed at checkpoint 5"), std::string::npos) << r.out;
+  std::size_t noops = 0;
+  for (const auto& j : dump("--partition 0")) noops += j["type"] == "noop";
+  EXPECT_EQ(noops, 1u);
+  fs::remove(dir() + "/p-0001/ckpt/sealed");
+  auto bad = inspect("verify " + quoted(dir()), true);
+  EXPECT_EQ(bad.exit_code, 1) << bad.out;
+  EXPECT_NE(bad.out.find("the state cannot be rebuilt"), std::string::npos) << bad.out;
+}
+
 TEST_F(inspect_test, VerifyNamesFileAndOffsetOfABitFlipWithValidRecordsAfterIt) {
   write(300);
   std::vector<record_pos> where;
