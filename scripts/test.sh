@@ -94,7 +94,7 @@ begin test
 ctest --test-dir "$build_dir" --output-on-failure --no-tests=error -j "$jobs" "$@"
 end
 # The reliability figures the crash, log and checkpoint tests print (docs/reliability.md).
-figures=$(grep -hE '^(crash points|I/O-error points|kill -9 cycles|power-loss cycles|damaged files): ' \
+figures=$(grep -hE '^(crash points|shared-lane crash points|I/O-error points|kill -9 cycles|power-loss cycles|damaged files): ' \
             "$build_dir/Testing/Temporary/LastTest.log" 2>/dev/null || true)
 if [[ -n "$figures" ]]; then
   echo
