@@ -524,12 +524,25 @@ struct dump_options {
   std::optional<uint64_t> limit;
 };
 
-json record_json(const std::string& dir, uint32_t lane, const log_record& r, const envelope_view& e) {
+// What every dumped record starts with (whose it is, where in its lane) and ends with (its
+// size and place on disk); `json` (ordered_json) keeps keys in the order they are set.
+json record_head_json(uint32_t lane, const log_record& r) {
   json j;
   j["partition"] = r.partition;
   j["lane"] = lane;
   j["lsn"] = r.lsn;
   j["seq"] = r.pseq;  // the record's sequence number within its partition
+  return j;
+}
+json with_record_tail(json j, const std::string& dir, const log_record& r) {
+  j["size"] = r.payload.size();
+  j["file"] = relative_to(dir, r.file);
+  j["offset"] = r.offset;
+  return j;
+}
+
+json record_json(const std::string& dir, uint32_t lane, const log_record& r, const envelope_view& e) {
+  json j = record_head_json(lane, r);
   j["event_id"] = e.event_id;
   j["key"] = e.key;
   // Optional envelope fields appear only when the writer stored them (the encoding has a
@@ -542,41 +555,24 @@ json record_json(const std::string& dir, uint32_t lane, const log_record& r, con
     j["source_offset"] = e.source_offset;
   }
   j["type"] = "event";
-  j["size"] = r.payload.size();
-  j["file"] = relative_to(dir, r.file);
-  j["offset"] = r.offset;
-  return j;
+  return with_record_tail(std::move(j), dir, r);
 }
 
 json noop_json(const std::string& dir, uint32_t lane, const log_record& r, uint64_t time_us) {
-  json j;
-  j["partition"] = r.partition;
-  j["lane"] = lane;
-  j["lsn"] = r.lsn;
-  j["seq"] = r.pseq;
+  json j = record_head_json(lane, r);
   j["type"] = "noop";
   j["time_us"] = time_us;
-  j["size"] = r.payload.size();
-  j["file"] = relative_to(dir, r.file);
-  j["offset"] = r.offset;
-  return j;
+  return with_record_tail(std::move(j), dir, r);
 }
 
 json position_json(const std::string& dir, uint32_t lane, const log_record& r, const position_view& v) {
-  json j;
-  j["partition"] = r.partition;
-  j["lane"] = lane;
-  j["lsn"] = r.lsn;
-  j["seq"] = r.pseq;
+  json j = record_head_json(lane, r);
   j["type"] = "position";
   j["source"] = v.source;
   j["next"] = v.progress.next;
   if (v.progress.fingerprint_at != 0) j["fingerprint_at"] = v.progress.fingerprint_at;
   j["time_us"] = v.time_us;
-  j["size"] = r.payload.size();
-  j["file"] = relative_to(dir, r.file);
-  j["offset"] = r.offset;
-  return j;
+  return with_record_tail(std::move(j), dir, r);
 }
 
 int run_dump(file_system& fs, const std::string& dir, const dump_options& opt) {
