@@ -155,6 +155,39 @@ class crash_point_test : public ::testing::Test {
   temp_dir t_;
 };
 
+// The enumeration itself: for every mutating operation n of the workload and both flavours, a
+// fresh machine crashes at n while `run(ffs)` works in `dir` (a process crash keeps what was
+// written; a power loss undoes what was not synced, with a torn prefix), then
+// `check(ffs, what run promised, n)` recovers and judges. Prints `label: ...` with the counts
+// (scripts/test.sh collects the line) and fails the test for each failure, 10 at most.
+template <class Run, class Check>
+void every_crash_point(const char* label, const std::string& dir, uint64_t points, Run run, Check check) {
+  uint64_t covered = 0;
+  std::vector<std::string> failures;
+  for (uint64_t n = 1; n <= points; ++n) {
+    for (int flavour = 0; flavour < 2; ++flavour) {
+      std::filesystem::remove_all(dir);
+      fault_file_system ffs(posix_file_system());  // a fresh machine for every cycle
+      ffs.crash_at(n);
+      const auto made = run(ffs);
+      if (!ffs.crashed()) continue;  // the run ended before operation n
+      ++covered;
+      if (flavour == 0) ffs.restart_after_crash();
+      else if (status pl = ffs.power_loss({/*torn=*/true, n}); !pl.is_ok())
+        FAIL() << "op " << n << ": " << pl.to_string();
+      const cycle_result r = check(ffs, made, n);
+      if (!r.ok)
+        failures.push_back("crash at op " + std::to_string(n) + (flavour ? " (power loss)" : " (process crash)") +
+                           ": " + r.why);
+    }
+  }
+  std::printf("%s: %llu of %llu operations x 2 flavours covered (%llu cycles), %zu failures\n", label,
+              static_cast<unsigned long long>(covered / 2), static_cast<unsigned long long>(points),
+              static_cast<unsigned long long>(covered), failures.size());
+  EXPECT_EQ(covered, 2 * points) << "every operation is a crash point in both flavours";
+  for (std::size_t i = 0; i < std::min<std::size_t>(failures.size(), 10); ++i) ADD_FAILURE() << failures[i];
+}
+
 TEST_F(crash_point_test, EveryCrashPointInBothFlavoursRecoversEveryAcknowledgedEvent) {
   const std::string dir = t_ / "p";
   // Count the operations of a crash-free run (and check it completes).
@@ -167,33 +200,12 @@ TEST_F(crash_point_test, EveryCrashPointInBothFlavoursRecoversEveryAcknowledgedE
   ASSERT_GE(counter.ops(fs_op::rename), 8u);
   ASSERT_GE(counter.ops(fs_op::remove), 2u);
 
-  uint64_t covered = 0;
-  std::vector<std::string> failures;
-  for (uint64_t n = 1; n <= points; ++n) {
-    for (int flavour = 0; flavour < 2; ++flavour) {
-      std::filesystem::remove_all(dir);
-      fault_file_system ffs(posix_file_system());  // a fresh machine for every cycle
-      ffs.crash_at(n);
-      const promises made = run_workload(ffs, dir);
-      if (!ffs.crashed()) continue;  // the run ended before operation n
-      ++covered;
-      if (flavour == 0) ffs.restart_after_crash();
-      else {
-        status pl = ffs.power_loss({/*torn=*/true, n});
-        ASSERT_TRUE(pl.is_ok()) << "op " << n << ": " << pl.to_string();
-      }
-      // Crash the first recovery too, at one of its early operations (varies with n).
-      auto r = recover_and_check(ffs, dir, made, (n % 4 == 0) ? 1 + n % 5 : 0);
-      if (!r.ok)
-        failures.push_back("crash at op " + std::to_string(n) + (flavour ? " (power loss)" : " (process crash)") +
-                           ": " + r.why);
-    }
-  }
-  std::printf("crash points: %llu of %llu operations x 2 flavours covered (%llu cycles), %zu failures\n",
-              static_cast<unsigned long long>(covered / 2), static_cast<unsigned long long>(points),
-              static_cast<unsigned long long>(covered), failures.size());
-  EXPECT_EQ(covered, 2 * points) << "every operation is a crash point in both flavours";
-  for (std::size_t i = 0; i < std::min<std::size_t>(failures.size(), 10); ++i) ADD_FAILURE() << failures[i];
+  every_crash_point(
+      "crash points", dir, points, [&](fault_file_system& ffs) { return run_workload(ffs, dir); },
+      [&](fault_file_system& ffs, const promises& made, uint64_t n) {
+        // Crash the first recovery too, at one of its early operations (varies with n).
+        return recover_and_check(ffs, dir, made, (n % 4 == 0) ? 1 + n % 5 : 0);
+      });
 }
 
 // The I/O-error sweep: at every mutating operation, inject ENOSPC and EIO (once, and from then
@@ -400,30 +412,11 @@ TEST_F(crash_point_test, EveryCrashPointOfASharedLaneWithReleaseAndReactivationL
   const uint64_t points = counter.mutating_ops();
   ASSERT_GE(counter.ops(fs_op::remove) + counter.ops(fs_op::rename), 20u);
 
-  uint64_t covered = 0;
-  std::vector<std::string> failures;
-  for (uint64_t n = 1; n <= points; ++n) {
-    for (int flavour = 0; flavour < 2; ++flavour) {
-      std::filesystem::remove_all(dir);
-      fault_file_system ffs(posix_file_system());
-      ffs.crash_at(n);
-      const lane_promises made = run_lane_workload(ffs, dir);
-      if (!ffs.crashed()) continue;
-      ++covered;
-      if (flavour == 0) ffs.restart_after_crash();
-      else if (status pl = ffs.power_loss({/*torn=*/true, n}); !pl.is_ok())
-        FAIL() << "op " << n << ": " << pl.to_string();
-      auto r = recover_lane_and_check(ffs, dir, made, (n % 4 == 0) ? 1 + n % 7 : 0);
-      if (!r.ok)
-        failures.push_back("crash at op " + std::to_string(n) + (flavour ? " (power loss)" : " (process crash)") +
-                           ": " + r.why);
-    }
-  }
-  std::printf("shared-lane crash points: %llu of %llu operations x 2 flavours covered (%llu cycles), %zu failures\n",
-              static_cast<unsigned long long>(covered / 2), static_cast<unsigned long long>(points),
-              static_cast<unsigned long long>(covered), failures.size());
-  EXPECT_EQ(covered, 2 * points);
-  for (std::size_t i = 0; i < std::min<std::size_t>(failures.size(), 10); ++i) ADD_FAILURE() << failures[i];
+  every_crash_point(
+      "shared-lane crash points", dir, points, [&](fault_file_system& ffs) { return run_lane_workload(ffs, dir); },
+      [&](fault_file_system& ffs, const lane_promises& made, uint64_t n) {
+        return recover_lane_and_check(ffs, dir, made, (n % 4 == 0) ? 1 + n % 7 : 0);
+      });
 }
 
 }  // namespace
