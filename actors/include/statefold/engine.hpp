@@ -298,11 +298,8 @@ result<std::shared_ptr<journal_lane>> engine<Model>::open_lane(uint32_t l) {
   lo.mode = options_.recovery;
   lo.log = options_.log;
   if (lo.log.segment_bytes == 0) lo.log.segment_bytes = engine_segment_bytes(dir_->info().lanes);
-  lo.max_bytes = options_.max_lane_bytes;
-  if (lo.max_bytes != 0 && lo.max_bytes < 2 * lo.log.segment_bytes)
-    return status{errc::invalid_argument, "max_lane_bytes " + std::to_string(lo.max_bytes) +
-                                              " is below two segments of " +
-                                              std::to_string(lo.log.segment_bytes) + " bytes"};
+  // Never below two segments: the current one and the oldest, which is what can go.
+  lo.max_bytes = options_.max_lane_bytes == 0 ? 0 : std::max(options_.max_lane_bytes, 2 * lo.log.segment_bytes);
   if (!lo.log.preparer) lo.log.preparer = preparer_;
   const data_dir* d = dir_.get();
   lo.log.fence_check = [d] { return d->check_epoch(); };

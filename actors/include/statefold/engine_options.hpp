@@ -92,8 +92,8 @@ struct engine_options {
   /// is newer than its last one), until the segment can go: keep_checkpoints rounds at most
   /// (2 by default; segments are released past the oldest checkpoint a partition keeps). A
   /// checkpoint that fails is not retried for the limit for 30 s. 0: no limit (an
-  /// idle partition then keeps every segment written after its checkpoint). At least two
-  /// segments when set.
+  /// idle partition then keeps every segment written after its checkpoint). Raised to two
+  /// segments when it is less.
   uint64_t max_lane_bytes = 1ull << 30;
   /// Where the bytes go; nullptr: the real disk. Tests pass a fault_file_system.
   file_system* fs = nullptr;
