@@ -273,11 +273,13 @@ status checkpoint_store::seal(uint64_t lsn) {
   std::string b(sealed_magic);
   put_u64(b, lsn);
   put_u32(b, crc32c::mask(crc32c::value(b.data(), b.size())));
-  return fs_->write_file_atomic(path_join(dir_, sealed_name), b);
+  return fs_->write_file_atomic(sealed_path(), b);
 }
 
+std::string checkpoint_store::sealed_path() const { return path_join(dir_, sealed_name); }
+
 result<std::optional<uint64_t>> checkpoint_store::sealed() const {
-  const std::string path = path_join(dir_, sealed_name);
+  const std::string path = sealed_path();
   SF_ASSIGN_OR_RETURN(bool present, fs_->exists(path));
   if (!present) return std::optional<uint64_t>();
   SF_ASSIGN_OR_RETURN(std::string b, fs_->read_file(path));
@@ -289,7 +291,7 @@ result<std::optional<uint64_t>> checkpoint_store::sealed() const {
 }
 
 status checkpoint_store::unseal() {
-  const std::string path = path_join(dir_, sealed_name);
+  const std::string path = sealed_path();
   SF_ASSIGN_OR_RETURN(bool present, fs_->exists(path));
   if (!present) return status::ok();
   SF_RETURN_IF_ERROR(fs_->remove(path));

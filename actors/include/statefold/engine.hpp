@@ -188,6 +188,19 @@ class engine {
   // engine_options::start_released: a sealed partition is left alone (its lane is told it
   // needs nothing); any other is recovered and sealed. Always nullptr, or the error.
   result<std::shared_ptr<partition_state<Model>>> open_released(uint32_t p);
+  // The LSN of partition p's sealed checkpoint (checkpoint_store::sealed), read from disk.
+  result<std::optional<uint64_t>> sealed_at(uint32_t p) const {
+    return checkpoint_store::open_read_only(fs(), path_join(dir_->partition_dir(p), layout::checkpoint_dir), p)
+        .sealed();
+  }
+  // Waits until every event submitted to partition p is answered.
+  void await_answers(uint32_t p) {
+    auto& n = flight_[p]->n;
+    for (int64_t cur = n.load(); cur > 0; cur = n.load()) n.wait(cur);
+  }
+  // Asks partition p's actor to sync, checkpoint (checkpoint_on_close, or always when
+  // sealing), seal if asked, and stop; waits for its answer.
+  status close_partition(uint32_t p, bool seal);
   // The lane's current journal, opened anew (scanned, repaired) when the current one failed.
   result<std::shared_ptr<journal_lane>> lane_for(uint32_t lane);
   result<std::shared_ptr<journal_lane>> open_lane(uint32_t lane);
@@ -341,8 +354,7 @@ result<std::shared_ptr<journal_lane>> engine<Model>::lane_for(uint32_t l) {
     // from its start. (Released but not sealed, a release that failed, keeps the pin.)
     for (uint32_t q = l; q < released_.size(); q += dir_->info().lanes) {
       if (!released_[q]->load()) continue;
-      auto sealed =
-          checkpoint_store::open_read_only(fs(), path_join(dir_->partition_dir(q), layout::checkpoint_dir), q).sealed();
+      auto sealed = sealed_at(q);
       if (!sealed) {  // keep the pin; activating it will report the damage
         log_with(*log_, spdlog::level::err, {.partition = q}, "partition {}: {}; its lane keeps its records",
                  q, sealed.error().to_string());
@@ -371,8 +383,7 @@ result<std::shared_ptr<partition_state<Model>>> engine<Model>::recover(uint32_t 
 template <model Model>
 result<std::shared_ptr<partition_state<Model>>> engine<Model>::open_released(uint32_t p) {
   using none = std::shared_ptr<partition_state<Model>>;
-  auto store = checkpoint_store::open_read_only(fs(), path_join(dir_->partition_dir(p), layout::checkpoint_dir), p);
-  auto sealed = store.sealed();
+  auto sealed = sealed_at(p);
   if (!sealed) return sealed.error().with_context("partition " + std::to_string(p));
   if (*sealed) return none();  // lane_for() told its lane it needs nothing
   auto ps = recover(p);
@@ -1030,20 +1041,8 @@ status engine<Model>::release(uint32_t p, std::chrono::milliseconds wait_for_res
                               std::to_string(wait_for_restart.count()) + " ms; it stays active"};
   // From here on, its events are answered failed at once; those accepted before are answered.
   released_[p]->store(true, std::memory_order_release);
-  auto& flight = flight_[p]->n;
-  for (int64_t cur = flight.load(); cur > 0; cur = flight.load()) flight.wait(cur);
-  auto pr = std::make_shared<std::promise<status>>();
-  auto fut = pr->get_future();
-  auto w = std::make_shared<detail::close_work>();
-  w->on_closed = [pr = std::move(pr)](status s) { pr->set_value(std::move(s)); };
-  w->seal = true;
-  caf::anon_send(actor_for(p), detail::close_atom::value, detail::work_ptr(std::move(w)));
-  status st;
-  try {
-    st = fut.get();
-  } catch (const std::future_error&) {
-    st = {errc::failed, "it stopped before it was sealed"};
-  }
+  await_answers(p);
+  const status st = close_partition(p, /*seal=*/true);
   {
     std::unique_lock l(slots_mu_);
     slots_[p].actor = nullptr;
@@ -1057,6 +1056,23 @@ status engine<Model>::release(uint32_t p, std::chrono::milliseconds wait_for_res
   }
   log_with(*log_, spdlog::level::info, {.partition = p}, "partition {} released (sealed)", p);
   return status::ok();
+}
+
+template <model Model>
+status engine<Model>::close_partition(uint32_t p, bool seal) {
+  auto pr = std::make_shared<std::promise<status>>();
+  auto fut = pr->get_future();
+  auto w = std::make_shared<detail::close_work>();
+  // The message holds the only reference: a dead partition breaks the promise.
+  w->on_closed = [pr = std::move(pr)](status s) { pr->set_value(std::move(s)); };
+  w->seal = seal;
+  caf::anon_send(actor_for(p), detail::close_atom::value, detail::work_ptr(std::move(w)));
+  try {
+    return fut.get();
+  } catch (const std::future_error&) {
+    return {errc::failed, "partition " + std::to_string(p) + " stopped before " +
+                              (seal ? "it was sealed" : "closing cleanly")};
+  }
 }
 
 template <model Model>
@@ -1076,23 +1092,11 @@ status engine<Model>::close() {
     return close_status_;
   }
   // 1. Wait until every submitted event is answered.
-  for (auto& f : flight_)
-    for (int64_t cur = f->n.load(); cur > 0; cur = f->n.load()) f->n.wait(cur);
+  for (uint32_t p = 0; p < router_.partitions(); ++p) await_answers(p);
   // 2. Each partition syncs, checkpoints and stops.
   for (uint32_t p = 0; p < router_.partitions(); ++p) {
     if (!active(p)) continue;
-    auto pr = std::make_shared<std::promise<status>>();
-    auto fut = pr->get_future();
-    auto w = std::make_shared<detail::close_work>();
-    // The message holds the only reference: a dead partition breaks the promise.
-    w->on_closed = [pr = std::move(pr)](status s) { pr->set_value(std::move(s)); };
-    caf::anon_send(actor_for(p), detail::close_atom::value, detail::work_ptr(std::move(w)));
-    status st;
-    try {
-      st = fut.get();
-    } catch (const std::future_error&) {
-      st = {errc::failed, "partition " + std::to_string(p) + " stopped before closing cleanly"};
-    }
+    const status st = close_partition(p, /*seal=*/false);
     if (!st.is_ok() && close_status_.is_ok()) close_status_ = st;
   }
   // 3. Stop the supervisor and every actor; the system waits for them.

@@ -184,6 +184,7 @@ class checkpoint_store {
   std::string dir_;
   uint32_t partition_;
   std::vector<std::string> removed_;
+  std::string sealed_path() const;
 };
 
 template <class Encoder>

@@ -161,8 +161,6 @@ class partition_state {
   /// nothing more of it. The partition must not take events after; it is closed next. The
   /// next open() unseals it.
   status seal();
-  /// Whether the partition is sealed (after seal(); open() unseals).
-  bool sealed() const noexcept { return sealed_; }
 
   // -- the two halves, for an owner and a persister on different threads --------------------
   /// Owner: everything applied so far, for persist().
@@ -393,7 +391,6 @@ class partition_state {
   bool have_checkpoint_ = false;  // counters_.last_checkpoint_lsn names a checkpoint on disk
   status failure_;                // set when the in-memory state can no longer be trusted
   bool needs_rebuild_ = false;
-  bool sealed_ = false;
 };
 
 // ---------------------------------------------------------------------------------------------
@@ -787,7 +784,6 @@ template <model Model>
 status partition_state<Model>::seal() {
   SF_RETURN_IF_ERROR(checkpoint());
   SF_RETURN_IF_ERROR(store_.seal(counters_.last_checkpoint_lsn));
-  sealed_ = true;
   return lane_->need_from(o_.partition, UINT64_MAX);
 }
 
