@@ -10,6 +10,7 @@
 
 #include "statefold/journal_lane.hpp"
 #include "statefold/partition_state.hpp"
+#include "statefold/recovery.hpp"
 #include "statefold/testing/fault_fs.hpp"
 #include "statefold/testing/ledger_model.hpp"
 #include "statefold/testing/temp_dir.hpp"
@@ -58,6 +59,42 @@ class journal_lane_test : public ::testing::Test {
     }
   }
 
+  // Opens every partition of the lane as engine::open does: one read of the lane recovers
+  // them all (recover_lane, applying on `threads` threads), and the lane opens from that read.
+  // The report of each is in reports_.
+  void open_together(unsigned threads) {
+    parts_.clear();
+    lane_.reset();
+    reports_.clear();
+    std::vector<std::unique_ptr<partition>> states;
+    std::vector<partition_recovery> rec;
+    for (uint32_t p = 0; p < partitions; ++p) {
+      partition_options o;
+      o.dir = t_ / partition_dir_name(p);
+      o.partition = p;
+      o.dedup_window = 1000;
+      o.log.max_record_bytes = 1024;
+      auto ps = partition::prepare(posix_file_system(), std::move(o));
+      ASSERT_TRUE(ps) << ps.error().to_string();
+      rec.push_back((*ps)->recovery_part());
+      states.push_back(std::move(ps).value());
+    }
+    lane_recovery_options ro;
+    ro.lane = lane_options().membership;
+    ro.threads = threads;
+    auto r = recover_lane(posix_file_system(), lane_log(), ro, rec);
+    ASSERT_TRUE(r) << r.error().to_string();
+    lane_bytes_read_ = r->scan.bytes_read;
+    auto lane = journal_lane::open_scanned(posix_file_system(), lane_log(), lane_options(), r->scan);
+    ASSERT_TRUE(lane) << lane.error().to_string();
+    lane_ = *lane;
+    for (uint32_t p = 0; p < partitions; ++p) {
+      reports_.push_back(r->reports[p]);
+      ASSERT_TRUE(states[p]->finish_open(lane_, r->reports[p]).is_ok());
+      parts_.push_back(std::move(states[p]));
+    }
+  }
+
   // Event i of a workload over 7 keys; key k goes to partition k % 3 (whatever the hash says:
   // these partitions are opened directly, not routed).
   static std::pair<uint32_t, testing::ledger_event> event(int i) {
@@ -93,6 +130,8 @@ class journal_lane_test : public ::testing::Test {
   }
 
   temp_dir t_;
+  std::vector<recovery_report> reports_;  // open_together's
+  uint64_t lane_bytes_read_ = 0;          // likewise
   uint64_t max_bytes_ = 0;  // journal_lane::options::max_bytes
   std::shared_ptr<journal_lane> lane_;
   std::vector<std::unique_ptr<partition>> parts_;
@@ -128,6 +167,121 @@ TEST_F(journal_lane_test, PartitionsInterleavedInOneLaneRecoverTheirOwnStateWith
     auto [p, e] = event(i);
     EXPECT_EQ(parts_[p]->apply(e).kind, outcome::duplicate) << i;
   }
+}
+
+// engine::open's way: the lane read once for all its partitions, which apply on two threads
+// besides the reader. The result is the one each partition's own recovery gives.
+TEST_F(journal_lane_test, ALaneReadOnceForAllItsPartitionsRecoversWhatEachWouldAlone) {
+  std::map<std::string, ledger_state> oracle;
+  ASSERT_NO_FATAL_FAILURE(open_all());
+  ASSERT_NO_FATAL_FAILURE(feed(0, 3000, &oracle));
+  ASSERT_NO_FATAL_FAILURE(sync_all());
+  ASSERT_TRUE(parts_[1]->checkpoint().is_ok());
+  ASSERT_NO_FATAL_FAILURE(feed(3000, 4000, &oracle));
+  ASSERT_NO_FATAL_FAILURE(sync_all());
+  std::vector<uint64_t> next;
+  for (const auto& p : parts_) next.push_back(p->next_lsn());
+  const uint64_t lane_end = lane_->durable_lsn();
+
+  for (unsigned threads : {1u, 2u}) {
+    SCOPED_TRACE(threads);
+    ASSERT_NO_FATAL_FAILURE(open_together(threads));
+    EXPECT_EQ(states(), oracle);
+    for (uint32_t p = 0; p < partitions; ++p) EXPECT_EQ(parts_[p]->next_lsn(), next[p]) << p;
+    EXPECT_EQ(lane_->durable_lsn(), lane_end);
+    EXPECT_TRUE(reports_[1].used_checkpoint);
+    EXPECT_FALSE(reports_[0].used_checkpoint);
+    EXPECT_EQ(reports_[0].events_replayed + reports_[2].events_replayed + reports_[1].events_replayed +
+                  reports_[1].checkpoint_lsn,
+              4000u);
+    // One read: every report names the same bytes, those of the lane's segments once.
+    uint64_t on_disk = 0;
+    for (const auto& f : testing::files_in(lane_log())) on_disk += std::filesystem::file_size(lane_log() + "/" + f);
+    EXPECT_LE(lane_bytes_read_, on_disk);
+    for (const auto& r : reports_) EXPECT_EQ(r.bytes_read, lane_bytes_read_);
+    // Duplicates across the restart, in every partition (within its window of 1000).
+    for (int i = 3200; i < 4000; i += 37) {
+      auto [p, e] = event(i);
+      EXPECT_EQ(parts_[p]->apply(e).kind, outcome::duplicate) << i;
+    }
+  }
+  ASSERT_NO_FATAL_FAILURE(feed(4000, 4100, &oracle));
+  ASSERT_NO_FATAL_FAILURE(sync_all());
+  ASSERT_NO_FATAL_FAILURE(open_all());
+  EXPECT_EQ(states(), oracle);
+}
+
+// A replay error in one partition (here: its handler refuses a record) stops the lane's whole
+// recovery, on whichever thread it happens, and the error is the one reported.
+TEST_F(journal_lane_test, AReplayErrorInOnePartitionStopsTheLanesRecoveryWithThatError) {
+  ASSERT_NO_FATAL_FAILURE(open_all());
+  ASSERT_NO_FATAL_FAILURE(feed(0, 3000));
+  ASSERT_NO_FATAL_FAILURE(sync_all());
+  parts_.clear();
+  lane_.reset();
+  for (unsigned threads : {1u, 2u}) {
+    std::vector<checkpoint_store> stores;
+    for (uint32_t p = 0; p < partitions; ++p)
+      stores.push_back(checkpoint_store::open_read_only(posix_file_system(), t_ / (partition_dir_name(p) + "/ckpt"), p));
+    std::vector<partition_recovery> rec(partitions);
+    std::vector<uint64_t> seen(partitions, 0);
+    for (uint32_t p = 0; p < partitions; ++p) {
+      rec[p].partition = p;
+      rec[p].checkpoints = &stores[p];
+      rec[p].hooks.reset = [] {};
+      rec[p].hooks.load_checkpoint = [](const loaded_checkpoint&) { return status::ok(); };
+      rec[p].hooks.replay = [&seen, p](const log_record& r) -> status {
+        EXPECT_EQ(r.partition, p);
+        EXPECT_EQ(r.pseq, ++seen[p]);  // in order, each once
+        if (p == 2 && r.pseq == 500) return {errc::corruption, "partition 2 refuses record 500"};
+        return status::ok();
+      };
+    }
+    lane_recovery_options ro;
+    ro.lane = lane_options().membership;
+    ro.repair = false;
+    ro.threads = threads;
+    auto r = recover_lane(posix_file_system(), lane_log(), ro, rec);
+    ASSERT_FALSE(r) << threads;
+    EXPECT_EQ(r.error().message(), "partition 2 refuses record 500") << threads;
+    EXPECT_EQ(seen[2], 500u) << threads;
+  }
+}
+
+// A partition whose records in the lane do not start where its state ends is caught by the one
+// read, naming the partition and the records missing (here: its checkpoints are gone, and the
+// lane has released the segments that held its first records).
+TEST_F(journal_lane_test, APartitionWhoseFirstRecordsTheLaneReleasedFailsTheOneRead) {
+  ASSERT_NO_FATAL_FAILURE(open_all());
+  for (int round = 0; round < 3; ++round) {
+    ASSERT_NO_FATAL_FAILURE(feed(round * 1000, round * 1000 + 1000));
+    ASSERT_NO_FATAL_FAILURE(sync_all());
+    for (auto& p : parts_) ASSERT_TRUE(p->checkpoint().is_ok());
+  }
+  ASSERT_GT(lane_->recovered().first_lsn + 0, 0u);
+  parts_.clear();
+  lane_.reset();
+  std::filesystem::remove_all(t_ / "p-0000/ckpt");
+  std::vector<std::unique_ptr<partition>> states;
+  std::vector<partition_recovery> rec;
+  for (uint32_t p = 0; p < partitions; ++p) {
+    partition_options o;
+    o.dir = t_ / partition_dir_name(p);
+    o.partition = p;
+    o.dedup_window = 1000;
+    auto ps = partition::prepare(posix_file_system(), std::move(o));
+    ASSERT_TRUE(ps) << ps.error().to_string();
+    rec.push_back((*ps)->recovery_part());
+    states.push_back(std::move(ps).value());
+  }
+  lane_recovery_options ro;
+  ro.lane = lane_options().membership;
+  ro.threads = 2;
+  auto r = recover_lane(posix_file_system(), lane_log(), ro, rec);
+  ASSERT_FALSE(r);
+  EXPECT_EQ(r.error().code(), errc::corruption);
+  EXPECT_NE(r.error().message().find("partition 0's record "), std::string::npos) << r.error().message();
+  EXPECT_NE(r.error().message().find(" where its record 1 was due"), std::string::npos) << r.error().message();
 }
 
 TEST_F(journal_lane_test, CommitsFromSeveralThreadsGroupAndEveryRecordLandsOnce) {

@@ -39,6 +39,7 @@
 #include "statefold/file_system.hpp"
 #include "statefold/log_format.hpp"
 #include "statefold/log_reader.hpp"
+#include "statefold/recovery.hpp"
 #include "statefold/status.hpp"
 
 namespace {
@@ -354,7 +355,6 @@ findings verify_partition(file_system& fs, const std::string& dir, const manifes
   const auto& checkpoints = cps ? *cps : no_checkpoints;
   for (const auto& c : checkpoints)
     if (!c.problem.is_ok()) f.problems.push_back(c.problem.message());
-  // A released partition (engine::release): its lane may start after its sealed checkpoint.
   std::optional<uint64_t> sealed;
   if (auto sd = checkpoint_store::open_read_only(fs, ckpt_dir, p).sealed(); !sd)
     f.problems.push_back(sd.error().message());
@@ -372,6 +372,20 @@ findings verify_partition(file_system& fs, const std::string& dir, const manifes
   const auto it = lane->partitions.find(p);
   const partition_in_lane mine = it == lane->partitions.end() ? partition_in_lane{} : it->second;
   const bool shared = !m.membership(l).is_private();
+
+  // Recovery's own plan (recovery.hpp), from what was read here.
+  lane_facts facts{where, l, shared, scan.segments.empty() ? 0 : scan.first_lsn, recovery_mode::tolerate_torn_tail};
+  std::vector<uint64_t> newest_first;
+  for (auto c = checkpoints.rbegin(); c != checkpoints.rend(); ++c) newest_first.push_back(c->lsn);
+  checkpoint_steps steps;
+  steps.verify = [&](uint64_t lsn) -> result<checkpoint_position> {
+    const auto c = std::find_if(checkpoints.begin(), checkpoints.end(), [&](const auto& x) { return x.lsn == lsn; });
+    if (!c->problem.is_ok()) return status{errc::corruption, c->problem.message()};  // reported above
+    return checkpoint_position{c->lsn, c->lane, c->position, c->path};
+  };
+  auto plan = plan_partition(p, facts, newest_first, sealed, steps);
+  if (!plan) f.problems.push_back(plan.error().message());
+
   for (const auto& c : checkpoints) {
     if (!c.problem.is_ok()) continue;
     if (c.lane != l) {
@@ -380,15 +394,9 @@ findings verify_partition(file_system& fs, const std::string& dir, const manifes
                            " (recovery skips it)");
       continue;
     }
-    // Checkpoints are written only after the sync covering them, so a verified checkpoint
-    // beyond the lane's end proves acknowledged records were lost; recovery fails closed.
-    const uint64_t must_reach = shared ? c.position : std::max(c.position, c.lsn + 1);
-    if (scan.next_lsn < must_reach)
-      f.problems.push_back(c.path + ": checkpoint at LSN " + std::to_string(c.lsn) + " covers the lane up to LSN " +
-                           std::to_string(must_reach - 1) + ", beyond its end (last LSN " +
-                           std::to_string(scan.next_lsn - 1) +
-                           (scan.segments.empty() ? ", no segments" : "") +
-                           "): the lane lost acknowledged records");
+    // Rule 3 of recovery, for every checkpoint (recovery meets only the one it starts from).
+    if (auto lost = covers_beyond_end({c.lsn, c.lane, c.position, c.path}, shared, scan))
+      f.problems.push_back(*lost + ": the lane lost acknowledged records");
     // The lane still holds record `last_seq` of the partition, and every later one after it.
     if (mine.records > 0 && mine.last_seq < c.lsn)
       f.problems.push_back(c.path + ": checkpoint at LSN " + std::to_string(c.lsn) + " of partition " +
@@ -396,30 +404,17 @@ findings verify_partition(file_system& fs, const std::string& dir, const manifes
                            std::to_string(mine.last_seq) + ": records " + std::to_string(mine.last_seq + 1) +
                            ".." + std::to_string(c.lsn) + " are missing");
   }
-  // Recovery replays from the newest usable checkpoint's position (or the partition's first
-  // record without one); a lane starting later, or the partition's records starting after
-  // the one due, lost what the state needs.
+  // Replay requires the partition's records to follow its start without a gap.
+  const uint64_t covered = plan ? plan->after_pseq : 0;
+  if (plan && mine.records > 0 && mine.first_seq > covered + 1)
+    f.problems.push_back(where + ": partition " + std::to_string(p) + "'s first record in the lane (LSN " +
+                         std::to_string(mine.first_lsn) + ") is its record " + std::to_string(mine.first_seq) +
+                         ", but " +
+                         (plan->start ? "recovery starts from checkpoint " + std::to_string(covered)
+                                      : std::string("there is no valid checkpoint")) +
+                         ": records " + std::to_string(covered + 1) + ".." + std::to_string(mine.first_seq - 1) +
+                         " are missing");
   const checkpoint_info* newest = newest_valid(checkpoints);
-  if (newest && newest->lane != l) newest = nullptr;
-  const uint64_t covered = newest ? newest->lsn : 0;
-  if (!scan.segments.empty()) {
-    if (newest && scan.first_lsn > newest->position && sealed != newest->lsn)
-      f.problems.push_back(where + ": the lane starts at LSN " + std::to_string(scan.first_lsn) + " but " +
-                           newest->path + " replays from LSN " + std::to_string(newest->position) +
-                           ": the state cannot be rebuilt");
-    if (!newest && scan.first_lsn > 1 && (!shared || !checkpoints.empty()))
-      f.problems.push_back(where + ": the lane starts at LSN " + std::to_string(scan.first_lsn) +
-                           " and partition " + std::to_string(p) +
-                           " has no valid checkpoint: its records before it are missing, the state cannot be rebuilt");
-    if (mine.records > 0 && mine.first_seq > covered + 1)
-      f.problems.push_back(where + ": partition " + std::to_string(p) + "'s first record in the lane (LSN " +
-                           std::to_string(mine.first_lsn) + ") is its record " + std::to_string(mine.first_seq) +
-                           ", but " +
-                           (newest ? "the newest valid checkpoint covers up to " + std::to_string(covered)
-                                   : std::string("there is no valid checkpoint")) +
-                           ": records " + std::to_string(covered + 1) + ".." +
-                           std::to_string(mine.first_seq - 1) + " are missing");
-  }
   if (mine.records == 0 && checkpoints.empty())
     f.summary = "empty (no records, no checkpoints)";
   else
@@ -428,6 +423,7 @@ findings verify_partition(file_system& fs, const std::string& dir, const manifes
                                          ".." + std::to_string(mine.last_seq) + ")") +
                 " in lane " + std::to_string(l) + ", " + describe_checkpoints(checkpoints);
   if (sealed) f.summary += "; released, sealed at checkpoint " + std::to_string(*sealed);
+  if (plan) f.summary += "; recovery: " + plan->describe();
   if (sealed && newest && newest->lsn > *sealed)
     f.warnings.push_back(ckpt_dir + "/" + std::string(checkpoint_format::sealed_name) + ": seals checkpoint " +
                          std::to_string(*sealed) + ", older than the newest (" + std::to_string(newest->lsn) +

@@ -1,7 +1,13 @@
 #include "statefold/recovery.hpp"
 
+#include <algorithm>
+#include <atomic>
 #include <chrono>
+#include <condition_variable>
 #include <cstdio>
+#include <deque>
+#include <mutex>
+#include <thread>
 
 namespace statefold {
 
@@ -28,7 +34,20 @@ std::string recovery_report::summary() const {
 
 namespace {
 
-// LSN of the first segment present, or 0 when the log has none.
+double seconds_since(std::chrono::steady_clock::time_point t) {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - t).count();
+}
+
+std::string no_command_offers_pitr(const std::string& would) {
+  return "(point-in-time recovery, an operator's choice: engine_options::recovery = point_in_time, "
+         "no command offers it yet, would " + would + ")";
+}
+
+}  // namespace
+
+// ---------------------------------------------------------------------------------------------
+// The plan
+
 result<uint64_t> first_segment_lsn(file_system& fs, const std::string& log_dir) {
   SF_ASSIGN_OR_RETURN(bool present, fs.exists(log_dir));
   if (!present) return uint64_t{0};
@@ -41,192 +60,432 @@ result<uint64_t> first_segment_lsn(file_system& fs, const std::string& log_dir) 
   return first;
 }
 
-}  // namespace
+std::string partition_plan::describe() const {
+  std::string s = start ? "checkpoint " + std::to_string(start->lsn) + (sealed ? " (sealed)" : "") +
+                              ", then its records after " + std::to_string(after_pseq) + " from LSN " +
+                              std::to_string(from_lsn)
+                        : "full replay from LSN " + std::to_string(from_lsn);
+  return s;
+}
 
-result<recovery_result> recover_partition(file_system& fs, const std::string& log_dir,
-                                          checkpoint_store& checkpoints,
-                                          const recovery_options& o, const recovery_hooks& hooks) {
-  const auto t0 = std::chrono::steady_clock::now();
-  auto since = [](std::chrono::steady_clock::time_point t) {
-    return std::chrono::duration<double>(std::chrono::steady_clock::now() - t).count();
-  };
-  recovery_result out;
-  recovery_report& rep = out.report;
-  rep.partition = o.partition;
-  for (const auto& p : checkpoints.removed_at_open())
-    rep.notes.push_back("removed leftover " + p);
-
-  const lane_membership lane = o.lane.lanes == 0 ? lane_membership::alone(o.partition) : o.lane;
-  const bool shared = !lane.is_private();
-  SF_ASSIGN_OR_RETURN(uint64_t first_lsn, first_segment_lsn(fs, log_dir));
-  SF_ASSIGN_OR_RETURN(auto lsns, checkpoints.list());
-  // A released partition's last checkpoint (checkpoint.hpp, Sealing): its lane kept nothing
-  // for it since, so the lane starting after that checkpoint's position loses nothing.
-  SF_ASSIGN_OR_RETURN(const std::optional<uint64_t> sealed, checkpoints.sealed());
-
-  log_scan_options so;
-  lane.apply_to(so);
-  so.max_epoch = o.max_epoch;
-  so.mode = o.mode;
-  so.max_lsn = o.max_lsn;
-  so.skip_before_from = shared;
-  uint64_t replayed = 0;
-  uint64_t after_pseq = 0;  // the checkpoint's: records up to it are in the state already
-  uint64_t next_pseq = 1;   // the partition's next record must have this pseq
-  log_visitor visit = [&](const log_record& r) -> status {
-    if (r.partition != o.partition || r.pseq <= after_pseq) return status::ok();
-    if (r.pseq != next_pseq)
-      return {errc::corruption,
-              std::string(r.file) + " at offset " + std::to_string(r.offset) + " (LSN " +
-                  std::to_string(r.lsn) + "): partition " + std::to_string(o.partition) +
-                  "'s record " + std::to_string(r.pseq) + " where its record " +
-                  std::to_string(next_pseq) + " was due (records " + std::to_string(next_pseq) +
-                  ".." + std::to_string(r.pseq - 1) + " of the partition are missing from its lane)"};
-    ++next_pseq;
-    SF_RETURN_IF_ERROR(hooks.replay(r));
-    if (o.progress && (++replayed & ((1u << 20) - 1)) == 0) o.progress(replayed, 0);
-    return status::ok();
-  };
-
-  const bool pitr = o.mode == recovery_mode::point_in_time;
-  bool drop_checkpoints = false;  // point-in-time: checkpoints beyond the log's end go
-  bool done = false;
+result<partition_plan> plan_partition(uint32_t partition, const lane_facts& lane,
+                                      const std::vector<uint64_t>& lsns, std::optional<uint64_t> sealed,
+                                      const checkpoint_steps& steps) {
+  partition_plan plan;
+  plan.partition = partition;
+  const bool pitr = lane.mode == recovery_mode::point_in_time;
   for (uint64_t lsn : lsns) {
-    if (first_lsn == 0 && lsn > 0 && !pitr) {
-      rep.notes.push_back("checkpoint " + std::to_string(lsn) + " skipped: the log has no segments");
+    const std::string name = "checkpoint " + std::to_string(lsn);
+    if (lane.first_lsn == 0 && lsn > 0 && !pitr) {
+      plan.notes.push_back(name + " skipped: the log has no segments");
       continue;
     }
-    const auto tc = std::chrono::steady_clock::now();
-    auto c = checkpoints.load(lsn);
+    auto c = steps.verify(lsn);
     if (!c) {
-      rep.checkpoint_seconds += since(tc);
       // Damage falls back to an older checkpoint; a read error is never taken for damage.
       if (c.error().code() == errc::io_error) return c.error();
-      rep.notes.push_back("checkpoint " + std::to_string(lsn) + " skipped: " + c.error().to_string());
+      plan.notes.push_back(name + " skipped: " + c.error().to_string());
       continue;
     }
     if (c->lane != lane.lane) {
-      rep.checkpoint_seconds += since(tc);
-      rep.notes.push_back("checkpoint " + std::to_string(lsn) + " skipped: it records a position in journal lane " +
-                          std::to_string(c->lane) + ", but the partition's lane is " +
-                          std::to_string(lane.lane));
+      plan.notes.push_back(name + " skipped: it records a position in journal lane " + std::to_string(c->lane) +
+                           ", but the partition's lane is " + std::to_string(lane.lane));
       continue;
     }
+    // A released partition's last checkpoint (checkpoint.hpp, Sealing): its lane kept nothing
+    // for it since, so the lane starting after that checkpoint's position loses nothing.
     const bool sealed_here = sealed && *sealed == lsn;
-    if (sealed_here) rep.notes.push_back("checkpoint " + std::to_string(lsn) + " is sealed (the partition was released)");
-    if (first_lsn > c->position && !sealed_here) {
-      rep.checkpoint_seconds += since(tc);
-      rep.notes.push_back("checkpoint " + std::to_string(lsn) + " skipped: it replays from LSN " +
-                          std::to_string(c->position) + ", but the log now starts at LSN " +
-                          std::to_string(first_lsn));
+    if (sealed_here) plan.notes.push_back(name + " is sealed (the partition was released)");
+    if (lane.first_lsn > c->position && !sealed_here) {
+      plan.notes.push_back(name + " skipped: it replays from LSN " + std::to_string(c->position) +
+                           ", but the log now starts at LSN " + std::to_string(lane.first_lsn));
       continue;
     }
-    status loaded = hooks.load_checkpoint(*c);
-    rep.checkpoint_seconds += since(tc);
-    if (status st = loaded; !st.is_ok()) {
-      rep.notes.push_back("checkpoint " + std::to_string(lsn) + " skipped: " + st.to_string());
-      continue;
-    }
-    so.from_lsn = c->position;
-    after_pseq = lsn;
-    next_pseq = lsn + 1;
-    replayed = 0;
-    if (hooks.before_replay) hooks.before_replay();
-    const auto tr = std::chrono::steady_clock::now();
-    SF_ASSIGN_OR_RETURN(out.scan, scan_log(fs, log_dir, so, visit));
-    rep.replay_seconds += since(tr);
-    // The lane held LSN position - 1 durably when the checkpoint was taken (and, in a private
-    // lane, the partition's record `lsn` is the lane's record `lsn`).
-    const uint64_t must_reach = shared ? c->position : std::max(c->position, lsn + 1);
-    if (!out.scan.segments.empty() && out.scan.next_lsn < must_reach) {
-      // A verified checkpoint proves that the lane was durable this far (checkpoints are
-      // written only after the sync that covers them), so the log has lost acknowledged
-      // records — or the checkpoint is wrong. Either way, nothing here may be guessed.
-      std::string what = checkpoints.path_of(lsn) + " verifies and covers up to LSN " +
-                         std::to_string(must_reach - 1) + ", but the log ends at LSN " +
-                         std::to_string(out.scan.next_lsn - 1);
-      if (!out.scan.damage.empty()) what += " after cutting damage (" + out.scan.damage + ")";
-      if (!pitr)
-        return status{errc::corruption,
-                      what + ": records the checkpoint proves durable are missing from the log; "
-                             "refusing to start (point-in-time recovery, an operator's choice: "
-                             "engine_options::recovery = point_in_time, no command offers it yet, "
-                             "would fall back to an older checkpoint and discard LSN " +
-                          std::to_string(out.scan.next_lsn) + " onwards)"};
-      rep.notes.push_back("checkpoint " + std::to_string(lsn) + " dropped: " + what);
-      drop_checkpoints = true;
-      continue;
-    }
-    if (out.scan.segments.empty()) {
-      // Only point-in-time recovery gets here with lsn > 0: the log is gone, the checkpoint
-      // is all there is, and events after it (acknowledged or not) are lost.
-      if (lsn > 0) {
-        rep.notes.push_back("the log has no segments: recovered to checkpoint " +
-                            std::to_string(lsn) + " (point-in-time); later events are lost");
-        // LSNs after the checkpoint will be reused: recyclable segments and newer (damaged)
-        // checkpoints could hold records or claims about them.
-        out.scan.lsn_may_regress = true;
-        drop_checkpoints = true;
+    if (steps.load) {
+      if (status st = steps.load(lsn); !st.is_ok()) {
+        if (st.code() == errc::io_error) return st;
+        plan.notes.push_back(name + " skipped: " + st.to_string());
+        continue;
       }
-      out.scan.first_lsn = out.scan.next_lsn = shared ? 1 : lsn + 1;
     }
-    rep.used_checkpoint = true;
-    rep.checkpoint_lsn = lsn;
-    done = true;
-    break;
+    plan.start = std::move(c).value();
+    plan.sealed = sealed_here;
+    plan.from_lsn = plan.start->position;
+    plan.after_pseq = lsn;
+    return plan;
   }
-  if (!done) {
-    const bool history_claimed = !lsns.empty() && lsns.front() > 0;
-    if (first_lsn == 0 && history_claimed) {
-      std::string why = log_dir + ": the log has no segments but checkpoint " +
-                        std::to_string(lsns.front()) +
-                        " exists, so acknowledged events may be missing; refusing to start "
-                        "(point-in-time recovery, an operator's choice: engine_options::recovery = "
-                        "point_in_time, no command offers it yet, would accept the newest valid "
-                        "checkpoint)";
-      for (const auto& n : rep.notes) why += "; " + n;
-      return status{errc::corruption, why};
+  auto refuse = [&](std::string why) -> status {
+    for (const auto& n : plan.notes) why += "; " + n;
+    return {errc::corruption, std::move(why)};
+  };
+  const bool history_claimed = !lsns.empty() && lsns.front() > 0;
+  if (lane.first_lsn == 0 && history_claimed)
+    return refuse(lane.log_dir + ": the log has no segments but checkpoint " + std::to_string(lsns.front()) +
+                  " exists, so acknowledged events may be missing; refusing to start " +
+                  no_command_offers_pitr("accept the newest valid checkpoint"));
+  // A shared lane may have released its start for other partitions; this partition's own
+  // records must then still begin at 1, which replay checks.
+  if (lane.first_lsn > 1 && (!lane.shared || history_claimed))
+    return refuse(lane.log_dir + ": no usable checkpoint of partition " + std::to_string(partition) +
+                  ", and the log starts at LSN " + std::to_string(lane.first_lsn) +
+                  ": the partition's records before it are gone, so the state cannot be rebuilt");
+  plan.from_lsn = lane.first_lsn == 0 ? 1 : lane.first_lsn;
+  return plan;
+}
+
+std::optional<std::string> covers_beyond_end(const checkpoint_position& c, bool shared, const log_scan& scan) {
+  // The lane held LSN position - 1 durably when the checkpoint was taken (and, in a private
+  // lane, the partition's record `lsn` is the lane's record `lsn`).
+  const uint64_t must_reach = shared ? c.position : std::max(c.position, c.lsn + 1);
+  if (scan.segments.empty() || scan.next_lsn >= must_reach) return std::nullopt;
+  std::string what = c.path + " verifies and covers up to LSN " + std::to_string(must_reach - 1) +
+                     ", but the log ends at LSN " + std::to_string(scan.next_lsn - 1);
+  if (!scan.damage.empty()) what += " after cutting damage (" + scan.damage + ")";
+  return what;
+}
+
+// ---------------------------------------------------------------------------------------------
+// The execution
+
+namespace {
+
+/// Records on their way to the threads that apply them: payloads copied into one buffer
+/// (a record's view lives only during the scan's visit).
+struct replay_batch {
+  struct rec {
+    uint64_t lsn, pseq, offset;
+    uint32_t part, partition, file, at, size;
+    log_format::record_type type;
+  };
+  std::vector<rec> recs;
+  std::string bytes;
+  std::vector<std::string> files;
+};
+
+/// Applies records to their partitions on `threads` threads, partition i always on thread
+/// i % threads (a partition's records stay in order). The first error stops all of them.
+class parallel_replay {
+ public:
+  using apply_fn = std::function<status(uint32_t part, const log_record&)>;
+  parallel_replay(unsigned threads, apply_fn apply) : apply_(std::move(apply)), workers_(threads) {
+    for (auto& w : workers_) w.thread = std::thread([this, &w] { run(w); });
+  }
+  ~parallel_replay() { (void)finish(); }
+
+  /// From the reader's thread: queues a copy of `r` for part `part`. An error: a thread failed.
+  status add(uint32_t part, const log_record& r) {
+    worker& w = workers_[part % workers_.size()];
+    replay_batch& b = w.filling;
+    if (b.files.empty() || b.files.back() != r.file) b.files.emplace_back(r.file);
+    b.recs.push_back({r.lsn, r.pseq, r.offset, part, r.partition, static_cast<uint32_t>(b.files.size() - 1),
+                      static_cast<uint32_t>(b.bytes.size()), static_cast<uint32_t>(r.payload.size()), r.type});
+    b.bytes.append(r.payload);
+    if (b.recs.size() >= 4096 || b.bytes.size() >= (1u << 20)) hand_over(w);
+    return failed_.load(std::memory_order_relaxed) ? first_error() : status::ok();
+  }
+  /// Applies what is queued, waits for the threads; the first error any of them met.
+  status finish() {
+    if (!finished_) {
+      finished_ = true;
+      for (auto& w : workers_) {
+        hand_over(w);
+        {
+          std::lock_guard lock(w.mu);
+          w.closed = true;
+        }
+        w.cv.notify_all();
+      }
+      for (auto& w : workers_) w.thread.join();
     }
-    // A shared lane may have released its start for other partitions; this partition's own
-    // records must then still begin at 1, which replay checks.
-    if (first_lsn > 1 && (!shared || history_claimed)) {
-      std::string why = log_dir + ": no usable checkpoint of partition " + std::to_string(o.partition) +
-                        ", and the log starts at LSN " + std::to_string(first_lsn) +
-                        ", so the state before it cannot be rebuilt";
-      for (const auto& n : rep.notes) why += "; " + n;
-      return status{errc::corruption, why};
-    }
-    hooks.reset();
-    so.from_lsn = first_lsn == 0 ? 1 : first_lsn;
-    after_pseq = 0;
-    next_pseq = 1;
-    replayed = 0;
-    if (hooks.before_replay) hooks.before_replay();
-    const auto tr = std::chrono::steady_clock::now();
-    SF_ASSIGN_OR_RETURN(out.scan, scan_log(fs, log_dir, so, visit));
-    rep.replay_seconds += since(tr);
+    return first_error();
   }
 
-  rep.events_replayed = next_pseq - 1 - after_pseq;
-  rep.bytes_read = out.scan.bytes_read;
-  rep.next_lsn = next_pseq;
-  if (!shared) {
-    rep.bytes_cut = out.scan.cut_bytes;
-    rep.damage = out.scan.damage;
-    for (const auto& p : out.scan.stray_files) rep.notes.push_back("removed leftover " + p);
-    for (const auto& p : out.scan.discard_segments)
-      rep.notes.push_back("discarded segment " + p + " (point-in-time recovery)");
+ private:
+  struct worker {
+    std::mutex mu;
+    std::condition_variable cv;
+    std::deque<replay_batch> queue;
+    bool closed = false;
+    replay_batch filling;  // the reader's
+    std::thread thread;
+  };
+  static constexpr std::size_t max_queued = 4;  // batches per thread: bounds the memory
+
+  void hand_over(worker& w) {
+    if (w.filling.recs.empty()) return;
+    std::unique_lock lock(w.mu);
+    w.cv.wait(lock, [&] { return w.queue.size() < max_queued || failed_.load(); });
+    w.queue.push_back(std::move(w.filling));
+    lock.unlock();
+    w.cv.notify_all();
+    w.filling = replay_batch{};
   }
-  if (o.repair) {
+  void run(worker& w) {
+    for (;;) {
+      replay_batch b;
+      {
+        std::unique_lock lock(w.mu);
+        w.cv.wait(lock, [&] { return !w.queue.empty() || w.closed; });
+        if (w.queue.empty()) return;
+        b = std::move(w.queue.front());
+        w.queue.pop_front();
+      }
+      w.cv.notify_all();
+      if (failed_.load(std::memory_order_relaxed)) continue;  // drain
+      for (const auto& x : b.recs) {
+        const log_record r{x.lsn,    x.type, x.partition, x.pseq, std::string_view(b.bytes).substr(x.at, x.size),
+                           b.files[x.file], x.offset};
+        if (status st = apply_(x.part, r); !st.is_ok()) {
+          fail(std::move(st));
+          break;
+        }
+      }
+    }
+  }
+  void fail(status st) {
+    {
+      std::lock_guard lock(error_mu_);
+      if (error_.is_ok()) error_ = std::move(st);
+    }
+    failed_.store(true);
+    for (auto& w : workers_) {
+      std::lock_guard lock(w.mu);
+      w.cv.notify_all();
+    }
+  }
+  status first_error() {
+    std::lock_guard lock(error_mu_);
+    return error_;
+  }
+
+  apply_fn apply_;
+  std::vector<worker> workers_;
+  std::atomic<bool> failed_{false};
+  std::mutex error_mu_;
+  status error_;
+  bool finished_ = false;
+};
+
+/// Runs f(i) for i in [0, n) on up to `threads` threads.
+template <class F>
+void for_each_parallel(std::size_t n, unsigned threads, F&& f) {
+  if (threads <= 1 || n <= 1) {
+    for (std::size_t i = 0; i < n; ++i) f(i);
+    return;
+  }
+  std::atomic<std::size_t> next{0};
+  std::vector<std::thread> pool;
+  for (unsigned t = 0; t < std::min<std::size_t>(threads, n); ++t)
+    pool.emplace_back([&] {
+      for (std::size_t i; (i = next.fetch_add(1)) < n;) f(i);
+    });
+  for (auto& t : pool) t.join();
+}
+
+/// A partition's state during its lane's recovery.
+struct part_progress {
+  partition_plan plan;
+  uint64_t next_pseq = 1;  // its next record must have this pseq (checked by the reader)
+  uint64_t applied = 0;    // by the applying thread
+  std::vector<uint64_t> dropped;  // point-in-time: checkpoints beyond the lane's end
+  std::optional<loaded_checkpoint> pending;  // verified, not yet loaded
+};
+
+}  // namespace
+
+result<lane_recovery_result> recover_lane(file_system& fs, const std::string& log_dir,
+                                          const lane_recovery_options& o,
+                                          std::vector<partition_recovery>& parts) {
+  const auto t0 = std::chrono::steady_clock::now();
+  lane_recovery_result out;
+  out.reports.resize(parts.size());
+  if (parts.empty() && !o.opening) return out;
+  const lane_membership lane =
+      o.lane.lanes == 0 ? lane_membership::alone(parts.empty() ? 0 : parts.front().partition) : o.lane;
+  const bool shared = !lane.is_private();
+  const bool pitr = o.mode == recovery_mode::point_in_time;
+  lane_facts facts{log_dir, lane.lane, shared, 0, o.mode};
+  SF_ASSIGN_OR_RETURN(facts.first_lsn, first_segment_lsn(fs, log_dir));
+
+  // 1. Plans, checkpoints loaded: each partition in parallel (decoding a checkpoint is CPU).
+  std::vector<part_progress> prog(parts.size());
+  std::vector<status> errors(parts.size());
+  auto plan_one = [&](std::size_t i, const std::vector<uint64_t>& exclude) -> status {
+    partition_recovery& pr = parts[i];
+    recovery_report& rep = out.reports[i];
+    const auto tc = std::chrono::steady_clock::now();
+    SF_ASSIGN_OR_RETURN(auto lsns, pr.checkpoints->list());
+    std::erase_if(lsns, [&](uint64_t l) { return std::find(exclude.begin(), exclude.end(), l) != exclude.end(); });
+    SF_ASSIGN_OR_RETURN(const std::optional<uint64_t> sealed, pr.checkpoints->sealed());
+    std::optional<loaded_checkpoint> held;
+    checkpoint_steps steps;
+    steps.verify = [&](uint64_t lsn) -> result<checkpoint_position> {
+      SF_ASSIGN_OR_RETURN(auto c, pr.checkpoints->load(lsn));
+      checkpoint_position at{c.lsn, c.lane, c.position, pr.checkpoints->path_of(lsn)};
+      held = std::move(c);
+      return at;
+    };
+    steps.load = [&](uint64_t) { return pr.hooks.load_checkpoint(*held); };
+    auto plan = plan_partition(pr.partition, facts, lsns, sealed, steps);
+    rep.checkpoint_seconds += seconds_since(tc);
+    if (!plan) return plan.error();
+    for (auto& n : plan->notes) rep.notes.push_back(std::move(n));
+    plan->notes.clear();
+    if (!plan->start) pr.hooks.reset();
+    if (pr.hooks.before_replay) pr.hooks.before_replay();
+    prog[i].plan = std::move(plan).value();
+    prog[i].next_pseq = prog[i].plan.after_pseq + 1;
+    prog[i].applied = 0;
+    return status::ok();
+  };
+  for (std::size_t i = 0; i < parts.size(); ++i) {
+    out.reports[i].partition = parts[i].partition;
+    for (const auto& p : parts[i].checkpoints->removed_at_open())
+      out.reports[i].notes.push_back("removed leftover " + p);
+  }
+  for_each_parallel(parts.size(), o.threads, [&](std::size_t i) { errors[i] = plan_one(i, {}); });
+  for (std::size_t i = 0; i < parts.size(); ++i)
+    if (!errors[i].is_ok())
+      return errors[i].with_context("partition " + std::to_string(parts[i].partition));
+
+  // 2. One read of the lane, each record to its partition.
+  std::vector<int32_t> part_of(lane.partitions, -1);
+  auto read = [&](const std::vector<std::size_t>& which, bool whole) -> result<log_scan> {
+    std::fill(part_of.begin(), part_of.end(), -1);
+    uint64_t from = UINT64_MAX;
+    for (std::size_t i : which) {
+      part_of[parts[i].partition] = static_cast<int32_t>(i);
+      from = std::min(from, prog[i].plan.from_lsn);
+    }
+    log_scan_options so;
+    lane.apply_to(so);
+    so.max_epoch = o.max_epoch;
+    so.mode = o.mode;
+    so.max_lsn = o.max_lsn;
+    so.from_lsn = whole || from == UINT64_MAX ? 1 : from;
+    so.skip_before_from = shared && !whole;
+    auto apply = [&](uint32_t i, const log_record& r) -> status {
+      SF_RETURN_IF_ERROR(parts[i].hooks.replay(r));
+      if (parts[i].progress && (++prog[i].applied & ((1u << 20) - 1)) == 0) parts[i].progress(prog[i].applied, 0);
+      return status::ok();
+    };
+    const unsigned threads = which.size() > 1 ? std::min<unsigned>(o.threads, which.size()) : 1;
+    std::optional<parallel_replay> pool;
+    if (threads > 1) pool.emplace(threads, apply);
+    log_visitor visit = [&](const log_record& r) -> status {
+      if (r.partition >= part_of.size() || part_of[r.partition] < 0) return status::ok();
+      const uint32_t i = static_cast<uint32_t>(part_of[r.partition]);
+      part_progress& pp = prog[i];
+      if (r.lsn < pp.plan.from_lsn || r.pseq <= pp.plan.after_pseq) return status::ok();
+      if (r.pseq != pp.next_pseq)
+        return {errc::corruption,
+                std::string(r.file) + " at offset " + std::to_string(r.offset) + " (LSN " + std::to_string(r.lsn) +
+                    "): partition " + std::to_string(r.partition) + "'s record " + std::to_string(r.pseq) +
+                    " where its record " + std::to_string(pp.next_pseq) + " was due (records " +
+                    std::to_string(pp.next_pseq) + ".." + std::to_string(r.pseq - 1) +
+                    " of the partition are missing from its lane)"};
+      ++pp.next_pseq;
+      return pool ? pool->add(i, r) : apply(i, r);
+    };
+    const auto tr = std::chrono::steady_clock::now();
+    auto scan = scan_log(fs, log_dir, so, visit);
+    status applied = pool ? pool->finish() : status::ok();
+    const double took = seconds_since(tr);
+    for (std::size_t i : which) out.reports[i].replay_seconds += took;
+    if (!applied.is_ok()) return applied;  // the reader stopped because of it
+    return scan;
+  };
+  std::vector<std::size_t> all(parts.size());
+  for (std::size_t i = 0; i < parts.size(); ++i) all[i] = i;
+  auto scanned = read(all, o.opening);
+  if (!scanned) {
+    // Name the partition when the message does not: the scan's own errors name the lane.
+    return scanned.error();
+  }
+  out.scan = std::move(scanned).value();
+
+  // 3. Checkpoints that prove more than the lane holds. Point-in-time recovery falls back to
+  //    older ones (a second read, for those partitions only); otherwise nothing may be guessed.
+  for (;;) {
+    std::vector<std::size_t> again;
+    for (std::size_t i = 0; i < parts.size(); ++i) {
+      part_progress& pp = prog[i];
+      if (!pp.plan.start) continue;
+      auto lost = covers_beyond_end(*pp.plan.start, shared, out.scan);
+      if (!lost) continue;
+      if (!pitr)
+        return status{errc::corruption,
+                      *lost + ": records the checkpoint proves durable are missing from the log; refusing to start " +
+                          no_command_offers_pitr("fall back to an older checkpoint and discard LSN " +
+                                                 std::to_string(out.scan.next_lsn) + " onwards")}
+            .with_context("partition " + std::to_string(parts[i].partition));
+      out.reports[i].notes.push_back("checkpoint " + std::to_string(pp.plan.start->lsn) + " dropped: " + *lost);
+      pp.dropped.push_back(pp.plan.start->lsn);
+      SF_RETURN_IF_ERROR(plan_one(i, pp.dropped).with_context("partition " + std::to_string(parts[i].partition)));
+      again.push_back(i);
+    }
+    if (again.empty()) break;
+    SF_ASSIGN_OR_RETURN(auto rescan, read(again, false));
+    if (!o.opening) out.scan = std::move(rescan);
+  }
+
+  // 4. Reports; repairs (a lane not open yet).
+  for (std::size_t i = 0; i < parts.size(); ++i) {
+    part_progress& pp = prog[i];
+    recovery_report& rep = out.reports[i];
+    bool drop_checkpoints = !pp.dropped.empty();
+    if (pp.plan.start && out.scan.segments.empty() && pp.plan.after_pseq > 0) {
+      // Only point-in-time recovery gets here: the log is gone, the checkpoint is all there
+      // is, and events after it (acknowledged or not) are lost. LSNs after the checkpoint will
+      // be reused: recyclable segments and newer (damaged) checkpoints could hold records or
+      // claims about them.
+      rep.notes.push_back("the log has no segments: recovered to checkpoint " + std::to_string(pp.plan.after_pseq) +
+                          " (point-in-time); later events are lost");
+      out.scan.lsn_may_regress = true;
+      drop_checkpoints = true;
+    }
+    rep.used_checkpoint = pp.plan.start.has_value();
+    rep.checkpoint_lsn = pp.plan.after_pseq;
+    rep.events_replayed = pp.next_pseq - 1 - pp.plan.after_pseq;
+    rep.bytes_read = out.scan.bytes_read;
+    rep.next_lsn = pp.next_pseq;
+    if (!shared) {
+      rep.bytes_cut = out.scan.cut_bytes;
+      rep.damage = out.scan.damage;
+      for (const auto& p : out.scan.stray_files) rep.notes.push_back("removed leftover " + p);
+      for (const auto& p : out.scan.discard_segments)
+        rep.notes.push_back("discarded segment " + p + " (point-in-time recovery)");
+    }
     // Checkpoints beyond a point-in-time cut go first: should we crash before the log is cut,
     // the next recovery sees the same damage and cuts again, and never meets a checkpoint
     // that describes discarded history.
-    if (out.scan.lsn_may_regress || drop_checkpoints)
-      SF_RETURN_IF_ERROR(checkpoints.remove_from(next_pseq));
-    if (!shared) SF_RETURN_IF_ERROR(repair_log(fs, log_dir, out.scan));
+    if (o.repair && (out.scan.lsn_may_regress || drop_checkpoints))
+      SF_RETURN_IF_ERROR(parts[i].checkpoints->remove_from(pp.next_pseq));
   }
-  rep.seconds = since(t0);
+  if (out.scan.segments.empty() && !shared && !parts.empty()) {
+    // A private lane with no segments continues after its checkpoint (point-in-time).
+    out.scan.first_lsn = out.scan.next_lsn = prog[0].next_pseq;
+  }
+  if (o.repair && o.opening) SF_RETURN_IF_ERROR(repair_log(fs, log_dir, out.scan));
+  const double took = seconds_since(t0);
+  for (auto& rep : out.reports) rep.seconds = took;
   return out;
+}
+
+result<recovery_result> recover_partition(file_system& fs, const std::string& log_dir,
+                                          checkpoint_store& checkpoints, const recovery_options& o,
+                                          const recovery_hooks& hooks) {
+  std::vector<partition_recovery> parts{{o.partition, &checkpoints, hooks, o.progress}};
+  lane_recovery_options lo;
+  lo.lane = o.lane;
+  lo.max_epoch = o.max_epoch;
+  lo.mode = o.mode;
+  lo.max_lsn = o.max_lsn;
+  lo.repair = o.repair;
+  // A shared lane is read whole and repaired by whoever opens it, for all its partitions.
+  lo.opening = o.lane.lanes == 0 || o.lane.is_private();
+  SF_ASSIGN_OR_RETURN(auto r, recover_lane(fs, log_dir, lo, parts));
+  return recovery_result{std::move(r.scan), std::move(r.reports.front())};
 }
 
 }  // namespace statefold

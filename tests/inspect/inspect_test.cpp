@@ -225,10 +225,13 @@ TEST_F(inspect_test, VerifyPassesOnAHealthyDirectoryWithOneLinePerPartition) {
                              (s.segments.size() == 1 ? " segment" : " segments");
     EXPECT_EQ(lines[2 * p], lane_dir_name(p) + " ok: " + segs + ", LSN 1.." + n);
     // Every ID logged up to the checkpoint is in its dedup window (capacity 2^18).
+    // Then the plan recovery would follow: that checkpoint, and the records after it.
     EXPECT_EQ(lines[2 * p + 1], partition_dir_name(p) + " ok: " + n + " records (seq 1.." + n + ") in lane " +
                                     std::to_string(p) + ", 1 checkpoint (newest LSN " + std::to_string(c) +
                                     ", " + std::to_string(e.keys_at_last_checkpoint.size()) +
-                                    " entities), dedup window " + std::to_string(c));
+                                    " entities), dedup window " + std::to_string(c) + "; recovery: checkpoint " +
+                                    std::to_string(c) + ", then its records after " + std::to_string(c) +
+                                    " from LSN " + std::to_string(c + 1));
   }
 }
 
@@ -411,9 +414,16 @@ TEST_F(inspect_test, VerifyFlagsACheckpointBeyondTheLogAndALogThatCannotBeRebuil
 
   auto r = inspect("verify " + quoted(dir()), true);
   EXPECT_EQ(r.exit_code, 1) << r.out;
-  EXPECT_NE(r.out.find("there is no valid checkpoint"), std::string::npos) << r.out;
-  EXPECT_NE(r.out.find("the state cannot be rebuilt"), std::string::npos) << r.out;
-  EXPECT_NE(r.out.find("the lane lost acknowledged records"), std::string::npos) << r.out;
+  // Recovery's plan, printed by inspect: partition 0 has no checkpoint and its lane moved on ...
+  EXPECT_NE(r.out.find("p-0000 error: " + log_dir(0) + ": no usable checkpoint of partition 0, and the log starts at LSN " +
+                       std::to_string(scan(0).first_lsn) +
+                       ": the partition's records before it are gone, so the state cannot be rebuilt"),
+            std::string::npos)
+      << r.out;
+  // ... and partition 1's lane is gone, its checkpoints remain.
+  EXPECT_NE(r.out.find("p-0001 error: " + log_dir(1) + ": the log has no segments but checkpoint "), std::string::npos)
+      << r.out;
+  EXPECT_NE(r.out.find("exists, so acknowledged events may be missing; refusing to start"), std::string::npos) << r.out;
 }
 
 TEST_F(inspect_test, AnEmptyPartitionIsFine) {

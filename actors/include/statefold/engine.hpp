@@ -185,9 +185,6 @@ class engine {
   file_system& fs() const { return options_.fs ? *options_.fs : posix_file_system(); }
   partition_options partition_options_for(uint32_t p) const;
   result<std::shared_ptr<partition_state<Model>>> recover(uint32_t p);
-  // engine_options::start_released: a sealed partition is left alone (its lane is told it
-  // needs nothing); any other is recovered and sealed. Always nullptr, or the error.
-  result<std::shared_ptr<partition_state<Model>>> open_released(uint32_t p);
   // The LSN of partition p's sealed checkpoint (checkpoint_store::sealed), read from disk.
   result<std::optional<uint64_t>> sealed_at(uint32_t p) const {
     return checkpoint_store::open_read_only(fs(), path_join(dir_->partition_dir(p), layout::checkpoint_dir), p)
@@ -204,6 +201,16 @@ class engine {
   // The lane's current journal, opened anew (scanned, repaired) when the current one failed.
   result<std::shared_ptr<journal_lane>> lane_for(uint32_t lane);
   result<std::shared_ptr<journal_lane>> open_lane(uint32_t lane);
+  journal_lane::options lane_options_for(uint32_t lane) const;
+  void report_lane_open(uint32_t lane, const log_scan& scan);
+  // At open: recovers the lane's partitions by one read of it (recover_lane), opens the lane
+  // from that read, and puts each recovered partition in `out` (start_released: seals it).
+  status open_lane_recovering(uint32_t lane, std::vector<std::shared_ptr<partition_state<Model>>>& out);
+  void log_recovered(uint32_t p, const recovery_report& r) {
+    log_with(*log_, spdlog::level::info,
+             {.partition = p, .lsn = r.next_lsn > 1 ? std::optional<uint64_t>(r.next_lsn - 1) : std::nullopt}, "{}",
+             r.summary());
+  }
   bool lane_failed(uint32_t lane) {
     std::lock_guard lock(lanes_mu_);
     return lanes_[lane].broken || (lanes_[lane].lane && lanes_[lane].lane->failed());
@@ -304,7 +311,7 @@ partition_options engine<Model>::partition_options_for(uint32_t p) const {
 }
 
 template <model Model>
-result<std::shared_ptr<journal_lane>> engine<Model>::open_lane(uint32_t l) {
+journal_lane::options engine<Model>::lane_options_for(uint32_t l) const {
   journal_lane::options lo;
   lo.membership = dir_->info().membership(l);
   lo.epoch = dir_->epoch();
@@ -316,13 +323,13 @@ result<std::shared_ptr<journal_lane>> engine<Model>::open_lane(uint32_t l) {
   if (!lo.log.preparer) lo.log.preparer = preparer_;
   const data_dir* d = dir_.get();
   lo.log.fence_check = [d] { return d->check_epoch(); };
-  const std::string ldir = lane_dir(dir_->path(), l);
   // Readers in other processes (data_reader: get, export, inspect) read up to here.
-  lo.log.progress_file = path_join(ldir, progress_file_name);
-  SF_RETURN_IF_ERROR(fs().create_dirs(ldir));
-  auto lane = journal_lane::open(fs(), path_join(ldir, layout::log_dir), std::move(lo));
-  if (!lane) return lane.error().with_context("journal lane " + std::to_string(l));
-  const log_scan& sc = (*lane)->recovered();
+  lo.log.progress_file = path_join(lane_dir(dir_->path(), l), progress_file_name);
+  return lo;
+}
+
+template <model Model>
+void engine<Model>::report_lane_open(uint32_t l, const log_scan& sc) {
   std::string what = "journal lane " + std::to_string(l) + " open: " +
                      (sc.next_lsn > sc.first_lsn ? "LSN " + std::to_string(sc.first_lsn) + ".." +
                                                        std::to_string(sc.next_lsn - 1)
@@ -334,7 +341,71 @@ result<std::shared_ptr<journal_lane>> engine<Model>::open_lane(uint32_t l) {
   for (const auto& f : sc.discard_segments) what += "; discarded segment " + f + " (point-in-time recovery)";
   log_->log(sc.cut_bytes > 0 || !sc.damage.empty() ? spdlog::level::warn : spdlog::level::info, "{}", what);
   lane_reports_[l] = std::move(what);
+}
+
+template <model Model>
+result<std::shared_ptr<journal_lane>> engine<Model>::open_lane(uint32_t l) {
+  const std::string ldir = lane_dir(dir_->path(), l);
+  SF_RETURN_IF_ERROR(fs().create_dirs(ldir));
+  auto lane = journal_lane::open(fs(), path_join(ldir, layout::log_dir), lane_options_for(l));
+  if (!lane) return lane.error().with_context("journal lane " + std::to_string(l));
+  report_lane_open(l, (*lane)->recovered());
   return lane;
+}
+
+template <model Model>
+status engine<Model>::open_lane_recovering(uint32_t l, std::vector<std::shared_ptr<partition_state<Model>>>& out) {
+  const manifest& info = dir_->info();
+  std::vector<uint32_t> sealed;  // start_released: partitions left alone
+  std::vector<std::unique_ptr<partition_state<Model>>> states;
+  std::vector<partition_recovery> parts;
+  for (uint32_t p = l; p < info.partitions; p += info.lanes) {
+    if (options_.start_released) {
+      auto at = sealed_at(p);
+      if (!at) return at.error().with_context("partition " + std::to_string(p));
+      if (*at) {
+        sealed.push_back(p);
+        continue;
+      }
+    }
+    auto ps = partition_state<Model>::prepare(fs(), partition_options_for(p));
+    if (!ps) return ps.error().with_context("partition " + std::to_string(p));
+    parts.push_back((*ps)->recovery_part());
+    states.push_back(std::move(ps).value());
+  }
+  journal_lane::options lo = lane_options_for(l);
+  const std::string ldir = lane_dir(dir_->path(), l);
+  SF_RETURN_IF_ERROR(fs().create_dirs(ldir));
+  const std::string log_dir = path_join(ldir, layout::log_dir);
+  lane_recovery_options ro;
+  ro.lane = lo.membership;
+  ro.max_epoch = lo.epoch;
+  ro.mode = lo.mode;
+  ro.threads = std::max(1u, std::thread::hardware_concurrency());
+  auto rec = recover_lane(fs(), log_dir, ro, parts);
+  if (!rec) return rec.error().with_context("journal lane " + std::to_string(l));
+  auto lane = journal_lane::open_scanned(fs(), log_dir, std::move(lo), std::move(rec->scan));
+  if (!lane) return lane.error().with_context("journal lane " + std::to_string(l));
+  report_lane_open(l, (*lane)->recovered());
+  {
+    std::lock_guard lock(lanes_mu_);
+    lanes_[l].lane = *lane;
+  }
+  for (uint32_t q : sealed) SF_RETURN_IF_ERROR((*lane)->need_from(q, UINT64_MAX));
+  for (std::size_t i = 0; i < states.size(); ++i) {
+    const uint32_t p = states[i]->partition();
+    if (status st = states[i]->finish_open(*lane, std::move(rec->reports[i])); !st.is_ok())
+      return st.with_context("partition " + std::to_string(p));
+    log_recovered(p, states[i]->recovery());
+    if (options_.start_released) {
+      if (status st = states[i]->seal(); !st.is_ok()) return st.with_context("sealing partition " + std::to_string(p));
+      log_with(*log_, spdlog::level::info, {.partition = p}, "partition {}: released (sealed at checkpoint {})", p,
+               states[i]->stats().last_checkpoint_lsn);
+    } else {
+      out[p] = std::move(states[i]);
+    }
+  }
+  return status::ok();
 }
 
 template <model Model>
@@ -375,23 +446,8 @@ result<std::shared_ptr<partition_state<Model>>> engine<Model>::recover(uint32_t 
   po.lane = std::move(lane).value();
   auto ps = partition_state<Model>::open(fs(), std::move(po));
   if (!ps) return ps.error().with_context("partition " + std::to_string(p));
-  const recovery_report& r = (*ps)->recovery();
-  log_with(*log_, spdlog::level::info, {.partition = p, .lsn = r.next_lsn > 1 ? std::optional<uint64_t>(r.next_lsn - 1) : std::nullopt}, "{}", r.summary());
+  log_recovered(p, (*ps)->recovery());
   return std::shared_ptr<partition_state<Model>>(std::move(ps).value());
-}
-
-template <model Model>
-result<std::shared_ptr<partition_state<Model>>> engine<Model>::open_released(uint32_t p) {
-  using none = std::shared_ptr<partition_state<Model>>;
-  auto sealed = sealed_at(p);
-  if (!sealed) return sealed.error().with_context("partition " + std::to_string(p));
-  if (*sealed) return none();  // lane_for() told its lane it needs nothing
-  auto ps = recover(p);
-  if (!ps) return ps.error();
-  if (status st = (*ps)->seal(); !st.is_ok()) return st.with_context("sealing partition " + std::to_string(p));
-  log_with(*log_, spdlog::level::info, {.partition = p}, "partition {}: released (sealed at checkpoint {})", p,
-           (*ps)->stats().last_checkpoint_lsn);
-  return none();
 }
 
 template <model Model>
@@ -431,26 +487,12 @@ result<std::unique_ptr<engine<Model>>> engine<Model>::open(engine_options o) {
                             e->lane_work_.back().get()});
   }
 
-  // Open (scan and repair) the lanes, then recover the partitions in parallel, a few at a
-  // time (recovery is I/O and CPU bound).
+  // Each lane is read once: its partitions recover from that read (in parallel), and the lane
+  // opens from it.
   e->lanes_.resize(e->dir_->info().lanes);
   e->lane_reports_.resize(e->dir_->info().lanes);
-  for (uint32_t l = 0; l < e->dir_->info().lanes; ++l) SF_RETURN_IF_ERROR(e->lane_for(l).to_status());
-  std::vector<result<std::shared_ptr<partition_state<Model>>>> recovered(
-      n, status{errc::failed, "not recovered"});
-  {
-    const unsigned workers = std::max(1u, std::min<unsigned>(n, std::thread::hardware_concurrency()));
-    std::atomic<uint32_t> next{0};
-    std::vector<std::thread> pool;
-    for (unsigned t = 0; t < workers; ++t)
-      pool.emplace_back([&] {
-        for (uint32_t p; (p = next.fetch_add(1)) < n;)
-          recovered[p] = e->options_.start_released ? e->open_released(p) : e->recover(p);
-      });
-    for (auto& t : pool) t.join();
-  }
-  for (auto& r : recovered)
-    if (!r) return r.error();
+  std::vector<std::shared_ptr<partition_state<Model>>> recovered(n);
+  for (uint32_t l = 0; l < e->dir_->info().lanes; ++l) SF_RETURN_IF_ERROR(e->open_lane_recovering(l, recovered));
 
   e->cfg_ = std::make_unique<caf::actor_system_config>();
   detail::configure_actor_system(*e->cfg_, e->options_);
@@ -461,7 +503,7 @@ result<std::unique_ptr<engine<Model>>> engine<Model>::open(engine_options o) {
   }
   e->slots_.resize(n);
   for (uint32_t p = 0; p < n; ++p)
-    if (recovered[p].value()) e->slots_[p] = e->spawn_partition(p, std::move(recovered[p]).value());
+    if (recovered[p]) e->slots_[p] = e->spawn_partition(p, std::move(recovered[p]));
   e->answerer_ = e->sys_->spawn([]() -> caf::behavior {
     return {[](detail::answer_atom, detail::work_ptr w) { detail::work_cast<detail::answer_work>(w)->done->finish(); }};
   });

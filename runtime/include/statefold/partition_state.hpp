@@ -144,6 +144,15 @@ class partition_state {
   /// from then on it holds its lane again.
   static result<std::unique_ptr<partition_state>> open(file_system& fs, partition_options o);
 
+  // -- Opening the partitions of a lane together (engine::open): recover_lane reads the lane
+  //    once for all of them, open() is prepare + recover_lane with one part + finish_open.
+  /// The partition, its directory created, its state not loaded yet.
+  static result<std::unique_ptr<partition_state>> prepare(file_system& fs, partition_options o);
+  /// Its part in recover_lane (which calls it from its own threads).
+  partition_recovery recovery_part();
+  /// After recover_lane: starts the partition on `lane` (opened from the lane's scan).
+  status finish_open(std::shared_ptr<journal_lane> lane, recovery_report report);
+
   apply_result apply(const event_type& e, const event_meta& meta = {});
   /// Records that `source` is consumed below `p.next` (and the consumer's fingerprint), when
   /// that is news: a `position` record, durable with the next sync. A consumer calls it for
@@ -254,6 +263,8 @@ class partition_state {
 
   std::string log_dir() const { return lane_ ? lane_->log_dir() : path_join(o_.dir, layout::log_dir); }
   result<recovery_result> load_from_disk(bool repair);
+  recovery_hooks recovery_hooks_();
+  void loaded(recovery_report& report);  // after recovery, whichever way it ran (idempotent)
   // Tells the lane from where on this partition still needs it: the position of the older of
   // its kept checkpoints (a damaged newest one falls back to it), from the start while it has
   // fewer than two, nothing while it has neither checkpoints nor records.
@@ -396,7 +407,7 @@ class partition_state {
 // ---------------------------------------------------------------------------------------------
 
 template <model Model>
-result<recovery_result> partition_state<Model>::load_from_disk(bool repair) {
+recovery_hooks partition_state<Model>::recovery_hooks_() {
   recovery_hooks hooks;
   hooks.reset = [this] { reset(); };
   hooks.load_checkpoint = [this](const loaded_checkpoint& c) -> status {
@@ -456,6 +467,19 @@ result<recovery_result> partition_state<Model>::load_from_disk(bool repair) {
              env->has_source);
     return status::ok();
   };
+  hooks.before_replay = [this] { window_.begin_bulk(); };
+  return hooks;
+}
+
+template <model Model>
+void partition_state<Model>::loaded(recovery_report& report) {
+  window_.end_bulk();
+  report.entities = entities_.size();
+  committed_sources_ = {sources_.begin(), sources_.end()};  // everything on disk is durable
+}
+
+template <model Model>
+result<recovery_result> partition_state<Model>::load_from_disk(bool repair) {
   recovery_options ro;
   ro.partition = o_.partition;
   if (lane_) ro.lane = lane_->membership();
@@ -465,48 +489,63 @@ result<recovery_result> partition_state<Model>::load_from_disk(bool repair) {
   ro.mode = o_.mode;
   ro.repair = repair;
   ro.progress = o_.progress;
-  hooks.before_replay = [this] { window_.begin_bulk(); };
-  auto rec = recover_partition(fs_, log_dir(), store_, ro, hooks);
-  window_.end_bulk();
-  if (rec) {
-    rec->report.entities = entities_.size();
-    committed_sources_ = {sources_.begin(), sources_.end()};  // everything on disk is durable
-  }
+  auto rec = recover_partition(fs_, log_dir(), store_, ro, recovery_hooks_());
+  if (rec) loaded(rec->report);
+  else window_.end_bulk();
   return rec;
+}
+
+template <model Model>
+result<std::unique_ptr<partition_state<Model>>> partition_state<Model>::prepare(file_system& fs,
+                                                                                 partition_options o) {
+  SF_RETURN_IF_ERROR(fs.create_dirs(o.dir));
+  SF_ASSIGN_OR_RETURN(auto store, checkpoint_store::open(fs, path_join(o.dir, layout::checkpoint_dir), o.partition));
+  return std::unique_ptr<partition_state>(new partition_state(fs, std::move(o), std::move(store)));
+}
+
+template <model Model>
+partition_recovery partition_state<Model>::recovery_part() {
+  return {o_.partition, &store_, recovery_hooks_(), o_.progress};
 }
 
 template <model Model>
 result<std::unique_ptr<partition_state<Model>>> partition_state<Model>::open(file_system& fs,
                                                                               partition_options o) {
-  SF_RETURN_IF_ERROR(fs.create_dirs(o.dir));
-  SF_ASSIGN_OR_RETURN(auto store, checkpoint_store::open(fs, path_join(o.dir, layout::checkpoint_dir), o.partition));
-  std::unique_ptr<partition_state> p(new partition_state(fs, std::move(o), std::move(store)));
+  SF_ASSIGN_OR_RETURN(auto p, prepare(fs, std::move(o)));
   p->lane_ = p->o_.lane;
   SF_ASSIGN_OR_RETURN(auto rec, p->load_from_disk(/*repair=*/true));
-  p->report_ = rec.report;
-  p->counters_.last_checkpoint_lsn = rec.report.checkpoint_lsn;
-  if (!p->lane_) {
+  std::shared_ptr<journal_lane> lane = p->lane_;
+  if (!lane) {
     journal_lane::options lo;
     lo.membership = lane_membership::alone(p->o_.partition);
     lo.epoch = p->o_.epoch;
     lo.mode = p->o_.mode;
     lo.log = p->o_.log;
-    SF_ASSIGN_OR_RETURN(p->lane_, journal_lane::open_scanned(fs, p->log_dir(), std::move(lo), std::move(rec.scan)));
+    SF_ASSIGN_OR_RETURN(lane, journal_lane::open_scanned(fs, p->log_dir(), std::move(lo), std::move(rec.scan)));
   }
-  p->journal_ = std::make_unique<partition_journal>(p->o_.partition, rec.report.next_lsn,
-                                                    p->o_.log.max_record_bytes, p->lane_);
-  p->have_checkpoint_ = rec.report.used_checkpoint;
-  SF_RETURN_IF_ERROR(p->update_need());
-  SF_ASSIGN_OR_RETURN(const std::optional<uint64_t> sealed, p->store_.sealed());
+  SF_RETURN_IF_ERROR(p->finish_open(std::move(lane), std::move(rec.report)));
+  return p;
+}
+
+template <model Model>
+status partition_state<Model>::finish_open(std::shared_ptr<journal_lane> lane, recovery_report report) {
+  lane_ = std::move(lane);
+  report_ = std::move(report);
+  loaded(report_);  // again when open() loaded it itself: idempotent
+  counters_.last_checkpoint_lsn = report_.checkpoint_lsn;
+  journal_ = std::make_unique<partition_journal>(o_.partition, report_.next_lsn, o_.log.max_record_bytes, lane_);
+  have_checkpoint_ = report_.used_checkpoint;
+  SF_RETURN_IF_ERROR(update_need());
+  SF_ASSIGN_OR_RETURN(const std::optional<uint64_t> sealed, store_.sealed());
   if (sealed) {
     // Released before: its lane may have dropped what its sealed checkpoint replays from. A
     // checkpoint taken now replays from the lane's end, before the seal goes.
-    SF_RETURN_IF_ERROR(p->checkpoint(/*even_if_unchanged=*/true));
-    SF_RETURN_IF_ERROR(p->store_.unseal());
-    p->report_.notes.push_back("unsealed: checkpoint " + std::to_string(p->counters_.last_checkpoint_lsn) +
-                               " taken on activation");
+    SF_RETURN_IF_ERROR(checkpoint(/*even_if_unchanged=*/true));
+    SF_RETURN_IF_ERROR(store_.unseal());
+    report_.notes.push_back("unsealed: checkpoint " + std::to_string(counters_.last_checkpoint_lsn) +
+                            " taken on activation");
   }
-  return p;
+  return status::ok();
 }
 
 template <model Model>

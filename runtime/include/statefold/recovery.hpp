@@ -1,30 +1,38 @@
 #pragma once
 
-// Recovery of one partition, independent of the Model: choose the newest checkpoint that
-// verifies and that its journal lane still covers, replay the partition's records after it,
-// repair a torn tail (a private lane's; a shared lane is repaired once, when it is opened).
+// Recovery, independent of the Model, in two parts that inspect shares:
 //
-// In a shared lane a partition's records are found by their partition number, and numbered by
-// their pseq: replay starts at the checkpoint's lane position, skips the partition's records
-// up to the checkpoint's pseq, and then requires pseq + 1, + 2, ... without a gap (a gap is
-// corruption, naming file, offset, LSN and the partition).
-//
+// The plan (plan_partition): which checkpoint each partition starts from, where in its lane its
+// replay begins, and why every newer checkpoint was passed over. statefold-inspect prints the
+// same plan from what it has read, so the two never disagree about the rules:
 //  1. Checkpoints are tried newest first. One is skipped (and the skip reported) when it is
-//     damaged (CRC, bounds, version), when the Model cannot decode it, or when the log no
-//     longer starts early enough to continue from it. A read error fails recovery.
-//     A checkpoint that verifies but covers an LSN beyond the log's end proves the log lost
-//     acknowledged records: recovery fails closed, except under point-in-time recovery, which
-//     falls back to an older checkpoint and deletes the ones beyond the log's end.
-//  2. With no usable checkpoint, the state is rebuilt by full replay — only when the log still
-//     starts at LSN 1; otherwise recovery refuses with errc::corruption and says why.
-//  3. Log damage is handled by scan_log/repair_log under the partition's recovery_mode.
-//     After a point-in-time cut, checkpoints beyond the new end of the log are deleted.
+//     damaged (CRC, bounds, version), when the Model cannot decode it, when it records a
+//     position in another lane, or when the lane no longer starts early enough to continue
+//     from it (unless it is the partition's seal: a released partition's lane kept nothing for
+//     it since, checkpoint.hpp). A read error fails recovery.
+//  2. With no usable checkpoint, the state is rebuilt by full replay — only when the lane can
+//     still hold all of the partition's history; otherwise recovery refuses with
+//     errc::corruption and says why.
+//  3. After the scan, a checkpoint that verified but covers an LSN beyond the lane's end proves
+//     the lane lost acknowledged records (covers_beyond_end): recovery fails closed, except
+//     under point-in-time recovery, which falls back to an older checkpoint and deletes the
+//     ones beyond the lane's end.
+//
+// The execution (recover_lane): every partition of a lane loads its checkpoint (in parallel),
+// then the lane is read ONCE, from its start when the caller opens the lane from that scan
+// (the engine at open: the scan also finds the torn tail), else from the oldest position any
+// of the partitions needs; each record goes to its partition, and partitions apply in
+// parallel on up to `threads` threads. A partition's records are found by their partition
+// number and numbered by their pseq: its replay skips its records up to the checkpoint's pseq,
+// then requires pseq + 1, + 2, ... without a gap (a gap is corruption, naming file, offset,
+// LSN and the partition). Log damage is handled by scan_log/repair_log under recovery_mode.
 //
 // Recovery is idempotent: crashing in the middle of it and recovering again gives the same
 // state (repairs are truncations and deletions that a second run finds already done or redoes).
 
 #include <cstdint>
 #include <functional>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -65,14 +73,107 @@ struct recovery_hooks {
   std::function<void()> before_replay;
 };
 
+// -- The plan -----------------------------------------------------------------------------------
+
+/// What the plan needs to know of the lane before reading it.
+struct lane_facts {
+  std::string log_dir;     ///< for messages
+  uint32_t lane = 0;
+  bool shared = false;     ///< more than one partition writes to it
+  uint64_t first_lsn = 0;  ///< base LSN of its first segment; 0 when it has none
+  recovery_mode mode = recovery_mode::tolerate_torn_tail;
+};
+
+/// The lane LSN of the first segment in `log_dir`, 0 when there is none (or no directory).
+result<uint64_t> first_segment_lsn(file_system& fs, const std::string& log_dir);
+
+/// What a verified checkpoint records about the lane.
+struct checkpoint_position {
+  uint64_t lsn = 0;       ///< the partition's records up to this pseq are in it
+  uint32_t lane = 0;
+  uint64_t position = 0;  ///< lane LSN its replay starts from
+  std::string path;
+};
+
+/// One partition's recovery, decided.
+struct partition_plan {
+  uint32_t partition = 0;
+  std::optional<checkpoint_position> start;  ///< nullopt: from the empty state (full replay)
+  bool sealed = false;     ///< `start` is the partition's seal (it was released)
+  uint64_t from_lsn = 1;   ///< its replay reads the lane from here
+  uint64_t after_pseq = 0; ///< its records up to this pseq are in the start state
+  std::vector<std::string> notes;  ///< checkpoints passed over, and why
+  /// "checkpoint 40000 (replay from LSN 38211)" or "full replay from LSN 1".
+  std::string describe() const;
+};
+
+/// Steps of the plan that touch the checkpoints. verify: reads and checks checkpoint `lsn`
+/// (recovery: checkpoint_store::load; inspect: what it read); an io_error aborts the plan,
+/// any other error passes over the checkpoint with a note. load (may be null): makes it the
+/// state to replay onto (recovery: the Model decodes it); an error passes over it too.
+struct checkpoint_steps {
+  std::function<result<checkpoint_position>(uint64_t lsn)> verify;
+  std::function<status(uint64_t lsn)> load;
+};
+
+/// Chooses the partition's start from its checkpoints (newest first), or refuses
+/// (errc::corruption, saying why) when no state can be rebuilt.
+result<partition_plan> plan_partition(uint32_t partition, const lane_facts& lane,
+                                      const std::vector<uint64_t>& checkpoints_newest_first,
+                                      std::optional<uint64_t> sealed, const checkpoint_steps& steps);
+
+/// Rule 3: when the verified checkpoint `c` covers the lane beyond the end `scan` found (the
+/// lane lost acknowledged records, or the checkpoint is wrong), what is missing; else nullopt.
+std::optional<std::string> covers_beyond_end(const checkpoint_position& c, bool shared, const log_scan& scan);
+
+// -- The execution ----------------------------------------------------------------------------
+
+/// One partition's part in its lane's recovery.
+struct partition_recovery {
+  uint32_t partition = 0;
+  checkpoint_store* checkpoints = nullptr;
+  recovery_hooks hooks;
+  std::function<void(uint64_t records, uint64_t bytes)> progress;  ///< every ~1M records applied
+};
+
+struct lane_recovery_options {
+  /// The lane's membership. Unset (lanes == 0): the private lane of the one partition.
+  lane_membership lane{0, 0, 0};
+  uint64_t max_epoch = UINT64_MAX;
+  recovery_mode mode = recovery_mode::tolerate_torn_tail;
+  /// false: read-only (inspect, data_reader). true: checkpoints beyond a point-in-time cut
+  /// are deleted, and the lane's damage repaired when `opening`.
+  bool repair = true;
+  /// true: the lane is not open yet; it is read whole (every record checked, the torn tail
+  /// found: the caller opens the lane from the scan, journal_lane::open_scanned). false: the
+  /// lane is open elsewhere (a partition restarted beside its writer) or only read: only what
+  /// the partitions need is read, up to max_lsn.
+  bool opening = true;
+  /// Read the log only up to this LSN (log_scan_options::max_lsn): a reader beside a live writer.
+  uint64_t max_lsn = UINT64_MAX;
+  /// Partitions apply on up to this many threads besides the reader (1: on the reader's).
+  unsigned threads = 1;
+};
+
+struct lane_recovery_result {
+  log_scan scan;                         ///< the lane's, as far as it was read
+  std::vector<recovery_report> reports;  ///< one per partition, in the order given
+};
+
+/// Recovers `parts`, which are partitions of the lane in `log_dir`, by one read of it.
+/// Errors name the partition they concern.
+result<lane_recovery_result> recover_lane(file_system& fs, const std::string& log_dir,
+                                          const lane_recovery_options& options,
+                                          std::vector<partition_recovery>& parts);
+
 struct recovery_options {
   uint32_t partition = 0;
   /// The lane the partition's records are in. Unset (lanes == 0): a private lane of its own.
   lane_membership lane{0, 0, 0};
   uint64_t max_epoch = UINT64_MAX;
   recovery_mode mode = recovery_mode::tolerate_torn_tail;
-  /// false: read-only (inspect verify, rebuild after a throwing handler). A shared lane is never
-  /// repaired here: journal_lane::open repairs it for all its partitions.
+  /// As lane_recovery_options::repair. A shared lane is never repaired for one partition:
+  /// journal_lane::open (or the engine's recover_lane) repairs it for all its partitions.
   bool repair = true;
   /// Read the log only up to this LSN (log_scan_options::max_lsn): a reader beside a live writer.
   uint64_t max_lsn = UINT64_MAX;
@@ -84,7 +185,7 @@ struct recovery_result {
   recovery_report report;
 };
 
-/// `log_dir`: the directory of the partition's lane.
+/// One partition alone: recover_lane with one part. `log_dir`: the directory of its lane.
 result<recovery_result> recover_partition(file_system& fs, const std::string& log_dir,
                                           checkpoint_store& checkpoints,
                                           const recovery_options& options,
