@@ -235,7 +235,7 @@ result<lane_recovery_result> recover_lane(file_system& fs, const std::string& lo
   //    partitions (the k-th of them on thread k % n) as it reads: no copy, no hand-over. The
   //    lane is read min(threads, partitions) times, whatever the partition count. (One reader
   //    handing records to appliers was measured too: on 2 cores it replayed 1.7 M events/s
-  //    per partition against 2.6 M for this, docs/lanes.md.)
+  //    per partition against 2.6 M for this, docs/benchmarks.md.)
   auto read = [&](const std::vector<std::size_t>& which, bool whole) -> result<log_scan> {
     const std::size_t n = std::max<std::size_t>(1, std::min<std::size_t>(o.threads, which.size()));
     std::vector<result<log_scan>> scans(n, status{errc::failed, "not read"});
