@@ -49,7 +49,7 @@ cd "$STATEFOLD_ROOT"
 all_bugs=(ack_before_sync dedup_off checkpoint_renamed_before_sync segment_created_without_dir_sync
           fsync_retried_after_eio offset_committed_before_durable segment_deleted_before_checkpoint
           torn_tail_cut_without_sync record_of_wrong_partition dedup_tag_without_key_group
-          checkpoint_position_taken_late unseal_before_checkpoint)
+          checkpoint_position_taken_late unseal_before_checkpoint checkpoint_of_other_lane_trusted)
 
 # Quick mode: bug -> the ctest names (gtest Suite.Test) that must each fail with that bug
 # planted. A line that starts with a blank continues the bug above.
@@ -73,6 +73,7 @@ record_of_wrong_partition          partition_state_test.APartitionOtherThanZeroR
 dedup_tag_without_key_group        partition_state_test.DedupEntriesCarryTheKeyGroupOfTheirKeyThroughCheckpointAndReplay
 checkpoint_position_taken_late     journal_lane_test.RecordsMadeDurableWhileACheckpointIsBuiltAreReplayedAfterIt
 unseal_before_checkpoint           crash_point_test.EveryCrashPointOfASharedLaneWithReleaseAndReactivationLosesNothing
+checkpoint_of_other_lane_trusted   journal_lane_test.ACheckpointNamingAnotherLaneIsSkippedNotTrusted
 '
 # The test binaries (CMake targets) that hold the tests above: log_fault_test is a suite of
 # log_test.
