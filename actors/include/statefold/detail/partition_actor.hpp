@@ -322,6 +322,27 @@ void start_checkpoint_write(caf::stateful_actor<flusher_state<Model>>* self,
 
 // -- partition actor -----------------------------------------------------------------------------
 
+/// Where a partition actor is in its life. Events are applied while running (and while
+/// closing: what was submitted before the close); the other phases say what it waits for.
+enum class partition_phase {
+  running,
+  /// A handler threw: what was applied before it is made durable, then the state is reloaded
+  /// from disk (finish_rebuild); events, marks and queries wait, in order, until then.
+  rebuilding,
+  /// engine::close or release: drains (flush, answers, the checkpoint asked for), then seals
+  /// if asked, answers and stops (maybe_close). A close that comes during a rebuild waits for
+  /// it (partition_actor_state::close).
+  closing,
+  closed,  ///< maybe_close answered; the actor quits
+  failed,  ///< the lane or a reload failed: everyone answered failed; the actor quits
+};
+
+/// A close asked for (close_work): who to answer, and whether to seal (release).
+struct close_request {
+  std::function<void(status)> on_closed;
+  bool seal = false;
+};
+
 template <class Model>
 struct partition_actor_state {
   static inline const char* name = "statefold.partition";
@@ -341,7 +362,8 @@ struct partition_actor_state {
   // their request; `checkpoint_covered` for the one in progress, which began after theirs.
   std::vector<std::function<void(status)>> checkpoint_waiters;
   std::vector<std::function<void(status)>> checkpoint_covered;
-  std::function<void(status)> on_closed;
+  partition_phase phase = partition_phase::running;
+  std::optional<close_request> close;  // set by close_atom; the phase says when it is acted on
   uint64_t taken_lsn = 0;             // highest LSN handed to the flusher
   uint64_t events_since_checkpoint = 0;
   std::chrono::steady_clock::time_point last_checkpoint = std::chrono::steady_clock::now();
@@ -351,7 +373,6 @@ struct partition_actor_state {
   latency_histogram checkpoint_latency;  // image handed to the flusher -> durable
   uint64_t checkpoint_bytes = 0;         // the last checkpoint written
   bool flushing = false;
-  bool rebuilding = false;
   bool checkpoint_wanted = false;
   bool lane_checkpoint = false;  // the wanted checkpoint is for the lane's size limit
   std::chrono::steady_clock::time_point lane_checked{};
@@ -359,10 +380,6 @@ struct partition_actor_state {
   bool checkpoint_writing = false;                  // the flusher is writing one
   std::optional<checkpoint_job> checkpoint_ready;   // built, for the next flush to write
   bool tick_due = false;
-  bool closing = false;
-  bool seal_on_close = false;  // released, not closed with the engine (close_work::seal)
-  bool closed = false;         // maybe_close finished: on_closed called, quitting
-  bool failed = false;
 };
 
 template <class Model>
@@ -376,7 +393,7 @@ class partition_logic {
   static void on_submit(self_ptr self, const std::shared_ptr<submit_work<Model>>& w) {
     auto& st = self->state;
     w->accepted = std::chrono::steady_clock::now();
-    if (st.rebuilding || !st.stash.empty()) {
+    if (st.phase == partition_phase::rebuilding || !st.stash.empty()) {
       st.stash.push_back(w);
       return;
     }
@@ -422,7 +439,7 @@ class partition_logic {
         w->wait_lsn = std::max(w->wait_lsn, ps.next_lsn() - 1);
       } else if (ps.needs_rebuild()) {
         ++w->next;
-        st.rebuilding = true;
+        st.phase = partition_phase::rebuilding;
         st.stash.push_front(w);
         return;
       }
@@ -437,13 +454,13 @@ class partition_logic {
 
   static void maybe_flush(self_ptr self) {
     auto& st = self->state;
-    if (st.flushing || st.failed) return;
+    if (st.flushing || st.phase == partition_phase::failed || st.phase == partition_phase::closed) return;
     auto& ps = *st.ps;
     const auto& o = *st.ctx.options;
     const bool pending = ps.next_lsn() - 1 > st.taken_lsn;
     const auto now = std::chrono::steady_clock::now();
     const bool checkpoint_due =
-        !st.rebuilding && !ps.checkpoint_in_progress() && !st.checkpoint_ready &&
+        st.phase != partition_phase::rebuilding && !ps.checkpoint_in_progress() && !st.checkpoint_ready &&
         !st.checkpoint_writing &&
         (st.checkpoint_wanted ||
          (o.checkpoint_every_events > 0 && st.events_since_checkpoint >= o.checkpoint_every_events) ||
@@ -453,16 +470,15 @@ class partition_logic {
     const bool checkpoint_ready = st.checkpoint_ready.has_value();
     if (!pending && !checkpoint_ready) {
       // The reload reads the checkpoint directory: not while the flusher writes into it.
-      if (st.rebuilding) {
+      if (st.phase == partition_phase::rebuilding) {
         if (!st.checkpoint_writing) finish_rebuild(self);
-      } else if (st.closing) {
+      } else if (st.phase == partition_phase::closing) {
         maybe_close(self);
       }
       return;
     }
     // Interval durability syncs on the timer; a checkpoint, a rebuild or a close goes now.
-    if (o.mode == durability::interval && !checkpoint_ready && !st.tick_due && !st.rebuilding &&
-        !st.closing)
+    if (o.mode == durability::interval && !checkpoint_ready && !st.tick_due && st.phase == partition_phase::running)
       return;
     st.tick_due = false;
     auto job = std::make_shared<flush_work<Model>>();
@@ -597,17 +613,17 @@ class partition_logic {
       fail(self, s);
       return;
     }
-    st.rebuilding = false;
+    st.phase = st.close ? partition_phase::closing : partition_phase::running;
     while (!st.held_queries.empty()) {
       answer(self, st.held_queries.front());
       st.held_queries.pop_front();
     }
-    while (!st.stash.empty() && !st.rebuilding) {
+    while (!st.stash.empty() && st.phase != partition_phase::rebuilding) {
       auto w = st.stash.front();
       st.stash.pop_front();
       apply_work(self, w);
     }
-    while (!st.held_marks.empty() && !st.rebuilding && st.stash.empty()) {
+    while (!st.held_marks.empty() && st.phase != partition_phase::rebuilding && st.stash.empty()) {
       on_mark(self, *st.held_marks.front());
       st.held_marks.pop_front();
     }
@@ -629,21 +645,19 @@ class partition_logic {
 
   static void maybe_close(self_ptr self) {
     auto& st = self->state;
-    if (!st.closing || st.closed || st.flushing || !st.waiting.empty() || st.rebuilding ||
-        !st.stash.empty() || st.checkpoint_wanted || st.ps->checkpoint_in_progress() ||
-        st.checkpoint_ready || st.checkpoint_writing)
+    if (st.phase != partition_phase::closing || st.flushing || !st.waiting.empty() || !st.stash.empty() ||
+        st.checkpoint_wanted || st.ps->checkpoint_in_progress() || st.checkpoint_ready || st.checkpoint_writing)
       return;
     // Once: a handler may get here twice (maybe_flush, then the close handler itself), and a
     // second seal would write the seal file again while the releasing thread goes on.
-    st.closed = true;
+    st.phase = partition_phase::closed;
     // Sealing writes one small file and fsyncs (about a millisecond, on this worker thread):
     // once per release, not per event.
-    const status s = st.seal_on_close ? st.ps->seal() : status::ok();
+    const status s = st.close->seal ? st.ps->seal() : status::ok();
     if (!s.is_ok())
       log_with(*st.ctx.log, spdlog::level::err, {.partition = st.ctx.partition},
                "partition {}: release could not seal it: {}", st.ctx.partition, s.to_string());
-    if (st.on_closed) st.on_closed(s);
-    st.on_closed = nullptr;
+    if (auto answer = std::exchange(st.close->on_closed, nullptr)) answer(s);
     self->quit();
   }
 
@@ -651,8 +665,8 @@ class partition_logic {
   /// supervisor recover the partition from disk.
   static void fail(self_ptr self, const status& s) {
     auto& st = self->state;
-    if (st.failed) return;
-    st.failed = true;
+    if (st.phase == partition_phase::failed) return;
+    st.phase = partition_phase::failed;
     log_with(*st.ctx.log, spdlog::level::err, {.partition = st.ctx.partition, .lsn = st.ps ? std::optional<uint64_t>(st.ps->durable_lsn()) : std::nullopt},
              "partition {} failed: {}; acknowledging nothing more, restarting from disk", st.ctx.partition,
              s.to_string());
@@ -662,8 +676,7 @@ class partition_logic {
     st.waiting.clear();
     st.stash.clear();
     answer_checkpoint_waiters(self, s);
-    if (st.on_closed) st.on_closed(s);
-    st.on_closed = nullptr;
+    if (st.close && st.close->on_closed) std::exchange(st.close->on_closed, nullptr)(s);
     self->quit(make_error(actor_errc::partition_failed));
   }
 
@@ -757,7 +770,8 @@ caf::behavior partition_actor(partition_actor_type<Model>* self,
       [self](mark_atom, work_ptr w) {
         // Behind a rebuild's stash, like the events it follows.
         auto m = work_cast<mark_work>(w);
-        if (self->state.rebuilding || !self->state.stash.empty()) self->state.held_marks.push_back(std::move(m));
+        if (self->state.phase == partition_phase::rebuilding || !self->state.stash.empty())
+          self->state.held_marks.push_back(std::move(m));
         else logic::on_mark(self, *m);
       },
       [self](ckpt_step_atom) { logic::on_checkpoint_step(self); },
@@ -771,7 +785,7 @@ caf::behavior partition_actor(partition_actor_type<Model>* self,
         const auto now = std::chrono::steady_clock::now();
         if (now - st.lane_checked >= std::chrono::seconds(1)) {
           st.lane_checked = now;
-          if (!st.closing && !st.failed && !st.rebuilding && st.ps->lane_wants_checkpoint()) {
+          if (st.phase == partition_phase::running && st.ps->lane_wants_checkpoint()) {
             st.lane_checkpoint = true;
             st.checkpoint_wanted = true;
           }
@@ -782,15 +796,14 @@ caf::behavior partition_actor(partition_actor_type<Model>* self,
       [self](query_atom, work_ptr w) {
         auto q = work_cast<query_work<Model>>(w);
         // While a throwing handler's half-changed state awaits its reload, reads wait too.
-        if (self->state.rebuilding) self->state.held_queries.push_back(std::move(q));
+        if (self->state.phase == partition_phase::rebuilding) self->state.held_queries.push_back(std::move(q));
         else logic::answer(self, q);
       },
       [self](close_atom, work_ptr w) {
         auto& st = self->state;
         auto cw = work_cast<close_work>(w);
-        st.on_closed = cw->on_closed;
-        st.closing = true;
-        st.seal_on_close = cw->seal;
+        st.close = close_request{cw->on_closed, cw->seal};
+        if (st.phase == partition_phase::running) st.phase = partition_phase::closing;
         if (st.ctx.options->checkpoint_on_close || cw->seal) st.checkpoint_wanted = true;
         logic::maybe_flush(self);
         logic::maybe_close(self);
