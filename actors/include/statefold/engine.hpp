@@ -42,6 +42,7 @@
 #include "statefold/detail/messages.hpp"
 #include "statefold/detail/partition_actor.hpp"
 #include "statefold/detail/source_fences.hpp"
+#include "statefold/detail/supervisor.hpp"
 #include "statefold/engine_options.hpp"
 #include "statefold/live_progress.hpp"
 #include "statefold/log.hpp"
@@ -56,7 +57,7 @@ void configure_actor_system(caf::actor_system_config& cfg, const engine_options&
 }  // namespace detail
 
 template <model Model>
-class engine {
+class engine : private detail::supervised_engine {
  public:
   using event_type = typename Model::event;
   using state_type = typename Model::state;
@@ -211,14 +212,6 @@ class engine {
              {.partition = p, .lsn = r.next_lsn > 1 ? std::optional<uint64_t>(r.next_lsn - 1) : std::nullopt}, "{}",
              r.summary());
   }
-  bool lane_failed(uint32_t lane) {
-    std::lock_guard lock(lanes_mu_);
-    return lanes_[lane].broken || (lanes_[lane].lane && lanes_[lane].lane->failed());
-  }
-  caf::actor flusher_of(uint32_t lane) {
-    std::lock_guard lock(lanes_mu_);
-    return lanes_[lane].flusher;
-  }
   void spawn_flusher(lane_slot& l) {
     l.flusher = sys_->template spawn<caf::detached>(detail::flusher_actor<Model>);
   }
@@ -246,6 +239,40 @@ class engine {
   // "partition 3 is restarting (...)", for errors about a partition that did not answer.
   std::string describe_outage(uint32_t p);
   void start_supervisor();
+  // -- detail::supervised_engine: what the supervisor (detail/supervisor.hpp) does through us
+  bool closing() const override { return closing_.load(); }
+  uint32_t partition_count() const override { return router_.partitions(); }
+  uint32_t lane_count() const override { return dir_->info().lanes; }
+  bool released(uint32_t p) const override { return released_[p]->load(); }
+  bool lane_work_pending(uint32_t p) const override { return lane_work_[p]->load() > 0; }
+  caf::actor flusher_of(uint32_t lane) override {
+    std::lock_guard lock(lanes_mu_);
+    return lanes_[lane].flusher;
+  }
+  bool flusher_stopped(uint32_t lane, const caf::actor_addr& who) override {
+    std::lock_guard lock(lanes_mu_);
+    if (!lanes_[lane].flusher || lanes_[lane].flusher.address() != who) return false;
+    lanes_[lane].broken = true;
+    return true;
+  }
+  bool lane_failed(uint32_t lane) override {
+    std::lock_guard lock(lanes_mu_);
+    return lanes_[lane].broken || (lanes_[lane].lane && lanes_[lane].lane->failed());
+  }
+  result<caf::actor> start_partition(uint32_t p, bool activate) override;
+  void recovery_failed(uint32_t p, const status& why) override {
+    std::lock_guard lock(outage_mu_);
+    ++outages_[p].failed_recoveries;
+    outages_[p].last_recovery_error = why;
+  }
+  void restarted(uint32_t p) override {
+    {
+      std::lock_guard lock(outage_mu_);
+      outages_[p] = {};
+      restarts_[p]->fetch_add(1);
+    }
+    restarted_.notify_all();
+  }
 
   // Why a partition is down, as far as the supervisor knows; reset when it is back.
   struct outage {
@@ -516,186 +543,32 @@ result<std::unique_ptr<engine<Model>>> engine<Model>::open(engine_options o) {
 
 template <model Model>
 void engine<Model>::start_supervisor() {
-  // Detached: recovery after a failure blocks on disk I/O, which must not stall the scheduler.
-  std::vector<slot> initial;
+  std::vector<caf::actor> partitions;
   {
     std::shared_lock lock(slots_mu_);
-    initial = slots_;
+    for (const auto& s : slots_) partitions.push_back(s.actor);
   }
   std::vector<caf::actor> flushers;
   {
     std::lock_guard lock(lanes_mu_);
     for (const auto& l : lanes_) flushers.push_back(l.flusher);
   }
-  supervisor_ = sys_->template spawn<caf::detached>([this, initial, flushers](caf::event_based_actor* self) -> caf::behavior {
-    struct watch {
-      bool down = false;
-      bool failed = false;
-      bool stop_sent = false;  // stopped by us, its lane having failed
-      caf::error reason;  // why the partition actor stopped
-      std::chrono::milliseconds backoff{0};
-      std::chrono::steady_clock::time_point up_since = std::chrono::steady_clock::now();
-    };
-    auto watches = std::make_shared<std::map<uint32_t, watch>>();
-    auto by_addr = std::make_shared<std::map<caf::actor_addr, uint32_t>>();     // partition actors
-    auto flusher_addr = std::make_shared<std::map<caf::actor_addr, uint32_t>>();  // lane flushers
-    auto current = std::make_shared<std::map<uint32_t, slot>>();  // what track() saw last
-    // Handles are passed in, never read from slots_: this runs on the supervisor's own
-    // thread, possibly after close() has cleared slots_.
-    auto track = [self, watches, by_addr](uint32_t p, const slot& s) {
-      self->monitor(s.actor);
-      (*by_addr)[s.actor.address()] = p;
-      auto& w = (*watches)[p];
-      w.down = w.failed = w.stop_sent = false;
-      w.up_since = std::chrono::steady_clock::now();
-    };
-    auto track_flusher = [self, flusher_addr](uint32_t l, const caf::actor& f) {
-      if (!f) return;
-      self->monitor(f);
-      (*flusher_addr)[f.address()] = l;
-    };
-    for (uint32_t p = 0; p < initial.size(); ++p) {
-      (*current)[p] = initial[p];
-      if (initial[p].actor) track(p, initial[p]);
-      else (*watches)[p].down = true;  // released
-    }
-    for (uint32_t l = 0; l < flushers.size(); ++l) track_flusher(l, flushers[l]);
-    // Every partition of lane `l` still up is stopped, to restart over the lane reopened from
-    // disk: its failure is theirs, whether they have noticed yet or not (an idle one would
-    // only at its next event).
-    auto stop_lane = [this, watches, current](uint32_t l, uint32_t except) {
-      for (uint32_t q = l; q < router_.partitions(); q += dir_->info().lanes) {
-        auto& wq = (*watches)[q];
-        if (q == except || wq.down || wq.stop_sent) continue;
-        wq.stop_sent = true;
-        log_with(*log_, spdlog::level::warn, {.partition = q}, "partition {}: stopping it, its journal lane {} failed",
-                 q, l);
-        caf::anon_send_exit((*current)[q].actor, caf::exit_reason::user_shutdown);
-      }
-    };
-    self->set_down_handler([this, self, watches, by_addr, flusher_addr, current, stop_lane](caf::down_msg& dm) {
-      if (auto f = flusher_addr->find(dm.source); f != flusher_addr->end()) {
-        const uint32_t l = f->second;
-        flusher_addr->erase(f);
-        if (closing_.load()) return;
-        bool current_one = false;
-        {
-          std::lock_guard lock(lanes_mu_);
-          if (lanes_[l].flusher && lanes_[l].flusher.address() == dm.source) {
-            lanes_[l].broken = true;
-            current_one = true;
-          }
-        }
-        if (current_one) {
-          log_with(*log_, spdlog::level::err, {}, "journal lane {}: its flusher stopped ({})", l,
-                   caf::to_string(dm.reason));
-          stop_lane(l, UINT32_MAX);
-        }
-        return;
-      }
-      auto it = by_addr->find(dm.source);
-      if (it == by_addr->end()) return;
-      const uint32_t p = it->second;
-      by_addr->erase(it);
-      // An actor of an earlier life of p (released, then activated again before its down
-      // message arrived) says nothing about the actor running p now.
-      if (const auto& now = (*current)[p].actor; now && now.address() != dm.source) return;
-      auto& w = (*watches)[p];
-      w.down = true;
-      if (!dm.reason || closing_.load()) return;
-      w.failed = true;
-      w.reason = dm.reason;
-      const uint32_t lane = dir_->info().lane_of(p);
-      if (lane_failed(lane)) stop_lane(lane, p);
-      // A partition that stayed up for a healthy stretch starts again from the first delay.
-      if (std::chrono::steady_clock::now() - w.up_since >= options_.restart_backoff_reset_after)
-        w.backoff = std::chrono::milliseconds(0);
-      w.backoff = w.backoff.count() == 0 ? options_.restart_backoff
-                                         : std::min(w.backoff * 2, options_.restart_backoff_max);
-      log_with(*log_, spdlog::level::warn, {.partition = p}, "partition {} stopped ({}); restarting in {} ms", p,
-               caf::to_string(w.reason), w.backoff.count());
-      self->delayed_send(self, w.backoff, detail::restart_atom::value, p);
-    });
-    return {
-        [this, self, track, track_flusher, watches, current](detail::restart_atom, uint32_t p) {
-          if (closing_.load()) return;
-          // Released while it was down (a release that failed half-way): it stays released,
-          // unsealed; its lane keeps its records until activate() recovers it. Activated
-          // meanwhile (up again): this restart is stale.
-          if (released_[p]->load() || !(*watches)[p].down) return;
-          // The old partition's writes (a flush, a checkpoint in slices) must be done before
-          // its directory is recovered: wait for its lane's flusher to finish them.
-          if (lane_work_[p]->load() > 0) {
-            self->delayed_send(self, std::chrono::milliseconds(5), detail::restart_atom::value, p);
-            return;
-          }
-          const uint32_t l = dir_->info().lane_of(p);
-          const caf::actor before = flusher_of(l);
-          auto ps = recover(p);
-          if (const caf::actor now = flusher_of(l); now != before) track_flusher(l, now);  // lane reopened
-          if (!ps) {
-            log_with(*log_, spdlog::level::err, {.partition = p}, "partition {}: recovery failed: {}; retrying", p,
-                     ps.error().to_string());
-            {
-              std::lock_guard lock(outage_mu_);
-              ++outages_[p].failed_recoveries;
-              outages_[p].last_recovery_error = ps.error();
-            }
-            auto& w = (*watches)[p];
-            w.backoff = std::min(w.backoff * 2, options_.restart_backoff_max);
-            self->delayed_send(self, w.backoff, detail::restart_atom::value, p);
-            return;
-          }
-          slot s = spawn_partition(p, std::move(ps).value());
-          {
-            std::unique_lock lock(slots_mu_);
-            if (closing_.load()) {  // close() began while we recovered: stop what we started
-              caf::anon_send_exit(s.actor, caf::exit_reason::user_shutdown);
-              return;
-            }
-            slots_[p] = s;
-          }
-          {
-            std::lock_guard lock(outage_mu_);
-            outages_[p] = {};
-            restarts_[p]->fetch_add(1);
-          }
-          restarted_.notify_all();
-          (*current)[p] = s;
-          track(p, s);
-          log_with(*log_, spdlog::level::info, {.partition = p}, "partition {} restarted", p);
-        },
-        [this, self, track, track_flusher, current](detail::activate_atom, detail::work_ptr w) {
-          auto a = detail::work_cast<detail::activate_work>(w);
-          const uint32_t p = a->partition;
-          if (closing_.load()) return a->done({errc::failed, "activate: the engine is closed"});
-          // Writes of its last life (a checkpoint in slices) must be done before it recovers.
-          if (lane_work_[p]->load() > 0) {
-            self->delayed_send(self, std::chrono::milliseconds(5), detail::activate_atom::value, std::move(w));
-            return;
-          }
-          const uint32_t l = dir_->info().lane_of(p);
-          const caf::actor before = flusher_of(l);
-          auto ps = recover(p);
-          if (const caf::actor now = flusher_of(l); now != before) track_flusher(l, now);
-          if (!ps) return a->done(ps.error());
-          slot s = spawn_partition(p, std::move(ps).value());
-          {
-            std::unique_lock lock(slots_mu_);
-            if (closing_.load()) {
-              caf::anon_send_exit(s.actor, caf::exit_reason::user_shutdown);
-              return a->done({errc::failed, "activate: the engine was closed meanwhile"});
-            }
-            slots_[p] = s;
-            released_[p]->store(false, std::memory_order_release);
-          }
-          (*current)[p] = s;
-          track(p, s);
-          log_with(*log_, spdlog::level::info, {.partition = p}, "partition {} activated", p);
-          a->done(status::ok());
-        },
-    };
-  });
+  supervisor_ = detail::spawn_supervisor(*sys_, *this, options_, *log_, std::move(partitions), std::move(flushers));
+}
+
+template <model Model>
+result<caf::actor> engine<Model>::start_partition(uint32_t p, bool activate) {
+  auto ps = recover(p);
+  if (!ps) return ps.error();
+  slot s = spawn_partition(p, std::move(ps).value());
+  std::unique_lock lock(slots_mu_);
+  if (closing_.load()) {  // close() began while we recovered: stop what we started
+    caf::anon_send_exit(s.actor, caf::exit_reason::user_shutdown);
+    return status{errc::failed, std::string(activate ? "activate" : "restart") + ": the engine was closed meanwhile"};
+  }
+  slots_[p] = s;
+  if (activate) released_[p]->store(false, std::memory_order_release);
+  return s.actor;
 }
 
 template <model Model>

@@ -182,12 +182,6 @@ struct close_work final : work_item {
   bool seal = false;
 };
 
-/// engine::activate, for the supervisor: recover partition `partition` and start it.
-struct activate_work final : work_item {
-  uint32_t partition = 0;
-  std::function<void(status)> done;
-};
-
 /// What a partition actor needs from the engine; owned by the engine, outlives every actor.
 struct partition_context {
   uint32_t partition = 0;
