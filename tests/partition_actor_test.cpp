@@ -18,6 +18,7 @@
 #include <vector>
 
 #include "statefold/detail/messages.hpp"
+#include "statefold/detail/flusher_actor.hpp"
 #include "statefold/detail/partition_actor.hpp"
 #include "statefold/engine_options.hpp"
 #include "statefold/testing/fault_fs.hpp"

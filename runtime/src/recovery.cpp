@@ -3,10 +3,7 @@
 #include <algorithm>
 #include <atomic>
 #include <chrono>
-#include <condition_variable>
 #include <cstdio>
-#include <deque>
-#include <mutex>
 #include <thread>
 
 namespace statefold {
@@ -171,7 +168,6 @@ struct part_progress {
   uint64_t next_pseq = 1;  // its next record must have this pseq
   uint64_t applied = 0;
   std::vector<uint64_t> dropped;  // point-in-time: checkpoints beyond the lane's end
-  std::optional<loaded_checkpoint> pending;  // verified, not yet loaded
 };
 
 }  // namespace
@@ -290,12 +286,7 @@ result<lane_recovery_result> recover_lane(file_system& fs, const std::string& lo
   };
   std::vector<std::size_t> all(parts.size());
   for (std::size_t i = 0; i < parts.size(); ++i) all[i] = i;
-  auto scanned = read(all, o.opening);
-  if (!scanned) {
-    // Name the partition when the message does not: the scan's own errors name the lane.
-    return scanned.error();
-  }
-  out.scan = std::move(scanned).value();
+  SF_ASSIGN_OR_RETURN(out.scan, read(all, o.opening));
 
   // 3. Checkpoints that prove more than the lane holds. Point-in-time recovery falls back to
   //    older ones (a second read, for those partitions only); otherwise nothing may be guessed.

@@ -39,6 +39,7 @@
 #include <spdlog/spdlog.h>
 
 #include "statefold/data_dir.hpp"
+#include "statefold/detail/flusher_actor.hpp"
 #include "statefold/detail/messages.hpp"
 #include "statefold/detail/partition_actor.hpp"
 #include "statefold/detail/source_fences.hpp"

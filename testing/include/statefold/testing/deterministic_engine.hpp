@@ -32,6 +32,7 @@
 #include <vector>
 
 #include "statefold/data_dir.hpp"
+#include "statefold/detail/flusher_actor.hpp"
 #include "statefold/detail/partition_actor.hpp"
 #include "statefold/engine_options.hpp"
 #include "statefold/partition_state.hpp"
