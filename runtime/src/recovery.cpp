@@ -229,7 +229,9 @@ result<lane_recovery_result> recover_lane(file_system& fs, const std::string& lo
 
   // 2. The lane read by each of up to `threads` threads, which applies its share of the
   //    partitions (the k-th of them on thread k % n) as it reads: no copy, no hand-over. The
-  //    lane is read min(threads, partitions) times, whatever the partition count. (One reader
+  //    lane is read at most min(threads, partitions) times, whatever the partition count:
+  //    whole by the first thread when it is being opened, from the oldest position its
+  //    partitions need by each of the others. (One reader
   //    handing records to appliers was measured too: on 2 cores it replayed 1.7 M events/s
   //    per partition against 2.6 M for this, docs/benchmarks.md.)
   auto read = [&](const std::vector<std::size_t>& which, bool whole) -> result<log_scan> {
@@ -249,8 +251,11 @@ result<lane_recovery_result> recover_lane(file_system& fs, const std::string& lo
       so.max_epoch = o.max_epoch;
       so.mode = o.mode;
       so.max_lsn = o.max_lsn;
-      so.from_lsn = whole || from == UINT64_MAX ? 1 : from;
-      so.skip_before_from = shared && !whole;
+      // Only the first share reads a lane being opened whole (its scan is the lane's); the
+      // others start at the oldest position their partitions need.
+      const bool read_whole = whole && g == 0;
+      so.from_lsn = read_whole || from == UINT64_MAX ? 1 : from;
+      so.skip_before_from = shared && !read_whole;
       uint64_t seen = 0;
       log_visitor visit = [&](const log_record& r) -> status {
         if ((++seen & 4095) == 0 && stop.load(std::memory_order_relaxed)) {
