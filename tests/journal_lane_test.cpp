@@ -173,8 +173,9 @@ TEST_F(journal_lane_test, PartitionsInterleavedInOneLaneRecoverTheirOwnStateWith
   }
 }
 
-// engine::open's way: the lane read once for all its partitions, which apply on two threads
-// besides the reader. The result is the one each partition's own recovery gives.
+// engine::open's way: the partitions recovered together, by one thread (one read of the lane)
+// and by two (each reading it for its share). The result is the one each partition's own
+// recovery gives.
 TEST_F(journal_lane_test, ALaneReadOnceForAllItsPartitionsRecoversWhatEachWouldAlone) {
   std::map<std::string, ledger_state> oracle;
   ASSERT_NO_FATAL_FAILURE(open_all());

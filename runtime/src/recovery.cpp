@@ -58,11 +58,9 @@ result<uint64_t> first_segment_lsn(file_system& fs, const std::string& log_dir) 
 }
 
 std::string partition_plan::describe() const {
-  std::string s = start ? "checkpoint " + std::to_string(start->lsn) + (sealed ? " (sealed)" : "") +
-                              ", then its records after " + std::to_string(after_pseq) + " from LSN " +
-                              std::to_string(from_lsn)
-                        : "full replay from LSN " + std::to_string(from_lsn);
-  return s;
+  if (!start) return "full replay from LSN " + std::to_string(from_lsn);
+  return "checkpoint " + std::to_string(start->lsn) + (sealed ? " (sealed)" : "") + ", then its records after " +
+         std::to_string(after_pseq) + " from LSN " + std::to_string(from_lsn);
 }
 
 result<partition_plan> plan_partition(uint32_t partition, const lane_facts& lane,

@@ -515,8 +515,8 @@ result<std::unique_ptr<engine<Model>>> engine<Model>::open(engine_options o) {
                             e->lane_work_.back().get()});
   }
 
-  // Each lane is read once: its partitions recover from that read (in parallel), and the lane
-  // opens from it.
+  // Each lane's partitions recover together (recover_lane: the lane read once per thread,
+  // partitions applied in parallel), and the lane opens from the first thread's read.
   e->lanes_.resize(e->dir_->info().lanes);
   e->lane_reports_.resize(e->dir_->info().lanes);
   std::vector<std::shared_ptr<partition_state<Model>>> recovered(n);

@@ -19,10 +19,11 @@
 //     ones beyond the lane's end.
 //
 // The execution (recover_lane): every partition of a lane loads its checkpoint (in parallel),
-// then the lane is read ONCE, from its start when the caller opens the lane from that scan
-// (the engine at open: the scan also finds the torn tail), else from the oldest position any
-// of the partitions needs; each record goes to its partition, and partitions apply in
-// parallel on up to `threads` threads. A partition's records are found by their partition
+// then each of up to `threads` threads reads the lane and applies its share of the partitions
+// as it reads (partition k on thread k mod n): the lane is read n times at most, whatever the
+// partition count. The first thread reads from the lane's start when the caller opens the lane
+// from that scan (the engine at open: the scan also finds the torn tail); every other read
+// starts at the oldest position its partitions need. A partition's records are found by their partition
 // number and numbered by their pseq: its replay skips its records up to the checkpoint's pseq,
 // then requires pseq + 1, + 2, ... without a gap (a gap is corruption, naming file, offset,
 // LSN and the partition). Log damage is handled by scan_log/repair_log under recovery_mode.
@@ -151,7 +152,7 @@ struct lane_recovery_options {
   bool opening = true;
   /// Read the log only up to this LSN (log_scan_options::max_lsn): a reader beside a live writer.
   uint64_t max_lsn = UINT64_MAX;
-  /// Partitions apply on up to this many threads besides the reader (1: on the reader's).
+  /// The lane is read, and its partitions applied, by up to this many threads (1: the caller's).
   unsigned threads = 1;
 };
 
